@@ -1,0 +1,1 @@
+"""The lab fleet: simulated Windows servers that speak real HTTP, WS-Management, PSRP and NTLM."""
