@@ -1,0 +1,182 @@
+"""A lab fleet: one protocol server per simulated Windows host, on its own 127.0.0.x address.
+
+Owns starting and stopping the servers, routing each pipeline's script to the host model by the
+step id in the template's header, and writing an inventory that matches the running fleet.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from orchestrator.lab.common import LabFaults, RequestCounters, ScriptResult
+from orchestrator.lab.model import PROFILES, WindowsHost, build_fleet
+from orchestrator.lab.server import LabServer
+
+LAB_USER = "labadmin"
+LAB_PASSWORD = "Lab-Passw0rd!"
+LAB_VIP = "10.20.0.200"
+_STEP_HEADER = re.compile(r"^#\s*dsrprep-step:\s*(\S+)", re.MULTILINE)
+
+
+class FleetError(Exception):
+    """The fleet cannot be built or started as asked."""
+
+
+def step_of(script: str) -> str | None:
+    """The step id a template names in its header, or None for a script that is not ours."""
+    match = _STEP_HEADER.search(script)
+    return match.group(1) if match else None
+
+
+class _HostHandler:
+    """Routes one host's pipelines to its model and counts them."""
+
+    def __init__(self, model: WindowsHost, counters: RequestCounters) -> None:
+        self._model = model
+        self._counters = counters
+
+    def __call__(self, script: str, parameters: dict[str, Any]) -> ScriptResult:
+        step = step_of(script)
+        if step is None:
+            first = script.strip().splitlines()[0] if script.strip() else ""
+            return ScriptResult(failed=f"The lab host only runs dsrprep templates; got: {first[:80]}")
+        self._counters.count_step(step)
+        return self._model.run(step, parameters)
+
+
+@dataclass
+class LabHost:
+    """A running (or deliberately unreachable) lab host."""
+
+    model: WindowsHost
+    address: str
+    port: int
+    server: LabServer | None
+    counters: RequestCounters
+
+    @property
+    def name(self) -> str:
+        return self.model.name.lower()
+
+    @property
+    def faults(self) -> LabFaults:
+        return self.model.faults
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}/wsman"
+
+
+def _free_port(address: str) -> int:
+    """A port nothing listens on, for hosts that must refuse connections."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LabFleet:
+    """Start with `with LabFleet.build(...) as fleet:`; every server is stopped on exit."""
+
+    def __init__(self, models: Sequence[WindowsHost], *, base_octet: int = 11, port: int = 0,
+                 password: str = LAB_PASSWORD, vip: str = LAB_VIP) -> None:
+        if base_octet + len(models) > 255:
+            raise FleetError(f"{len(models)} hosts do not fit in 127.0.0.{base_octet}-254")
+        self.password = password
+        self.vip = vip
+        self._port = port
+        self.hosts: list[LabHost] = [
+            LabHost(model=m, address=f"127.0.0.{base_octet + i}", port=port, server=None,
+                    counters=RequestCounters())
+            for i, m in enumerate(models)
+        ]
+
+    @classmethod
+    def build(cls, count: int, *, seed: int, profile: str, port: int = 0) -> LabFleet:
+        if profile not in PROFILES:
+            raise FleetError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        return cls(build_fleet(count, seed=seed, profile=profile, password=LAB_PASSWORD), port=port)
+
+    def host(self, name: str) -> LabHost:
+        for handle in self.hosts:
+            if handle.name == name.lower():
+                return handle
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[LabHost]:
+        return iter(self.hosts)
+
+    def start(self) -> None:
+        try:
+            for handle in self.hosts:
+                if handle.model.faults.unreachable:
+                    handle.port = _free_port(handle.address)
+                    continue
+                server = LabServer(
+                    handle.address, self._port, _HostHandler(handle.model, handle.counters),
+                    username=handle.model.username, password=handle.model.password,
+                    faults=handle.model.faults, counters=handle.counters, hostname=handle.model.name,
+                )
+                server.start()
+                handle.server, handle.port = server, server.port
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for handle in self.hosts:
+            if handle.server is not None:
+                handle.server.stop()
+                handle.server = None
+
+    def __enter__(self) -> LabFleet:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def inventory(self) -> dict[str, Any]:
+        """An Ansible-shaped inventory for this fleet: one group per OS family, shared VIP and account."""
+        groups: dict[str, dict[str, Any]] = {}
+        for handle in self.hosts:
+            rip = handle.model.rip
+            group = groups.setdefault(f"win{handle.model.os_family}", {"hosts": {}})
+            group["hosts"][handle.name] = {
+                "ansible_host": handle.address,
+                "ansible_port": handle.port,
+                "dsr_nic": {"address": rip},
+            }
+        return {
+            "all": {
+                "vars": {
+                    "ansible_connection": "psrp",
+                    "ansible_user": LAB_USER,
+                    "ansible_password": self.password,
+                    "ansible_psrp_auth": "negotiate",
+                    "ansible_psrp_protocol": "http",
+                    "ansible_psrp_message_encryption": "auto",
+                    "ansible_psrp_connection_timeout": 5,
+                    "ansible_psrp_operation_timeout": 5,
+                    "ansible_psrp_read_timeout": 10,
+                    "dsr_vips": [{"address": self.vip, "ports": [80], "protocol": "tcp"}],
+                    "dsr_iis_sites": ["Default Web Site"],
+                },
+                "children": dict(sorted(groups.items())),
+            }
+        }
+
+    def write_inventory(self, path: Path) -> None:
+        header = ("# Inventory of a running dsrprep lab fleet (simulated Windows servers).\n"
+                  "# The password is the lab's own; real inventories should reference an environment variable.\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + yaml.safe_dump(self.inventory(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,64 @@
+"""Retry decisions by error class, carried out by tenacity with an injected sleep.
+
+Which failures are worth another attempt is data (`RetryPolicy`); tenacity does the looping. Tests
+pass a sleep that records instead of waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import tenacity
+
+from orchestrator.errors import DsrError
+
+T = TypeVar("T")
+
+# An authentication failure or a script that threw will fail the same way again; a refused
+# connection, a cut connection, a timeout or a WSMan fault often does not.
+RETRYABLE = frozenset({"Unreachable", "ConnectionLost", "Timeout", "RemoteFault"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 10.0
+    retry_on: frozenset[str] = RETRYABLE
+
+    def should_retry(self, exc: BaseException) -> bool:
+        return isinstance(exc, DsrError) and exc.error_class in self.retry_on
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def call_with_retry(
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None],
+    on_failure: Callable[[int, BaseException], None] | None = None,
+) -> T:
+    """Call `fn` until it succeeds, the policy says stop, or attempts run out; re-raise the last error.
+
+    `on_failure(attempt, exc)` sees every failed attempt (for the log) before the decision is made.
+    """
+
+    def record(state: tenacity.RetryCallState) -> None:
+        if on_failure is not None and state.outcome is not None and state.outcome.failed:
+            exc = state.outcome.exception()
+            if exc is not None:
+                on_failure(state.attempt_number, exc)
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
+        wait=tenacity.wait_exponential(multiplier=policy.base_delay, max=policy.max_delay),
+        retry=tenacity.retry_if_exception(policy.should_retry),
+        after=record,
+        sleep=sleep,
+        reraise=True,
+    )
+    return retrying(fn)

@@ -1,0 +1,166 @@
+"""The rollout log on disk: runs/<run-id>/run.json and runs/<run-id>/hosts/<host>.jsonl.
+
+Every host event is one JSON line, appended, flushed and fsynced before the call returns, so a crash
+loses at most the line being written; a torn last line is detected and skipped when reading.
+run.json is replaced atomically (write a temporary file, fsync, rename). No secret is ever written:
+keys that name a secret are redacted whatever their depth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import threading
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+_SECRET_KEY = re.compile(r"pass(word)?|secret|credential|token", re.IGNORECASE)
+_REDACTED = "***"
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def redact(value: Any) -> Any:
+    """A copy of `value` with every secret-named key's value replaced."""
+    if isinstance(value, Mapping):
+        return {
+            k: (_REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def _redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    return redact(event_dict)
+
+
+class FsyncLineWriter:
+    """A structlog logger target that appends one line per event and makes it durable."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._file = path.open("a", encoding="utf-8")
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            self._file.write(message + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    # structlog calls the method named after the level; every level is one line here.
+    debug = info = warning = error = critical = msg
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def host_file_name(host: str) -> str:
+    return _UNSAFE_NAME.sub("_", host) + ".jsonl"
+
+
+def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(redact(data), fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class RunLog:
+    """One run's directory: run.json plus a JSON-lines file per host."""
+
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.run_id = run_id
+        self.path = root / run_id
+        self.hosts_dir = self.path / "hosts"
+        self.hosts_dir.mkdir(parents=True, exist_ok=True)
+        self._writers: dict[str, FsyncLineWriter] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, root: Path | str, run_id: str | None = None) -> RunLog:
+        return cls(Path(root), run_id or new_run_id())
+
+    def write_run(self, record: Mapping[str, Any]) -> None:
+        _write_json_atomic(self.path / "run.json", {"run_id": self.run_id, **record})
+
+    def host_logger(self, host: str, **context: Any) -> Any:
+        """A structlog logger bound to this run and host; each call writes one durable line."""
+        with self._lock:
+            writer = self._writers.get(host)
+            if writer is None:
+                writer = FsyncLineWriter(self.hosts_dir / host_file_name(host))
+                self._writers[host] = writer
+        logger = structlog.wrap_logger(
+            writer,
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _redact_processor,
+                structlog.processors.JSONRenderer(sort_keys=True, default=str),
+            ],
+        )
+        return logger.bind(run_id=self.run_id, host=host, **context)
+
+    def close(self) -> None:
+        with self._lock:
+            for writer in self._writers.values():
+                writer.close()
+            self._writers.clear()
+
+
+@dataclass(frozen=True)
+class HostLog:
+    events: list[dict[str, Any]]
+    torn_lines: int
+
+
+def read_host_log(path: Path) -> HostLog:
+    """Read a host's JSON-lines file, skipping a torn or corrupt line instead of failing."""
+    events: list[dict[str, Any]] = []
+    torn = 0
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                torn += 1
+                continue
+            if isinstance(item, dict):
+                events.append(item)
+            else:
+                torn += 1
+    return HostLog(events=events, torn_lines=torn)
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    with (run_dir / "run.json").open("r", encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError(f"{run_dir / 'run.json'}: not a JSON object")
+    return data
