@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
 from pypsrp.complex_objects import ComplexObject, GenericComplexObject, PSInvocationState
@@ -31,7 +31,9 @@ from orchestrator.errors import (
     Timeout,
     Unreachable,
 )
-from orchestrator.inventory import Connection
+
+if TYPE_CHECKING:
+    from orchestrator.inventory import Connection
 
 @dataclass(frozen=True)
 class RunResult:
@@ -52,7 +54,7 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
-SessionFactory = Callable[[Connection], Session]
+SessionFactory = Callable[["Connection"], Session]
 
 
 def to_plain(value: Any) -> Any:
