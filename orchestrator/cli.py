@@ -44,7 +44,10 @@ lab_app = typer.Typer(help="Run the lab fleet of simulated Windows servers.", no
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(lab_app, name="lab")
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False)
+if not out.is_terminal:
+    # Piped or captured output gets wide tables rather than rich's 80-column default.
+    out = Console(highlight=False, width=160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 InventoryArg = Annotated[Path, typer.Argument(help="Inventory file (Ansible YAML inventory shape).")]

@@ -1,0 +1,1194 @@
+"""The lab's protocol server: one simulated Windows host's WinRM endpoint.
+
+`LabServer` owns everything between the socket and the host model: HTTP/1.1 with keep-alive on
+`/wsman`, NTLM/Negotiate (pyspnego) and Basic authentication, WinRM message encryption, the
+WS-Management shell actions (Create, Command, Send, Receive, Signal, Delete, Get), the PSRP
+runspace pools and pipelines (psrpcore's server side), the injected faults of `LabFaults` and the
+per-host `RequestCounters`. What a script *does* is not decided here: the first command of every
+pipeline, with the parameters the client bound, is handed to a `ScriptHandler`, whose
+`ScriptResult` is sent back as PowerShell objects, error records and a final pipeline state.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import binascii
+import contextlib
+import logging
+import os
+import re
+import shutil
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import spnego
+import spnego.channel_bindings
+import spnego.exceptions
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from psrpcore import PSRPPayload as _PSRPPayload
+from psrpcore import ServerPipeline, ServerRunspacePool, StreamType
+from psrpcore.types import (
+    ErrorCategory,
+    ErrorCategoryInfo,
+    ErrorRecord,
+    NETException,
+    PSCustomObject,
+    PSInvocationState,
+    PSObject,
+)
+from pypsrp.encryption import WinRMEncryption
+
+from orchestrator.lab.common import Hashtable, LabFaults, RequestCounters, ScriptHandler, ScriptResult
+
+log = logging.getLogger(__name__)
+
+# WS-Management fault codes ([MS-WSMV] WSManFault Code values as Windows sends them).
+OPERATION_TIMEOUT_CODE = 2150858793  # ERROR_WSMAN_OPERATION_TIMEDOUT, the long-poll "no data yet"
+UNKNOWN_SHELL_CODE = 2150858843  # what Windows answers for an unknown ShellId or CommandId
+ACTION_NOT_SUPPORTED_CODE = 2150858771  # ERROR_WSMAN_ACTION_NOT_SUPPORTED
+INVALID_RESOURCE_URI_CODE = 2150858811  # ERROR_WSMAN_INVALID_RESOURCE_URI
+INVALID_BODY_CODE = 2150858791  # ERROR_WSMAN_INVALID_SOAP_BODY
+PLUGIN_FAILURE_CODE = 2150858755  # ERROR_WSMAN_PROVIDER_FAILURE
+INJECTED_FAULT_CODE = 2150858772  # ERROR_WSMAN_ENDPOINT_UNAVAILABLE, answered for `fault_on_request`
+
+_NS = {
+    "s": "http://www.w3.org/2003/05/soap-envelope",
+    "a": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
+    "x": "http://schemas.xmlsoap.org/ws/2004/09/transfer",
+    "w": "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd",
+    "p": "http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd",
+    "rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
+    "f": "http://schemas.microsoft.com/wbem/wsman/1/wsmanfault",
+    "cfg": "http://schemas.microsoft.com/wbem/wsman/1/config",
+    "pwsh": "http://schemas.microsoft.com/powershell",
+}
+_ENVELOPE_NS = " ".join(f'xmlns:{prefix}="{_NS[prefix]}"' for prefix in ("s", "a", "x", "w", "rsp", "p"))
+_ACTION_PREFIXES = (
+    "http://schemas.xmlsoap.org/ws/2004/09/transfer/",
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/",
+    "http://schemas.xmlsoap.org/ws/2004/09/enumeration/",
+)
+_RESPONSE_ACTION_PREFIX = {
+    "Create": _ACTION_PREFIXES[0],
+    "Delete": _ACTION_PREFIXES[0],
+    "Get": _ACTION_PREFIXES[0],
+    "Command": _ACTION_PREFIXES[1],
+    "Send": _ACTION_PREFIXES[1],
+    "Receive": _ACTION_PREFIXES[1],
+    "Signal": _ACTION_PREFIXES[1],
+}
+_ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
+_POWERSHELL_URI = "http://schemas.microsoft.com/powershell/"
+_SHELL_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
+_CONFIG_URI = "http://schemas.microsoft.com/wbem/wsman/1/config"
+_COMMAND_DONE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done"
+_COMMAND_RUNNING = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running"
+_SIGNAL_TERMINATE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/Terminate"
+_SIGNAL_CTRL_C = (
+    "powershell/signal/ctrl_c",
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c",
+)
+_SOAP_CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
+_TERMINAL_STATES = (PSInvocationState.Completed, PSInvocationState.Failed, PSInvocationState.Stopped)
+_MAX_ENVELOPE_KB = 500
+
+# PSRP output is cut into fragments of this size as soon as it is produced; a ReceiveResponse then
+# carries as many of them as the client's MaxEnvelopeSize allows.
+_FRAGMENT_SIZE = 32 * 1024
+_ENVELOPE_OVERHEAD = 4096
+
+
+# --- NTLM accounts ---------------------------------------------------------------------------------
+
+
+class _NtlmAccounts:
+    """Points pyspnego's NTLM acceptor at the account of the server that is authenticating.
+
+    The acceptor reads `NTLM_USER_FILE` (process-wide) while it steps, and several LabServers with
+    different accounts - possibly the same user name with different passwords - share a process.
+    Every accepting step therefore runs under one lock, with the file holding exactly the stepping
+    server's account. A step costs well under a millisecond, so the lock is never contended for long.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dir: str | None = None
+        self._path = ""
+        self._content: str | None = None
+
+    def new_context(self, channel_bindings: Any, hostname: str) -> Any:
+        with self._lock:
+            self._ensure_file()
+            return spnego.server(
+                hostname=hostname, service="HTTP", protocol="negotiate", channel_bindings=channel_bindings
+            )
+
+    def step(self, context: Any, token: bytes, account: str) -> bytes | None:
+        with self._lock:
+            self._ensure_file()
+            if self._content != account:
+                tmp = self._path + ".tmp"
+                with open(tmp, "w", encoding="utf-8") as fd:
+                    fd.write(account)
+                os.replace(tmp, self._path)
+                self._content = account
+            out: bytes | None = context.step(token)
+            return out
+
+    def _ensure_file(self) -> None:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="dsrprep-lab-ntlm-")
+            atexit.register(shutil.rmtree, self._dir, True)
+            self._path = os.path.join(self._dir, "users")
+            with open(self._path, "w", encoding="utf-8"):
+                pass
+            self._content = ""
+        if os.environ.get("NTLM_USER_FILE") != self._path:
+            os.environ["NTLM_USER_FILE"] = self._path
+
+
+_NTLM = _NtlmAccounts()
+
+
+def _split_user(name: str) -> tuple[str, str]:
+    if "\\" in name:
+        domain, user = name.split("\\", 1)
+        return domain, user
+    return "", name
+
+
+# --- value conversion ------------------------------------------------------------------------------
+
+
+def _to_plain(value: Any) -> Any:
+    """Turns a value deserialized by psrpcore into plain Python (str/int/float/bool/None/list/dict)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return {_to_plain(k): _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, (datetime, date, bytes, uuid.UUID)):
+        return value
+    if isinstance(value, PSObject):
+        meta = value.PSObject
+        props = [*meta.adapted_properties, *meta.extended_properties]
+        return {str(p.name): _to_plain(p.get_value(value)) for p in props}
+    return value
+
+
+def _to_ps(value: Any) -> Any:
+    """Turns a handler's output value into what psrpcore serializes like PowerShell would."""
+    if isinstance(value, Hashtable):
+        return {key: _to_ps(item) for key, item in value.items()}
+    if isinstance(value, dict):
+        return PSCustomObject(**{str(key): _to_ps(item) for key, item in value.items()})
+    if isinstance(value, (list, tuple)):
+        return [_to_ps(item) for item in value]
+    return value
+
+
+# --- SOAP ------------------------------------------------------------------------------------------
+
+
+class _WSManFault(Exception):
+    """A WS-Management fault to answer instead of a response."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        *,
+        subcode: str = "w:InternalError",
+        sender: bool = False,
+        status: int = 500,
+    ) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.subcode = subcode
+        self.sender = sender
+        self.status = status
+
+
+def _unknown_shell_fault() -> _WSManFault:
+    return _WSManFault(
+        UNKNOWN_SHELL_CODE,
+        "The WS-Management service cannot process the request because the request contained invalid "
+        "selectors for the resource.",
+        subcode="w:InvalidSelectors",
+        sender=True,
+    )
+
+
+def _unknown_command_fault() -> _WSManFault:
+    return _WSManFault(
+        UNKNOWN_SHELL_CODE,
+        "The Windows Remote Shell received a request to perform an operation on a command identifier that "
+        "does not exist. Either the command has completed execution or the client specified an invalid "
+        "command identifier.",
+        subcode="w:InvalidSelectors",
+        sender=True,
+    )
+
+
+def _timeout_fault() -> _WSManFault:
+    return _WSManFault(
+        OPERATION_TIMEOUT_CODE,
+        "The WS-Management service cannot complete the operation within the time specified in "
+        "OperationTimeout.",
+        subcode="w:TimedOut",
+    )
+
+
+def _bad_body_fault(detail: str) -> _WSManFault:
+    return _WSManFault(
+        INVALID_BODY_CODE,
+        f"The WS-Management service cannot process the request because the request packet does not have a "
+        f"valid SOAP body. {detail}",
+        subcode="w:InvalidBody",
+        sender=True,
+    )
+
+
+@dataclass
+class _Request:
+    action: str
+    message_id: str
+    resource_uri: str
+    selectors: dict[str, str]
+    operation_timeout: float
+    max_envelope: int
+    body: ET.Element
+
+    @property
+    def shell_id(self) -> str:
+        return self.selectors.get("ShellId", "").upper()
+
+
+_DURATION = re.compile(r"^PT(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?$")
+
+
+def _parse_duration(text: str | None, default: float) -> float:
+    match = _DURATION.match((text or "").strip())
+    if not match or not any(match.groups()):
+        return default
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _parse_request(xml: bytes) -> _Request:
+    try:
+        envelope = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise _bad_body_fault(str(exc)) from None
+    header = envelope.find("s:Header", _NS)
+    body = envelope.find("s:Body", _NS)
+    if header is None or body is None:
+        raise _bad_body_fault("The envelope has no Header or Body.")
+
+    def text(path: str) -> str:
+        node = header.find(path, _NS)
+        return (node.text or "").strip() if node is not None else ""
+
+    action_uri = text("a:Action")
+    action = action_uri.rsplit("/", 1)[-1] if action_uri.startswith(_ACTION_PREFIXES) else ""
+    selectors = {
+        sel.get("Name", ""): (sel.text or "").strip()
+        for sel in header.findall("w:SelectorSet/w:Selector", _NS)
+    }
+    try:
+        max_envelope = int(text("w:MaxEnvelopeSize") or 153600)
+    except ValueError:
+        max_envelope = 153600
+    return _Request(
+        action=action or action_uri,
+        message_id=text("a:MessageID"),
+        resource_uri=text("w:ResourceURI"),
+        selectors=selectors,
+        operation_timeout=_parse_duration(text("w:OperationTimeout"), 60.0),
+        max_envelope=max_envelope,
+        body=body,
+    )
+
+
+def _envelope(action_uri: str, relates_to: str, body: str) -> bytes:
+    return (
+        f'<s:Envelope xml:lang="en-US" {_ENVELOPE_NS}><s:Header>'
+        f"<a:Action>{escape(action_uri)}</a:Action>"
+        f"<a:MessageID>uuid:{str(uuid.uuid4()).upper()}</a:MessageID>"
+        f"<p:ActivityId>{str(uuid.uuid4()).upper()}</p:ActivityId>"
+        f"<a:To>{_ANONYMOUS}</a:To>"
+        f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo>"
+        f"</s:Header><s:Body>{body}</s:Body></s:Envelope>"
+    ).encode()
+
+
+def _fault_envelope(fault: _WSManFault, relates_to: str, machine: str) -> bytes:
+    code = "s:Sender" if fault.sender else "s:Receiver"
+    reason = escape(fault.reason)
+    body = (
+        f"<s:Fault><s:Code><s:Value>{code}</s:Value><s:Subcode><s:Value>{fault.subcode}</s:Value></s:Subcode>"
+        f'</s:Code><s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason><s:Detail>'
+        f'<f:WSManFault xmlns:f="{_NS["f"]}" Code="{fault.code}" Machine={quoteattr(machine)}>'
+        f"<f:Message>{reason}</f:Message></f:WSManFault></s:Detail></s:Fault>"
+    )
+    return _envelope("http://schemas.dmtf.org/wbem/wsman/1/wsman/fault", relates_to, body)
+
+
+# --- shells and pipelines --------------------------------------------------------------------------
+
+
+class _LabRunspacePool(ServerRunspacePool):
+    """psrpcore's server pool, tolerant of pypsrp naming the call id `CI` where psrpcore reads `ci`."""
+
+    def _process_SetMaxRunspaces(self, event: Any) -> None:
+        self._answer_availability(event, "_max_runspaces", event._ps_object.MaxRunspaces)
+
+    def _process_SetMinRunspaces(self, event: Any) -> None:
+        self._answer_availability(event, "_min_runspaces", event._ps_object.MinRunspaces)
+
+    def _answer_availability(self, event: Any, attribute: str, count: int) -> None:
+        obj = event._ps_object
+        ci = getattr(obj, "ci", None)
+        if ci is None:
+            ci = obj.CI
+        ci = int(ci)
+        self._ci_events[ci] = event
+        self._ci_handlers[ci] = lambda _e: setattr(self, attribute, int(count))
+        self.runspace_availability_response(ci, True)
+
+
+@dataclass
+class _Pipeline:
+    ps: Any  # psrpcore ServerPipeline
+    started: bool = False
+    done_sent: bool = False
+
+
+@dataclass
+class _Shell:
+    shell_id: str
+    resource_uri: str
+    owner: str
+    client_ip: str
+    input_streams: str
+    output_streams: str
+    pool: Any  # _LabRunspacePool
+    created: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cond: threading.Condition = field(init=False)
+    out: dict[uuid.UUID | None, deque[bytes]] = field(default_factory=dict)
+    pipelines: dict[uuid.UUID, _Pipeline] = field(default_factory=dict)
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.cond = threading.Condition(self.lock)
+
+    def pump(self) -> None:
+        """Moves psrpcore's pending output into the per-target queues. Caller holds `lock`."""
+        moved = False
+        while True:
+            payload = self.pool.data_to_send(_FRAGMENT_SIZE)
+            if payload is None:
+                break
+            self.out.setdefault(payload.pipeline_id, deque()).append(bytes(payload.data))
+            moved = True
+        if moved:
+            self.cond.notify_all()
+
+
+@dataclass
+class _Work:
+    shell: _Shell
+    pipeline: _Pipeline
+    script: str
+    parameters: dict[str, Any]
+
+
+# --- HTTP ------------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One TCP connection; its authentication state lives as long as the connection."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "Microsoft-HTTPAPI/2.0"
+    sys_version = ""
+    # Idle keep-alive connections are closed after this many seconds, as HTTP.sys does.
+    timeout = 120
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.auth_context: Any = None
+        self.principal: str | None = None
+        self.encryption: WinRMEncryption | None = None
+
+    def do_POST(self) -> None:
+        self.server.lab._handle_post(self)
+
+    def _reject_method(self) -> None:
+        self.server.lab.counters.count_http()
+        self.send_body(405, b"", headers=[("Allow", "POST")])
+
+    do_GET = do_PUT = do_DELETE = do_HEAD = _reject_method
+
+    def send_body(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.send_response(status)
+        for name, value in headers or []:
+            self.send_header(name, value)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], lab: LabServer, tls: ssl.SSLContext | None) -> None:
+        self.lab = lab
+        self.tls = tls
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the bound address with getfqdn, which can stall on DNS.
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection, args=(request, client_address), daemon=True, name="lab-conn"
+        )
+        self.lab._track(thread, request)
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        sock = request
+        try:
+            if self.tls is not None:
+                # The handshake runs here rather than in accept() so a slow client stalls only itself.
+                sock = self.tls.wrap_socket(request, server_side=True)
+                self.lab._track(threading.current_thread(), sock)
+            self.finish_request(sock, client_address)
+        except Exception as exc:
+            if not self.lab._stopping.is_set():
+                log.debug("connection from %s ended: %r", client_address, exc)
+        finally:
+            self.shutdown_request(sock)
+            self.lab._untrack(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("error on connection from %s", client_address, exc_info=True)
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+
+class LabServer:
+    """A simulated Windows host's WinRM listener (`http[s]://address:port/wsman`).
+
+    Each pipeline's first command reaches `handler(script, parameters)`: `script` is its text as the
+    client sent it (`add_script`/`add_cmdlet`), `parameters` the named parameters bound to it
+    converted to plain Python; positional arguments, further commands and pipeline input are not
+    passed on. The handler runs in a thread of its own, so slow handlers only delay their pipeline.
+
+    `faults` and `counters` may be replaced or mutated while the server runs; the knobs are read
+    at every request. After `stop()`, `start()` binds the same port again.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        handler: ScriptHandler,
+        *,
+        username: str,
+        password: str,
+        auth: frozenset[str] = frozenset({"negotiate", "ntlm", "basic"}),
+        faults: LabFaults | None = None,
+        counters: RequestCounters | None = None,
+        tls: tuple[str, str] | None = None,
+        hostname: str = "WIN-LAB",
+        receive_wait: float = 1.0,
+    ) -> None:
+        """`receive_wait` caps how long a Receive long-polls for output before it answers the
+        OperationTimeout fault (never longer than the OperationTimeout the client asked for)."""
+        for text in (username, password, hostname):
+            if ":" in text or "\n" in text or "\r" in text:
+                # The NTLM account file is colon separated, one account a line.
+                raise ValueError("username, password and hostname must not contain ':' or line breaks")
+        unknown = set(auth) - {"negotiate", "ntlm", "basic"}
+        if unknown:
+            raise ValueError(f"unsupported auth methods: {sorted(unknown)}")
+        self.address = address
+        self.handler = handler
+        self.username = username
+        self.password = password
+        self.auth = frozenset(auth)
+        self.faults = faults if faults is not None else LabFaults()
+        self.counters = counters if counters is not None else RequestCounters()
+        self.hostname = hostname
+        self.receive_wait = receive_wait
+        self._requested_port = port
+        self._tls_files = tls
+        self._domain, self._user = _split_user(username)
+        domains = {"", ".", hostname}
+        if self._domain:
+            domains.add(self._domain)
+        self._ntlm_account = "".join(f"{d}:{self._user}:{password}\n" for d in sorted(domains))
+        self._channel_bindings: Any = None
+        self._httpd: _HTTPServer | None = None
+        self._serve_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lifecycle = threading.Lock()
+        self._conn_lock = threading.Lock()
+        self._connections: dict[threading.Thread, list[Any]] = {}
+        self._shells_lock = threading.Lock()
+        self._shells: dict[str, _Shell] = {}
+
+    # lifecycle
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            return self._requested_port
+        return int(self._httpd.server_address[1])
+
+    def start(self) -> None:
+        with self._lifecycle:
+            if self._httpd is not None:
+                return
+            tls_context = None
+            if self._tls_files is not None:
+                certfile, keyfile = self._tls_files
+                tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls_context.load_cert_chain(certfile, keyfile)
+                self._channel_bindings = _tls_channel_bindings(certfile)
+            self._stopping.clear()
+            httpd = _HTTPServer((self.address, self._requested_port), self, tls_context)
+            self._httpd = httpd
+            self._serve_thread = threading.Thread(
+                target=httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                daemon=True,
+                name=f"lab-{self.address}",
+            )
+            self._serve_thread.start()
+
+    def stop(self) -> None:
+        with self._lifecycle:
+            httpd, self._httpd = self._httpd, None
+            if httpd is None:
+                return
+            self._requested_port = int(httpd.server_address[1])
+            self._stopping.set()
+            httpd.shutdown()
+            httpd.server_close()
+            with self._conn_lock:
+                connections = dict(self._connections)
+            for socks in connections.values():
+                for sock in socks:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    with contextlib.suppress(OSError):
+                        sock.close()
+            with self._shells_lock:
+                shells = list(self._shells.values())
+                self._shells.clear()
+            for shell in shells:
+                with shell.lock:
+                    shell.closed = True
+                    shell.cond.notify_all()
+            deadline = time.monotonic() + 5.0
+            if self._serve_thread is not None:
+                self._serve_thread.join(max(0.0, deadline - time.monotonic()))
+            for thread in connections:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _track(self, thread: threading.Thread, sock: Any) -> None:
+        with self._conn_lock:
+            self._connections.setdefault(thread, []).append(sock)
+        if self._stopping.is_set():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _untrack(self, thread: threading.Thread) -> None:
+        with self._conn_lock:
+            self._connections.pop(thread, None)
+
+    # HTTP and authentication
+
+    def _handle_post(self, conn: _Handler) -> None:
+        self.counters.count_http()
+        try:
+            length = int(conn.headers.get("Content-Length") or 0)
+        except ValueError:
+            conn.close_connection = True
+            conn.send_body(400, b"")
+            return
+        body = conn.rfile.read(length) if length > 0 else b""
+        latency = self.faults.latency
+        if latency > 0:
+            time.sleep(latency)
+        if conn.path.split("?", 1)[0].rstrip("/").lower() != "/wsman":
+            conn.send_body(404, b"")
+            return
+
+        auth_headers: list[tuple[str, str]] = []
+        authorization = conn.headers.get("Authorization")
+        basic_user: str | None = None
+        if authorization:
+            scheme, _, token = authorization.strip().partition(" ")
+            scheme_l = scheme.lower()
+            if scheme_l in ("negotiate", "ntlm") and self.auth & {"negotiate", "ntlm"}:
+                result = self._step_negotiate(conn, scheme, token.strip())
+                if result is None:
+                    return
+                auth_headers = result
+            elif scheme_l == "basic" and "basic" in self.auth:
+                basic_user = self._check_basic(token.strip())
+                if basic_user is None:
+                    self.counters.count_auth_failure()
+                    self._challenge(conn)
+                    return
+            else:
+                self._challenge(conn)
+                return
+        elif conn.principal is None:
+            self._challenge(conn)
+            return
+
+        content_type = conn.headers.get("Content-Type", "")
+        encrypted = content_type.startswith(("multipart/encrypted", "multipart/x-multi-encrypted"))
+        if encrypted and (conn.principal is None or basic_user is not None):
+            conn.send_body(400, b"", headers=auth_headers)
+            return
+        if not body:
+            conn.send_body(200, b"", headers=auth_headers)
+            return
+
+        protocol = WinRMEncryption.SPNEGO
+        if encrypted:
+            protocol_match = re.search(r'protocol="([^"]+)"', content_type)
+            boundary_match = re.search(r'boundary="([^"]+)"', content_type)
+            protocol = protocol_match.group(1) if protocol_match else WinRMEncryption.SPNEGO
+            try:
+                encryption = conn.encryption or WinRMEncryption(conn.auth_context, protocol)
+                conn.encryption = encryption
+                body = encryption.unwrap_message(body, boundary_match.group(1) if boundary_match else "")
+            except Exception:
+                log.debug("could not decrypt a request", exc_info=True)
+                conn.send_body(400, b"", headers=auth_headers)
+                return
+
+        principal = conn.principal or basic_user or ""
+        status, reply = self._handle_soap(conn, body, principal)
+        if status == 0:
+            # drop_on_request: leave without a word.
+            conn.close_connection = True
+            with contextlib.suppress(OSError):
+                conn.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if encrypted and conn.encryption is not None:
+            enc_type, payload = conn.encryption.wrap_message(reply)
+            conn.send_body(
+                status,
+                payload,
+                f'{enc_type};protocol="{protocol}";boundary="Encrypted Boundary"',
+                headers=auth_headers,
+            )
+        else:
+            conn.send_body(status, reply, _SOAP_CONTENT_TYPE, headers=auth_headers)
+
+    def _challenge(self, conn: _Handler) -> None:
+        headers = []
+        if "negotiate" in self.auth:
+            headers.append(("WWW-Authenticate", "Negotiate"))
+        if "ntlm" in self.auth:
+            headers.append(("WWW-Authenticate", "NTLM"))
+        if "basic" in self.auth:
+            headers.append(("WWW-Authenticate", 'Basic realm="WSMAN"'))
+        conn.send_body(401, b"", headers=headers)
+
+    def _step_negotiate(self, conn: _Handler, scheme: str, token_b64: str) -> list[tuple[str, str]] | None:
+        """Advances the connection's security context; None when a 401 has already been sent."""
+        try:
+            token = base64.b64decode(token_b64, validate=True)
+        except (binascii.Error, ValueError):
+            self.counters.count_auth_failure()
+            self._challenge(conn)
+            return None
+        if conn.auth_context is None or conn.principal is not None:
+            # A fresh token on an authenticated connection starts over, as HTTP.sys allows.
+            conn.principal = None
+            conn.encryption = None
+            conn.auth_context = _NTLM.new_context(self._channel_bindings, self.hostname)
+        try:
+            out = _NTLM.step(conn.auth_context, token, self._ntlm_account)
+        except (spnego.exceptions.SpnegoError, ValueError, struct.error) as exc:
+            log.debug("authentication failed: %s", exc)
+            conn.auth_context = None
+            self.counters.count_auth_failure()
+            conn.send_body(401, b"", headers=[("WWW-Authenticate", scheme)])
+            return None
+        if not conn.auth_context.complete:
+            challenge = base64.b64encode(out or b"").decode()
+            conn.send_body(401, b"", headers=[("WWW-Authenticate", f"{scheme} {challenge}")])
+            return None
+        principal = str(conn.auth_context.client_principal or "")
+        if _split_user(principal)[1].lower() != self._user.lower():
+            conn.auth_context = None
+            self.counters.count_auth_failure()
+            conn.send_body(401, b"", headers=[("WWW-Authenticate", scheme)])
+            return None
+        conn.principal = f"{self.hostname}\\{self._user}"
+        if out:
+            return [("WWW-Authenticate", f"{scheme} {base64.b64encode(out).decode()}")]
+        return []
+
+    def _check_basic(self, token_b64: str) -> str | None:
+        try:
+            user, sep, password = base64.b64decode(token_b64, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, ValueError):
+            return None
+        domain, name = _split_user(user)
+        domain_ok = domain.lower() in {"", ".", self.hostname.lower(), self._domain.lower()}
+        if sep and domain_ok and name.lower() == self._user.lower() and password == self.password:
+            return f"{self.hostname}\\{self._user}"
+        return None
+
+    # WS-Management
+
+    def _handle_soap(self, conn: _Handler, xml: bytes, principal: str) -> tuple[int, bytes]:
+        """Returns (HTTP status, SOAP reply); status 0 means drop the connection unanswered."""
+        relates_to = ""
+        try:
+            request = _parse_request(xml)
+            relates_to = request.message_id
+            total = self.counters.count_wsman(request.action)
+            faults = self.faults
+            if faults.drop_on_request is not None and total == faults.drop_on_request:
+                return 0, b""
+            if faults.fault_on_request is not None and total == faults.fault_on_request:
+                raise _WSManFault(
+                    INJECTED_FAULT_CODE,
+                    "The WS-Management service cannot process the request because the resource is offline. "
+                    "Retry the request later when the resource is online.",
+                    subcode="a:EndpointUnavailable",
+                )
+            method = getattr(self, f"_wsman_{request.action.lower()}", None)
+            if method is None:
+                raise _WSManFault(
+                    ACTION_NOT_SUPPORTED_CODE,
+                    "The WS-Management service does not support the action specified in the request.",
+                    subcode="a:ActionNotSupported",
+                    sender=True,
+                )
+            body: str = method(request, conn, principal)
+            prefix = _RESPONSE_ACTION_PREFIX[request.action]
+            return 200, _envelope(f"{prefix}{request.action}Response", relates_to, body)
+        except _WSManFault as fault:
+            return fault.status, _fault_envelope(fault, relates_to, self.hostname)
+        except Exception as exc:
+            log.exception("lab server failed on a WS-Management request")
+            internal = _WSManFault(PLUGIN_FAILURE_CODE, f"An error was encountered inside the plugin. {exc}")
+            return 500, _fault_envelope(internal, relates_to, self.hostname)
+
+    def _get_shell(self, request: _Request) -> _Shell:
+        with self._shells_lock:
+            shell = self._shells.get(request.shell_id)
+        if shell is None:
+            raise _unknown_shell_fault()
+        return shell
+
+    def _wsman_create(self, request: _Request, conn: _Handler, principal: str) -> str:
+        if not request.resource_uri.startswith(_POWERSHELL_URI):
+            raise _WSManFault(
+                INVALID_RESOURCE_URI_CODE,
+                "The WS-Management service cannot process the request. The resource URI is not supported.",
+                subcode="a:DestinationUnreachable",
+                sender=True,
+            )
+        shell_xml = request.body.find("rsp:Shell", _NS)
+        creation = shell_xml.find("pwsh:creationXml", _NS) if shell_xml is not None else None
+        if shell_xml is None or creation is None or not (creation.text or "").strip():
+            raise _bad_body_fault("A PowerShell shell needs a creationXml.")
+        shell_id = (shell_xml.get("ShellId") or str(uuid.uuid4())).upper()
+
+        def stream_names(tag: str, default: str) -> str:
+            node = shell_xml.find(f"rsp:{tag}", _NS) if shell_xml is not None else None
+            return (node.text or default).strip() if node is not None else default
+
+        shell = _Shell(
+            shell_id=shell_id,
+            resource_uri=request.resource_uri,
+            owner=principal,
+            client_ip=conn.client_address[0],
+            input_streams=stream_names("InputStreams", "stdin pr"),
+            output_streams=stream_names("OutputStreams", "stdout"),
+            pool=_LabRunspacePool(),
+        )
+        data = _b64(creation.text or "")
+        with shell.lock:
+            work = self._feed(shell, data, None)
+        with self._shells_lock:
+            if self._stopping.is_set():
+                raise _unknown_shell_fault()
+            if shell_id in self._shells:
+                raise _WSManFault(
+                    PLUGIN_FAILURE_CODE,
+                    "An error was encountered inside the plugin. The shell already exists.",
+                )
+            self._shells[shell_id] = shell
+        self._start_work(work)
+        return (
+            f"<x:ResourceCreated><a:Address>{escape(self._endpoint(conn))}</a:Address><a:ReferenceParameters>"
+            f"<w:ResourceURI>{escape(shell.resource_uri)}</w:ResourceURI><w:SelectorSet>"
+            f'<w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet></a:ReferenceParameters>'
+            f"</x:ResourceCreated>{self._shell_xml(shell)}"
+        )
+
+    def _endpoint(self, conn: _Handler) -> str:
+        scheme = "https" if self._tls_files else "http"
+        return f"{scheme}://{self.address}:{self.port}/wsman"
+
+    def _shell_xml(self, shell: _Shell) -> str:
+        elapsed = int(time.monotonic() - shell.created)
+        run_time = f"P0DT{elapsed // 3600}H{elapsed // 60 % 60}M{elapsed % 60}S"
+        return (
+            f'<rsp:Shell xmlns:rsp="{_NS["rsp"]}"><rsp:ShellId>{shell.shell_id}</rsp:ShellId>'
+            f"<rsp:ResourceUri>{escape(shell.resource_uri)}</rsp:ResourceUri>"
+            f"<rsp:Owner>{escape(shell.owner)}</rsp:Owner><rsp:ClientIP>{escape(shell.client_ip)}</rsp:ClientIP>"
+            f"<rsp:ProcessId>{os.getpid()}</rsp:ProcessId><rsp:IdleTimeOut>PT7200.000S</rsp:IdleTimeOut>"
+            f"<rsp:InputStreams>{escape(shell.input_streams)}</rsp:InputStreams>"
+            f"<rsp:OutputStreams>{escape(shell.output_streams)}</rsp:OutputStreams>"
+            "<rsp:MaxIdleTimeOut>PT2147483.647S</rsp:MaxIdleTimeOut><rsp:Locale>en-US</rsp:Locale>"
+            "<rsp:DataLocale>en-US</rsp:DataLocale><rsp:CompressionMode>NoCompression</rsp:CompressionMode>"
+            "<rsp:ProfileLoaded>Yes</rsp:ProfileLoaded><rsp:Encoding>UTF8</rsp:Encoding>"
+            "<rsp:BufferMode>Block</rsp:BufferMode><rsp:State>Connected</rsp:State>"
+            f"<rsp:ShellRunTime>{run_time}</rsp:ShellRunTime><rsp:ShellInactivity>P0DT0H0M0S</rsp:ShellInactivity>"
+            "</rsp:Shell>"
+        )
+
+    def _wsman_command(self, request: _Request, conn: _Handler, principal: str) -> str:
+        shell = self._get_shell(request)
+        line = request.body.find("rsp:CommandLine", _NS)
+        if line is None:
+            raise _bad_body_fault("Command needs a CommandLine.")
+        command_id = (line.get("CommandId") or str(uuid.uuid4())).upper()
+        arguments = line.find("rsp:Arguments", _NS)
+        data = _b64(arguments.text or "") if arguments is not None else b""
+        pipeline_id = _command_uuid(command_id)
+        with shell.lock:
+            if shell.closed:
+                raise _unknown_shell_fault()
+            if pipeline_id in shell.pipelines:
+                raise _WSManFault(
+                    PLUGIN_FAILURE_CODE,
+                    "An error was encountered inside the plugin. The command already exists.",
+                )
+            # psrpcore routes CREATE_PIPELINE to a pipeline that must already be in the pool's table.
+            shell.pipelines[pipeline_id] = _Pipeline(ServerPipeline(shell.pool, pipeline_id))
+            work = self._feed(shell, data, pipeline_id)
+        self._start_work(work)
+        return f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
+
+    def _wsman_send(self, request: _Request, conn: _Handler, principal: str) -> str:
+        shell = self._get_shell(request)
+        work: list[_Work] = []
+        with shell.lock:
+            if shell.closed:
+                raise _unknown_shell_fault()
+            for stream in request.body.findall("rsp:Send/rsp:Stream", _NS):
+                command_id = (stream.get("CommandId") or "").upper()
+                pipeline_id = _command_uuid(command_id) if command_id else None
+                if pipeline_id is not None and pipeline_id not in shell.pipelines:
+                    raise _unknown_command_fault()
+                work.extend(self._feed(shell, _b64(stream.text or ""), pipeline_id))
+        self._start_work(work)
+        return "<rsp:SendResponse/>"
+
+    def _wsman_receive(self, request: _Request, conn: _Handler, principal: str) -> str:
+        shell = self._get_shell(request)
+        desired = request.body.find("rsp:Receive/rsp:DesiredStream", _NS)
+        command_id = ((desired.get("CommandId") if desired is not None else None) or "").upper()
+        target = _command_uuid(command_id) if command_id else None
+        budget = max(_FRAGMENT_SIZE, (request.max_envelope - _ENVELOPE_OVERHEAD) * 3 // 4)
+        wait = max(0.0, min(request.operation_timeout, self.receive_wait))
+        deadline = time.monotonic() + wait
+        with shell.lock:
+            while True:
+                if shell.closed or self._stopping.is_set():
+                    raise _unknown_shell_fault()
+                pipeline = shell.pipelines.get(target) if target is not None else None
+                if target is not None and (pipeline is None or pipeline.done_sent):
+                    # Like Windows once CommandState Done went out; a client that lost that reply
+                    # gets an error instead of polling forever.
+                    raise _unknown_command_fault()
+                queue = shell.out.get(target)
+                finished = pipeline is not None and pipeline.ps.state in _TERMINAL_STATES
+                if queue or finished:
+                    chunks: list[bytes] = []
+                    size = 0
+                    while queue and (not chunks or size + len(queue[0]) <= budget):
+                        chunk = queue.popleft()
+                        chunks.append(chunk)
+                        size += len(chunk)
+                    done = finished and not queue
+                    if done and pipeline is not None:
+                        pipeline.done_sent = True
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _timeout_fault()
+                shell.cond.wait(remaining)
+        attr = f' CommandId="{command_id}"' if command_id else ""
+        streams = "".join(
+            f'<rsp:Stream Name="stdout"{attr}>{base64.b64encode(c).decode()}</rsp:Stream>' for c in chunks
+        )
+        state = ""
+        if command_id:
+            if done:
+                state = (
+                    f'<rsp:CommandState CommandId="{command_id}" State="{_COMMAND_DONE}">'
+                    "<rsp:ExitCode>0</rsp:ExitCode></rsp:CommandState>"
+                )
+            else:
+                state = f'<rsp:CommandState CommandId="{command_id}" State="{_COMMAND_RUNNING}"/>'
+        return f"<rsp:ReceiveResponse>{streams}{state}</rsp:ReceiveResponse>"
+
+    def _wsman_signal(self, request: _Request, conn: _Handler, principal: str) -> str:
+        shell = self._get_shell(request)
+        signal = request.body.find("rsp:Signal", _NS)
+        code_node = signal.find("rsp:Code", _NS) if signal is not None else None
+        if signal is None or code_node is None:
+            raise _bad_body_fault("Signal needs a Code.")
+        code = (code_node.text or "").strip()
+        command_id = (signal.get("CommandId") or "").upper()
+        with shell.lock:
+            pipeline = shell.pipelines.get(_command_uuid(command_id)) if command_id else None
+            if pipeline is None:
+                raise _unknown_command_fault()
+            if pipeline.ps.state in (PSInvocationState.Running, PSInvocationState.Stopping):
+                pipeline.ps.stop()
+            if code == _SIGNAL_TERMINATE or code not in _SIGNAL_CTRL_C:
+                pipeline.ps.close()
+                shell.pipelines.pop(pipeline.ps.pipeline_id, None)
+                shell.out.pop(pipeline.ps.pipeline_id, None)
+            shell.pump()
+            shell.cond.notify_all()
+        return "<rsp:SignalResponse/>"
+
+    def _wsman_delete(self, request: _Request, conn: _Handler, principal: str) -> str:
+        with self._shells_lock:
+            shell = self._shells.pop(request.shell_id, None)
+        if shell is None:
+            raise _unknown_shell_fault()
+        with shell.lock:
+            shell.closed = True
+            for pipeline in shell.pipelines.values():
+                if pipeline.ps.state in (PSInvocationState.Running, PSInvocationState.Stopping):
+                    pipeline.ps.stop()
+            shell.pool.pipeline_table.clear()
+            shell.pipelines.clear()
+            shell.out.clear()
+            shell.cond.notify_all()
+        return ""
+
+    def _wsman_get(self, request: _Request, conn: _Handler, principal: str) -> str:
+        if request.resource_uri.rstrip("/") == _CONFIG_URI:
+            return (
+                f'<cfg:Config xmlns:cfg="{_NS["cfg"]}">'
+                "<cfg:RootSDDL>O:NSG:BAD:P(A;;GA;;;BA)S:P</cfg:RootSDDL>"
+                f"<cfg:MaxEnvelopeSizekb>{_MAX_ENVELOPE_KB}</cfg:MaxEnvelopeSizekb><cfg:MaxTimeoutms>60000</cfg:MaxTimeoutms>"
+                "<cfg:MaxBatchItems>32000</cfg:MaxBatchItems><cfg:MaxProviderRequests>4294967295"
+                "</cfg:MaxProviderRequests></cfg:Config>"
+            )
+        if request.resource_uri.startswith((_SHELL_URI, _POWERSHELL_URI)):
+            shell = self._get_shell(request)
+            return self._shell_xml(shell)
+        raise _WSManFault(
+            INVALID_RESOURCE_URI_CODE,
+            "The WS-Management service cannot process the request. The resource URI is not supported.",
+            subcode="a:DestinationUnreachable",
+            sender=True,
+        )
+
+    # PSRP
+
+    def _feed(self, shell: _Shell, data: bytes, pipeline_id: uuid.UUID | None) -> list[_Work]:
+        """Hands PSRP bytes to the pool and reacts to its events. Caller holds `shell.lock`."""
+        work: list[_Work] = []
+        if data:
+            shell.pool.receive_data(_PSRPPayload(data, StreamType.default, pipeline_id))
+        try:
+            while True:
+                event = shell.pool.next_event()
+                if event is None:
+                    break
+                name = type(event).__name__
+                if name == "CreatePipelineEvent":
+                    pipeline = shell.pipelines.get(event.pipeline_id)
+                    if pipeline is not None and not pipeline.started:
+                        work.append(self._begin_pipeline(shell, pipeline, event))
+                elif name == "GetCommandMetadataEvent":
+                    pipeline = shell.pipelines.get(event.pipeline_id)
+                    if pipeline is not None and not pipeline.started:
+                        pipeline.started = True
+                        pipeline.ps._change_state(PSInvocationState.Running, emit=False)
+                        pipeline.ps.complete()
+                elif name in ("ResetRunspaceStateEvent", "GetAvailableRunspacesEvent"):
+                    shell.pool.runspace_availability_response(
+                        event.ci, True if name == "ResetRunspaceStateEvent" else shell.pool.max_runspaces
+                    )
+        except _WSManFault:
+            raise
+        except Exception as exc:
+            log.debug("PSRP data rejected", exc_info=True)
+            raise _WSManFault(
+                PLUGIN_FAILURE_CODE, f"An error was encountered inside the plugin. {exc}"
+            ) from None
+        finally:
+            shell.pump()
+        return work
+
+    def _begin_pipeline(self, shell: _Shell, pipeline: _Pipeline, event: Any) -> _Work:
+        pipeline.started = True
+        # Windows sends no PIPELINE_STATE for Running (the client sets it itself), so neither do we:
+        # a Receive then waits for real output instead of returning a bare state change.
+        pipeline.ps._change_state(PSInvocationState.Running, emit=False)
+        commands = event.pipeline.commands
+        script = ""
+        parameters: dict[str, Any] = {}
+        if commands:
+            first = commands[0]
+            script = str(first.command_text)
+            for name, value in first.parameters:
+                if name is not None:
+                    parameters[str(name)] = _to_plain(value)
+        return _Work(shell, pipeline, script, parameters)
+
+    def _start_work(self, work: list[_Work]) -> None:
+        for item in work:
+            threading.Thread(target=self._run, args=(item,), daemon=True, name="lab-pipeline").start()
+
+    def _run(self, work: _Work) -> None:
+        try:
+            result = self.handler(work.script, work.parameters)
+            if not isinstance(result, ScriptResult):
+                raise TypeError(f"the script handler returned {type(result).__name__}, not ScriptResult")
+        except Exception as exc:
+            log.debug("script handler failed", exc_info=True)
+            result = ScriptResult(failed=f"{type(exc).__name__}: {exc}")
+        shell = work.shell
+        ps = work.pipeline.ps
+        with shell.lock:
+            if shell.closed or ps.state != PSInvocationState.Running:
+                return
+            try:
+                for item in result.output:
+                    ps.write_output(_to_ps(item))
+                for message in result.errors:
+                    ps.write_error(
+                        _exception(message, "Microsoft.PowerShell.Commands.WriteErrorException"),
+                        ErrorCategoryInfo(Category=ErrorCategory.NotSpecified, Reason="WriteErrorException"),
+                        fully_qualified_error_id="Microsoft.PowerShell.Commands.WriteErrorException",
+                    )
+                if result.failed is not None:
+                    _fail(ps, result.failed)
+                else:
+                    ps.complete()
+            except Exception as exc:
+                log.debug("could not send a script's result", exc_info=True)
+                if ps.state == PSInvocationState.Running:
+                    _fail(ps, f"The lab could not serialize the script's output: {exc}")
+            shell.pump()
+            shell.cond.notify_all()
+
+
+def _exception(message: str, type_name: str) -> Any:
+    exception = NETException(Message=message, HResult=-2146233087)
+    exception.PSObject.type_names = [type_name, "System.SystemException", "System.Exception", "System.Object"]
+    return exception
+
+
+def _fail(ps: Any, message: str) -> None:
+    record = ErrorRecord(
+        Exception=_exception(message, "System.Management.Automation.RuntimeException"),
+        CategoryInfo=ErrorCategoryInfo(Category=ErrorCategory.OperationStopped, Reason="RuntimeException"),
+        FullyQualifiedErrorId=message,
+    )
+    # ServerPipeline has no public way to end Failed; its state change carries the terminating error.
+    ps._change_state(PSInvocationState.Failed, error=record)
+
+
+def _command_uuid(command_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(command_id)
+    except ValueError:
+        raise _unknown_command_fault() from None
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad_body_fault("A stream is not valid base64.") from None
+
+
+def _tls_channel_bindings(certfile: str) -> Any:
+    with open(certfile, "rb") as fd:
+        cert = x509.load_pem_x509_certificate(fd.read())
+    algorithm = cert.signature_hash_algorithm
+    if algorithm is None or algorithm.name in ("md5", "sha1"):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(cert.public_bytes(Encoding.DER))
+    app_data = b"tls-server-end-point:" + digest.finalize()
+    return spnego.channel_bindings.GssChannelBindings(application_data=app_data)
+
+
+__all__ = ["INJECTED_FAULT_CODE", "OPERATION_TIMEOUT_CODE", "LabServer"]

@@ -1,0 +1,349 @@
+"""Template choice and parameter binding: ps_templates/<step>/<variant>.ps1 -> Template -> Script.
+
+Owns: loading the PowerShell templates shipped in the `ps_templates` package, reading their
+`param()` blocks with tree-sitter-powershell, choosing the variant for a host's OS family and
+checking the parameters a caller binds. Pure apart from reading package resources: the script
+text is never modified, values travel separately as PSRP parameters.
+
+Variant choice, most specific first:
+1. a variant covering exactly the host's family (`win2008.ps1`, or a `# dsrprep-os: 2008` header);
+2. a variant covering "this family and newer" (`# dsrprep-os: 2012r2+`) with the highest lower
+   bound not above the host's family;
+3. `default.ps1`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from types import MappingProxyType
+from typing import Any
+
+from tree_sitter import Node
+
+from orchestrator.errors import DsrError
+from orchestrator.pslint import node_text, parse, read_header, unwrap, variable_name, walk
+
+# Oldest first: "+" ranges in `# dsrprep-os:` headers are read in this order.
+FAMILIES: tuple[str, ...] = ("2003", "2008", "2008r2", "2012", "2012r2", "2016", "2019", "2022")
+
+DEFAULT_VARIANT = "default"
+# Step ids and variant names appear in paths, logs and headers: keep them plain.
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+class TemplateError(DsrError):
+    """A template is missing, malformed, or cannot take the parameters it was given."""
+
+    error_class = "TemplateError"
+
+
+@dataclass(frozen=True)
+class TemplateParam:
+    name: str
+    type: str | None  # the type constraint as written, e.g. "string", "int[]"; None when untyped
+    mandatory: bool
+    has_default: bool
+
+
+@dataclass(frozen=True)
+class Template:
+    step: str
+    variant: str  # "default", "win2003", ...
+    path: str  # "ps_templates/<step>/<variant>.ps1"
+    text: str
+    parameters: tuple[TemplateParam, ...]
+
+    def parameter(self, name: str) -> TemplateParam | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class Script:
+    step: str
+    template_path: str
+    text: str
+    parameters: Mapping[str, Any]
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the rollout log records: which template, which exact text (by hash), which values."""
+        return {
+            "step": self.step,
+            "template_path": self.template_path,
+            "sha256": self.sha256,
+            "parameters": copy.deepcopy(dict(self.parameters)),
+        }
+
+
+@dataclass(frozen=True)
+class OsCoverage:
+    """The OS families a variant is for: one family, or that family and every newer one."""
+
+    family: str
+    and_newer: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> OsCoverage:
+        """`2012r2+`, `2008`, `win2008r2` -> OsCoverage; TemplateError for anything else."""
+        text = spec.strip().lower()
+        and_newer = text.endswith("+")
+        return cls(normalize_family(text.removesuffix("+")), and_newer)
+
+    def covers(self, family: str) -> bool:
+        if self.and_newer:
+            return FAMILIES.index(family) >= FAMILIES.index(self.family)
+        return family == self.family
+
+    def __str__(self) -> str:
+        return self.family + ("+" if self.and_newer else "")
+
+
+def normalize_family(os_family: str) -> str:
+    """`2008R2`, `win2008r2` -> `2008r2`; TemplateError naming the known families otherwise."""
+    family = os_family.strip().lower().removeprefix("win")
+    if family not in FAMILIES:
+        raise TemplateError(f"unknown OS family {os_family!r}; known families: {', '.join(FAMILIES)}")
+    return family
+
+
+def choose_variant(coverage: Mapping[str, OsCoverage | None], os_family: str) -> str | None:
+    """The variant for `os_family` among `coverage` (variant -> what it covers; None = default).
+
+    `os_family` "default" asks for default.ps1 itself, for scripts that run before the family is
+    known (facts). None when nothing fits (no default and no variant covering the family).
+    """
+    default = next((v for v, c in coverage.items() if c is None), None)
+    if os_family.strip().lower() == DEFAULT_VARIANT:
+        return default
+    family = normalize_family(os_family)
+    exact = [v for v, c in coverage.items() if c is not None and not c.and_newer and c.family == family]
+    if exact:
+        return exact[0]
+    ranges = [(FAMILIES.index(c.family), v) for v, c in coverage.items() if c is not None and c.and_newer]
+    fitting = [(low, v) for low, v in ranges if low <= FAMILIES.index(family)]
+    if fitting:
+        return max(fitting)[1]
+    return default
+
+
+def parse_parameters(text: str, path: str = "<script>") -> tuple[TemplateParam, ...]:
+    """The parameters a script's top-level param() block declares, in order."""
+    root = parse(text).root_node
+    block = next((c for c in root.named_children if c.type == "param_block"), None)
+    if block is None:
+        return ()
+    params: list[TemplateParam] = []
+    for plist in (c for c in block.named_children if c.type == "parameter_list"):
+        for node in (c for c in plist.named_children if c.type == "script_parameter"):
+            params.append(_parameter(node, path))
+    seen: set[str] = set()
+    for param in params:
+        # PowerShell binds names case-insensitively, so these would collide on the host.
+        if param.name.lower() in seen:
+            raise TemplateError(f"{path}: parameter ${param.name} is declared twice")
+        seen.add(param.name.lower())
+    return tuple(params)
+
+
+def _parameter(node: Node, path: str) -> TemplateParam:
+    variable = next(c for c in node.named_children if c.type == "variable")
+    name = variable_name(variable)[1]
+    type_name: str | None = None
+    mandatory = False
+    for attrs in (c for c in node.named_children if c.type == "attribute_list"):
+        for attr in (c for c in attrs.named_children if c.type == "attribute"):
+            literal = next((c for c in attr.named_children if c.type == "type_literal"), None)
+            if literal is not None:
+                spec = next(c for c in literal.named_children if c.type == "type_spec")
+                type_name = type_name or "".join(node_text(spec).split())
+                continue
+            attr_name = next((c for c in attr.named_children if c.type == "attribute_name"), None)
+            if attr_name is None:
+                continue
+            short = node_text(attr_name).lower().rsplit(".", 1)[-1].removesuffix("attribute")
+            if short == "parameter":
+                mandatory = _mandatory(attr, name, path) or mandatory
+    has_default = any(c.type == "script_parameter_default" for c in node.named_children)
+    return TemplateParam(name=name, type=type_name, mandatory=mandatory, has_default=has_default)
+
+
+def _mandatory(attribute: Node, param: str, path: str) -> bool:
+    for arg in (d for d in walk(attribute) if d.type == "attribute_argument"):
+        key = next((c for c in arg.children if c.type == "simple_name"), None)
+        if key is None or node_text(key).lower() != "mandatory":
+            continue
+        values = [c for c in arg.named_children if c.type != "simple_name"]
+        if not values:
+            return True  # the 3.0 shorthand; the lint reports it, the meaning is still "mandatory"
+        value = unwrap(values[-1])
+        literal = node_text(value).lower()
+        if literal in ("$true", "1"):
+            return True
+        if literal in ("$false", "0"):
+            return False
+        raise TemplateError(f"{path}: ${param} Mandatory={node_text(value)} is not $true or $false")
+    return False
+
+
+def _coverage(variant: str, text: str, path: str) -> OsCoverage | None:
+    spec = read_header(text).get("os")
+    if variant == DEFAULT_VARIANT:
+        if spec is not None:
+            raise TemplateError(f"{path}: default.ps1 covers every other family; drop `# dsrprep-os: {spec}`")
+        return None
+    named = None
+    if variant.startswith("win") and variant.removeprefix("win") in FAMILIES:
+        named = variant.removeprefix("win")
+    if spec is None:
+        if named is None:
+            raise TemplateError(
+                f"{path}: cannot tell which OS families this variant is for; name it win<family> "
+                f"({', '.join(FAMILIES)}) or add a `# dsrprep-os: <family>[+]` header line"
+            )
+        return OsCoverage(named)
+    try:
+        coverage = OsCoverage.parse(spec)
+    except TemplateError as exc:
+        raise TemplateError(f"{path}: `# dsrprep-os: {spec}`: {exc}") from exc
+    if named is not None and coverage.family != named:
+        raise TemplateError(f"{path}: the file is named for {named} but its header says {coverage}")
+    return coverage
+
+
+class TemplateCatalog:
+    """Every template under one root folder (the `ps_templates` package, or a folder in tests)."""
+
+    def __init__(self, root: Traversable, prefix: str = "ps_templates") -> None:
+        self._templates: dict[str, dict[str, Template]] = {}
+        self._coverage: dict[str, dict[str, OsCoverage | None]] = {}
+        for folder in sorted(root.iterdir(), key=lambda t: t.name):
+            if not folder.is_dir():
+                continue
+            scripts = sorted(
+                (f for f in folder.iterdir() if f.is_file() and f.name.endswith(".ps1")), key=lambda t: t.name
+            )
+            if not scripts:
+                continue
+            step = folder.name
+            if not _NAME.fullmatch(step):
+                raise TemplateError(f"{prefix}/{step}: a step id is lower case letters, digits, - or _")
+            self._load_step(step, scripts, prefix)
+
+    def _load_step(self, step: str, scripts: Iterable[Traversable], prefix: str) -> None:
+        templates: dict[str, Template] = {}
+        coverage: dict[str, OsCoverage | None] = {}
+        for script in scripts:
+            variant = script.name.removesuffix(".ps1")
+            path = f"{prefix}/{step}/{script.name}"
+            if not _NAME.fullmatch(variant):
+                raise TemplateError(f"{path}: a variant name is lower case letters, digits, - or _")
+            # utf-8-sig: an editor's byte order mark is not part of the script.
+            text = script.read_text(encoding="utf-8-sig")
+            templates[variant] = Template(step, variant, path, text, parse_parameters(text, path))
+            this = _coverage(variant, text, path)
+            twin = next((v for v, c in coverage.items() if c is not None and c == this), None)
+            if twin is not None:
+                raise TemplateError(f"{path} and {twin}.ps1 both cover {this}; keep one")
+            coverage[variant] = this
+        self._templates[step] = templates
+        self._coverage[step] = coverage
+
+    def steps(self) -> list[str]:
+        return sorted(self._templates)
+
+    def all_templates(self) -> list[Template]:
+        return [t for step in self.steps() for _, t in sorted(self._templates[step].items())]
+
+    def select(self, step: str, os_family: str) -> Template:
+        if step not in self._templates:
+            known = ", ".join(self.steps()) or "none"
+            raise TemplateError(f"no template for step {step!r}; known steps: {known}")
+        variant = choose_variant(self._coverage[step], os_family)
+        if variant is None:
+            family = os_family.strip().lower()
+            family = family if family == DEFAULT_VARIANT else normalize_family(family)
+            raise TemplateError(f"step {step!r} has no default.ps1 and no variant for OS family {family}")
+        return self._templates[step][variant]
+
+    def render(self, step: str, os_family: str, params: Mapping[str, Any]) -> Script:
+        template = self.select(step, os_family)
+        bound = bind_parameters(template, params)
+        return Script(
+            step=template.step,
+            template_path=template.path,
+            text=template.text,
+            parameters=MappingProxyType(bound),
+            sha256=hashlib.sha256(template.text.encode("utf-8")).hexdigest(),
+        )
+
+
+def bind_parameters(template: Template, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A private copy of `params` after checking them against what `template` declares."""
+    declared = {p.name: p for p in template.parameters}
+    names = ", ".join(f"${n}" for n in declared) or "none"
+    for name in params:
+        if name not in declared:
+            near = [d for d in declared if d.lower() == str(name).lower()]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise TemplateError(f"{template.path} has no parameter {name!r}{hint}; it declares: {names}")
+    for param in template.parameters:
+        if param.mandatory and params.get(param.name) is None:
+            raise TemplateError(f"{template.path} needs a value for its mandatory parameter ${param.name}")
+    for name, value in params.items():
+        _check_value(value, f"{template.path} parameter ${name}")
+    return copy.deepcopy(dict(params))
+
+
+def _check_value(value: Any, where: str) -> None:
+    # What crosses PSRP here must also go into the JSONL log unchanged.
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_value(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TemplateError(f"{where}: dictionary keys must be strings, got {key!r}")
+            _check_value(item, f"{where}[{key!r}]")
+        return
+    raise TemplateError(
+        f"{where}: {type(value).__name__} is not allowed; use str, int, bool, None, list or dict"
+    )
+
+
+# Templates ship inside the package and do not change while the process runs: read them once.
+@functools.cache
+def _catalog() -> TemplateCatalog:
+    return TemplateCatalog(files("ps_templates"))
+
+
+def steps() -> list[str]:
+    """Step ids that have templates, sorted."""
+    return _catalog().steps()
+
+
+def all_templates() -> list[Template]:
+    """Every shipped template, by step then variant."""
+    return _catalog().all_templates()
+
+
+def select_template(step: str, os_family: str) -> Template:
+    """The template `step` runs on a host of `os_family`.
+
+    `os_family` is one of FAMILIES (`win` prefix and any case allowed), or "default" for default.ps1.
+    """
+    return _catalog().select(step, os_family)
+
+
+def render(step: str, os_family: str, params: Mapping[str, Any]) -> Script:
+    """The script and the checked parameters exactly as they would be sent."""
+    return _catalog().render(step, os_family, params)
