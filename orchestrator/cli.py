@@ -89,7 +89,7 @@ def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False) -> None:
     described = inv.describe()
     if as_json:
         groups = {name: list(members) for name, members in inv.groups.items()}
-        out.print_json(json.dumps({"inventory": str(inventory), "hosts": described, "groups": groups}))
+        typer.echo(json.dumps({"inventory": str(inventory), "hosts": described, "groups": groups}, indent=2))
         return
     table = Table(title=f"{inventory}: {len(inv.hosts)} hosts", title_justify="left")
     for column in ("host", "endpoint", "auth", "user", "password", "groups", "VIPs", "NIC"):
@@ -148,7 +148,7 @@ def facts(
     if as_json:
         doc = {"run_id": log.run_id, "run_dir": str(log.path), "summary": summary,
                "hosts": {o.host: o.to_dict() for o in outcomes}}
-        out.print_json(json.dumps(doc, default=str))
+        typer.echo(json.dumps(doc, indent=2, default=str))
     else:
         _print_facts(inv, outcomes, log)
     raise typer.Exit(EXIT_OK if summary["ok"] == len(outcomes) else EXIT_HOSTS_FAILED)

@@ -1,0 +1,304 @@
+# dsrprep-step: facts
+# Gathers in one object what the DSR plan needs: OS, adapters and their IP configuration, raw
+# netsh/appcmd/httpcfg text, firewall state, IIS sites, recent address-conflict events, marker.
+param()
+$ErrorActionPreference = 'Stop'
+
+# The result is one hashtable in the shape of docs/facts.md. PowerShell 2.0 only: WMI, netsh,
+# the registry provider, COM and .NET 2.0; no CIM, no Net* cmdlets, no ConvertTo-Json.
+
+function Get-PropertyOrNull($Object, [string]$Name) {
+    # WMI classes gained properties over the years (InterfaceIndex, OSArchitecture are not on
+    # 2003); asking the property table avoids depending on strict-mode behaviour.
+    if ($null -eq $Object) { return $null }
+    $property = $Object.PSObject.Properties[$Name]
+    if ($null -eq $property) { return $null }
+    return $property.Value
+}
+
+function ConvertTo-StringArray($Value) {
+    # WMI gives $null for an empty list and a bare string for a one-element one, and PowerShell
+    # unrolls arrays that leave a function: build the array here and return it wrapped so that
+    # the caller always receives an object[] (possibly empty, never $null).
+    $list = New-Object System.Collections.ArrayList
+    if ($null -ne $Value) {
+        foreach ($item in @($Value)) {
+            if ($null -ne $item) { [void]$list.Add([string]$item) }
+        }
+    }
+    return ,([object[]]$list.ToArray())
+}
+
+function ConvertTo-NullableInt($Value) {
+    if ($null -eq $Value) { return $null }
+    return [int]$Value
+}
+
+function Get-NativeText([string]$FilePath, [string[]]$Arguments) {
+    # netsh, appcmd and httpcfg report their own failures as text, which the parsers recognise.
+    # Their stderr must not become a terminating error under $ErrorActionPreference = 'Stop'.
+    $ErrorActionPreference = 'Continue'
+    $text = (& $FilePath $Arguments 2>$null | Out-String)
+    return [string]$text
+}
+
+# --- OS and session ---------------------------------------------------------------------------
+
+$os = Get-WmiObject -Class Win32_OperatingSystem
+$osVersion = [string]$os.Version
+# 5.2 is Windows Server 2003 / 2003 R2: no InterfaceIndex, no advfirewall, IIS 6, httpcfg.
+$isLegacy = $osVersion.StartsWith('5.')
+
+$architecture = Get-PropertyOrNull $os 'OSArchitecture'
+if ($null -eq $architecture) {
+    # 2003 has no OSArchitecture. A 32-bit process on 64-bit Windows sees PROCESSOR_ARCHITEW6432.
+    $architecture = '32-bit'
+    if ($env:PROCESSOR_ARCHITEW6432 -eq 'AMD64' -or $env:PROCESSOR_ARCHITECTURE -eq 'AMD64') {
+        $architecture = '64-bit'
+    }
+}
+
+$hotfixList = New-Object System.Collections.ArrayList
+try {
+    foreach ($qfe in @(Get-WmiObject -Class Win32_QuickFixEngineering)) {
+        $id = Get-PropertyOrNull $qfe 'HotFixID'
+        if ($null -ne $id -and ([string]$id).Length -gt 0) { [void]$hotfixList.Add(([string]$id).ToUpper()) }
+    }
+} catch {
+    # An unreadable update list only hides optional hotfix checks (KB975808); keep going.
+}
+$hotfixes = [object[]]$hotfixList.ToArray()
+
+$psVersion = '1.0'
+if ($null -ne $PSVersionTable) { $psVersion = $PSVersionTable.PSVersion.ToString() }
+
+$identity = [Security.Principal.WindowsIdentity]::GetCurrent()
+$principal = New-Object Security.Principal.WindowsPrincipal($identity)
+$elevated = $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+
+# --- Adapters -----------------------------------------------------------------------------------
+
+$configsByIndex = @{}
+foreach ($config in @(Get-WmiObject -Class Win32_NetworkAdapterConfiguration)) {
+    $configsByIndex[[int]$config.Index] = $config
+}
+
+# Only adapters that are network connections (NetConnectionID) or loopbacks: WMI also lists
+# miniports, tunnels and RAS devices that the plan must never touch.
+$adapterList = New-Object System.Collections.ArrayList
+$netshV4 = @{}
+$netshV6 = @{}
+foreach ($adapter in @(Get-WmiObject -Class Win32_NetworkAdapter)) {
+    $connectionId = Get-PropertyOrNull $adapter 'NetConnectionID'
+    $serviceName = [string](Get-PropertyOrNull $adapter 'ServiceName')
+    if ($null -eq $connectionId -and $serviceName -ne 'msloop') { continue }
+
+    $index = [int]$adapter.Index
+    $config = $configsByIndex[$index]
+    $interfaceIndex = $null
+    if (-not $isLegacy) { $interfaceIndex = ConvertTo-NullableInt (Get-PropertyOrNull $adapter 'InterfaceIndex') }
+
+    $ipAddresses = ConvertTo-StringArray (Get-PropertyOrNull $config 'IPAddress')
+    $ipSubnets = ConvertTo-StringArray (Get-PropertyOrNull $config 'IPSubnet')
+    $gateways = ConvertTo-StringArray (Get-PropertyOrNull $config 'DefaultIPGateway')
+    $dnsServers = ConvertTo-StringArray (Get-PropertyOrNull $config 'DNSServerSearchOrder')
+
+    $mac = Get-PropertyOrNull $adapter 'MACAddress'
+    if ($null -ne $mac) { $mac = [string]$mac }
+
+    [void]$adapterList.Add(@{
+        index = $index
+        interface_index = $interfaceIndex
+        connection_id = $connectionId
+        description = [string](Get-PropertyOrNull $adapter 'Description')
+        service_name = $serviceName
+        pnp_device_id = [string](Get-PropertyOrNull $adapter 'PNPDeviceID')
+        mac = $mac
+        ip_enabled = [bool](Get-PropertyOrNull $config 'IPEnabled')
+        ip_addresses = $ipAddresses
+        ip_subnets = $ipSubnets
+        dhcp_enabled = [bool](Get-PropertyOrNull $config 'DHCPEnabled')
+        gateways = $gateways
+        dns_servers = $dnsServers
+        metric = ConvertTo-NullableInt (Get-PropertyOrNull $config 'IPConnectionMetric')
+        dns_registration = [bool](Get-PropertyOrNull $config 'FullDNSRegistrationEnabled')
+        domain_dns_registration = [bool](Get-PropertyOrNull $config 'DomainDNSRegistrationEnabled')
+        netbios = ConvertTo-NullableInt (Get-PropertyOrNull $config 'TcpipNetbiosOptions')
+    })
+
+    # Weak host flags have no WMI property on 2008/2008 R2: netsh is the only reader. Called by
+    # index, never by name (names are localized and renamed); the text goes back raw.
+    if ($null -ne $interfaceIndex) {
+        $key = [string]$interfaceIndex
+        $netshV4[$key] = Get-NativeText 'netsh.exe' @('interface', 'ipv4', 'show', 'interface', $key)
+        $netshV6[$key] = Get-NativeText 'netsh.exe' @('interface', 'ipv6', 'show', 'interface', $key)
+    }
+}
+$adapters = [object[]]$adapterList.ToArray()
+
+# --- Firewall -----------------------------------------------------------------------------------
+
+$ruleList = New-Object System.Collections.ArrayList
+if ($isLegacy) {
+    # 2003 SP1+ has only the netsh firewall context (per-profile and per-connection modes).
+    $firewall = @{
+        api = 'netsh-firewall'
+        opmode_text = Get-NativeText 'netsh.exe' @('firewall', 'show', 'opmode')
+        portopening_text = Get-NativeText 'netsh.exe' @('firewall', 'show', 'portopening')
+        profiles = $null
+        current_profiles = $null
+        rules = [object[]]$ruleList.ToArray()
+    }
+} else {
+    $policy = New-Object -ComObject HNetCfg.FwPolicy2
+    # Only our own rules: the full rule table is hundreds of entries the plan does not need.
+    foreach ($rule in $policy.Rules) {
+        if (-not ([string]$rule.Name).StartsWith('dsrprep')) { continue }
+        [void]$ruleList.Add(@{
+            name = [string]$rule.Name
+            enabled = [bool]$rule.Enabled
+            direction = [int]$rule.Direction
+            action = [int]$rule.Action
+            protocol = [int]$rule.Protocol
+            local_addresses = [string]$rule.LocalAddresses
+            local_ports = [string]$rule.LocalPorts
+            profiles = [int]$rule.Profiles
+        })
+    }
+    $firewall = @{
+        api = 'advfirewall'
+        opmode_text = $null
+        portopening_text = $null
+        profiles = @{
+            domain = [bool]$policy.FirewallEnabled(1)
+            private = [bool]$policy.FirewallEnabled(2)
+            public = [bool]$policy.FirewallEnabled(4)
+        }
+        current_profiles = [int]$policy.CurrentProfileTypes
+        rules = [object[]]$ruleList.ToArray()
+    }
+}
+
+# --- IIS and http.sys ---------------------------------------------------------------------------
+
+$iisVersion = $null
+try {
+    $inetStp = Get-ItemProperty -Path 'HKLM:\SOFTWARE\Microsoft\InetStp' -ErrorAction SilentlyContinue
+    $major = Get-PropertyOrNull $inetStp 'MajorVersion'
+    $minor = Get-PropertyOrNull $inetStp 'MinorVersion'
+    if ($null -ne $major) {
+        if ($null -eq $minor) { $minor = 0 }
+        $iisVersion = ('{0}.{1}' -f [int]$major, [int]$minor)
+    }
+} catch {
+    $iisVersion = $null
+}
+
+$appcmdText = $null
+$metabaseSites = $null
+if ($null -ne $iisVersion -and [int]($iisVersion.Split('.')[0]) -ge 7) {
+    # appcmd exists on every IIS 7+, unlike the WebAdministration module (not on IIS 7.0).
+    $appcmd = Join-Path $env:windir 'system32\inetsrv\appcmd.exe'
+    if (Test-Path -LiteralPath $appcmd) { $appcmdText = Get-NativeText $appcmd @('list', 'site') }
+} elseif ($null -ne $iisVersion) {
+    # IIS 6: the metabase through WMI. The provider may not be installed; then the list is
+    # unknown (null), which is not the same as "no sites".
+    try {
+        $siteList = New-Object System.Collections.ArrayList
+        $settings = @(Get-WmiObject -Namespace 'root\MicrosoftIISv2' -Class IIsWebServerSetting -Authentication 6)
+        foreach ($setting in $settings) {
+            $bindingList = New-Object System.Collections.ArrayList
+            foreach ($binding in @(Get-PropertyOrNull $setting 'ServerBindings')) {
+                if ($null -eq $binding) { continue }
+                [void]$bindingList.Add(('{0}:{1}:{2}' -f $binding.IP, $binding.Port, $binding.Hostname))
+            }
+            [void]$siteList.Add(@{
+                id = [string]$setting.Name
+                name = [string]$setting.ServerComment
+                bindings = [object[]]$bindingList.ToArray()
+            })
+        }
+        $metabaseSites = [object[]]$siteList.ToArray()
+    } catch {
+        $metabaseSites = $null
+    }
+}
+
+$httpListenText = $null
+if ($isLegacy) {
+    # httpcfg.exe comes with the 2003 Support Tools, which many servers lack.
+    $httpcfg = $null
+    $command = Get-Command 'httpcfg.exe' -ErrorAction SilentlyContinue
+    if ($null -ne $command) { $httpcfg = @($command)[0].Definition }
+    if ($null -eq $httpcfg -and $null -ne $env:ProgramFiles) {
+        $candidate = Join-Path $env:ProgramFiles 'Support Tools\httpcfg.exe'
+        if (Test-Path -LiteralPath $candidate) { $httpcfg = $candidate }
+    }
+    if ($null -ne $httpcfg) { $httpListenText = Get-NativeText $httpcfg @('query', 'iplisten') }
+} else {
+    $httpListenText = Get-NativeText 'netsh.exe' @('http', 'show', 'iplisten')
+}
+
+# --- Address-conflict events --------------------------------------------------------------------
+
+# Tcpip (2008+) / TCP/IP (NT-era name) 4198 and 4199 report a duplicate address. EventID is the
+# low 16 bits; InstanceId carries severity bits on classic sources and would not match.
+$eventList = New-Object System.Collections.ArrayList
+try {
+    $since = (Get-Date).AddDays(-7)
+    $entries = @(Get-EventLog -LogName System -After $since | Where-Object {
+        ($_.Source -eq 'Tcpip' -or $_.Source -eq 'TCP/IP') -and ($_.EventID -eq 4198 -or $_.EventID -eq 4199)
+    })
+    foreach ($entry in $entries) {
+        [void]$eventList.Add(@{
+            event_id = [int]$entry.EventID
+            source = [string]$entry.Source
+            time = $entry.TimeGenerated.ToString('s')
+            message = [string]$entry.Message
+        })
+    }
+} catch {
+    # Get-EventLog throws when nothing at all was logged in the window.
+}
+$events = [object[]]$eventList.ToArray()
+
+# --- Marker -------------------------------------------------------------------------------------
+
+$marker = @{}
+$markerPath = 'HKLM:\SOFTWARE\dsrprep\DSR'
+if (Test-Path -LiteralPath $markerPath) {
+    $markerKey = Get-Item -LiteralPath $markerPath
+    foreach ($valueName in $markerKey.GetValueNames()) {
+        if ($valueName -eq '') { continue }
+        $marker[$valueName] = [string]$markerKey.GetValue($valueName)
+    }
+}
+
+# --- Result -------------------------------------------------------------------------------------
+
+@{
+    schema = 1
+    computer_name = [string]$env:COMPUTERNAME
+    os = @{
+        version = $osVersion
+        caption = [string]$os.Caption
+        service_pack = [int]$os.ServicePackMajorVersion
+        architecture = [string]$architecture
+        hotfixes = $hotfixes
+    }
+    powershell_version = $psVersion
+    elevated = [bool]$elevated
+    process_64bit = ([IntPtr]::Size -eq 8)
+    adapters = $adapters
+    netsh_ipv4 = $netshV4
+    netsh_ipv6 = $netshV6
+    firewall = $firewall
+    iis = @{
+        version = $iisVersion
+        appcmd_sites_text = $appcmdText
+        metabase_sites = $metabaseSites
+    }
+    http_listen_text = $httpListenText
+    events = $events
+    marker = $marker
+}
