@@ -60,6 +60,8 @@ AskPassOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")]
 RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run logs are written.")]
+ForksOpt = Annotated[int, typer.Option("--forks", "-f", min=1, max=512, help="Hosts worked on at once.")]
+InventoryOutOpt = Annotated[Path, typer.Option("--inventory-out", "-o", help="Write the matching inventory here.")]
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -123,7 +125,7 @@ def _select(inv: Inventory, limit: str | None) -> list[Any]:
 def facts(
     inventory: InventoryArg,
     limit: LimitOpt = None,
-    forks: Annotated[int, typer.Option("--forks", "-f", min=1, max=512, help="Hosts worked on at once.")] = DEFAULT_FORKS,
+    forks: ForksOpt = DEFAULT_FORKS,
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
@@ -184,9 +186,7 @@ def lab_serve(
     hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=250, help="How many hosts.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fleet's variation.")] = 1,
     profile: Annotated[str, typer.Option("--profile", help="mixed|2003|2008|2008r2|2012r2|2016|2019|2022")] = "mixed",
-    inventory_out: Annotated[Path, typer.Option("--inventory-out", "-o", help="Write the matching inventory here.")] = Path(
-        "lab-inventory.yml"
-    ),
+    inventory_out: InventoryOutOpt = Path("lab-inventory.yml"),
     port: Annotated[int, typer.Option("--port", help="Port for every host (0: a free port each).")] = 0,
 ) -> None:
     """Run a fleet of simulated Windows servers in the foreground until Ctrl-C."""

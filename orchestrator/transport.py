@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -164,7 +164,9 @@ class PsrpSession:
             password=c.password,
             ssl=c.protocol == "https",
             auth=c.auth,
-            cert_validation=cert_validation,
+            # pypsrp hands this to requests' `verify`, which takes a CA bundle path as well as a bool;
+            # its annotation only says bool.
+            cert_validation=cert_validation,  # type: ignore[arg-type]
             connection_timeout=c.connection_timeout,
             read_timeout=c.read_timeout,
             operation_timeout=c.operation_timeout,
@@ -208,19 +210,17 @@ class PsrpSession:
         return RunResult(output=output, errors=errors, duration=self._clock() - started)
 
     def _stop(self, ps: PowerShell) -> None:
-        try:
+        # Best effort: the pipeline is abandoned either way.
+        with suppress(Exception):
             ps.stop()
-        except Exception:  # best effort: the pipeline is abandoned either way
-            pass
 
     def close(self) -> None:
         pool, self._pool, self._wsman = self._pool, None, None
         if pool is None:
             return
-        try:
+        # Best effort: a remote shell that is not deleted times out on its own.
+        with suppress(Exception):
             pool.close()
-        except Exception:  # closing is best effort; the remote shell times out on its own
-            pass
 
 
 def psrp_session(connection: Connection) -> Session:
