@@ -1,0 +1,1159 @@
+"""Loads and validates inventories into frozen `Host` / `Inventory` objects; owns `--limit` host
+selection and the resolved per-host view (`describe`) behind `inventory check`.
+
+The file has Ansible's YAML inventory shape, so an Ansible inventory of Windows hosts loads as is::
+
+    all:
+      vars: {...}                        # variables for every host
+      hosts: {name: {vars...} | null}    # Ansible ranges (web[01:20]) and a name:port suffix work
+      children:
+        group: {vars: ..., hosts: ..., children: ...}
+
+A host may be listed in several groups. Variable precedence is Ansible's: `all`, then groups by
+depth (parents before children; groups of the same depth by `ansible_group_priority`, then by name,
+later wins), then host variables. Variables that are neither connection nor `dsr_*` variables (other
+`ansible_*`, application variables) are ignored; `dsr_*` variables are described in desired.py.
+
+Connection variables. Each setting may come from several names; when more than one is set, the psrp
+name wins over the winrm name, which wins over the generic one:
+
+=====================  ===========================================  ===================================
+setting                names (winning last)                         default
+=====================  ===========================================  ===================================
+connection plugin      ansible_connection                           psrp (winrm also accepted)
+address                ansible_host, ansible_winrm_host,            the inventory host name
+                       ansible_psrp_host
+port                   ansible_port, ansible_winrm_port,            5985 for http, 5986 for https
+                       ansible_psrp_port
+user                   ansible_user, ansible_winrm_user,            none
+                       ansible_psrp_user
+password               ansible_password, ansible_winrm_pass,        --ask-pass / DSRPREP_PASSWORD
+                       ansible_winrm_password
+auth                   ansible_winrm_transport, ansible_psrp_auth   negotiate
+protocol               ansible_winrm_scheme, ansible_psrp_protocol  https when the port is 5986, else
+                                                                    http
+cert validation        ansible_winrm_server_cert_validation,        validate
+                       ansible_psrp_cert_validation
+CA bundle              ansible_winrm_ca_trust_path,                 system store
+                       ansible_psrp_cert_trust_path,
+                       ansible_psrp_ca_cert
+client certificate     ansible_winrm_cert_pem,                      none (needed by certificate auth)
+                       ansible_psrp_certificate_pem
+client key             ansible_winrm_cert_key_pem,                  none (needed by certificate auth)
+                       ansible_psrp_certificate_key_pem
+connection timeout     ansible_winrm_connection_timeout,            30 s
+                       ansible_psrp_connection_timeout
+read timeout           ansible_winrm_read_timeout_sec,              30 s, must exceed operation timeout
+                       ansible_psrp_read_timeout
+operation timeout      ansible_winrm_operation_timeout_sec,         20 s
+                       ansible_psrp_operation_timeout
+message encryption     ansible_winrm_message_encryption,            auto (encrypt over http)
+                       ansible_psrp_message_encryption
+PowerShell endpoint    ansible_psrp_configuration_name              Microsoft.PowerShell
+=====================  ===========================================  ===================================
+
+auth is negotiate, ntlm, kerberos, credssp, basic or certificate. ansible_winrm_transport may be a
+list or a comma-separated string (the first entry counts); pywinrm's `plaintext` means basic and
+`ssl` means basic over https. Basic auth cannot encrypt messages: over plain http it needs
+`ansible_psrp_message_encryption: never` and the explicit opt-in `dsr_allow_insecure_basic: true`,
+because the credentials and every script then cross the network in clear.
+
+Passwords: the inventory's value for the host wins, else `default_password` (the CLI fills it from
+--ask-pass or DSRPREP_PASSWORD). An inventory value may refer to an environment variable instead of
+holding the secret: `"{{ lookup('env', 'NAME') }}"` or `"env:NAME"`. `load_inventory` never reads
+the process environment itself; the caller passes the mapping to resolve such references against.
+A password never appears in a repr, a message or `describe()`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import cast
+
+import yaml
+
+from orchestrator import desired as ds
+from orchestrator.desired import Desired, FieldError, FieldErrors, NicSelector, Vip
+from orchestrator.errors import DsrError
+
+__all__ = [
+    "CONNECTION_DEFAULTS",
+    "Connection",
+    "Desired",
+    "Host",
+    "Inventory",
+    "InventoryError",
+    "NicSelector",
+    "Problem",
+    "Vip",
+    "load_inventory",
+]
+
+HTTP_PORT = 5985
+HTTPS_PORT = 5986
+AUTHS = ("negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate")
+PROTOCOLS = ("http", "https")
+CERT_VALIDATIONS = ("validate", "ignore")
+ENCRYPTIONS = ("auto", "always", "never")
+CONNECTION_PLUGINS = ("psrp", "winrm")
+# pywinrm transport names -> (auth, protocol the transport implies)
+WINRM_TRANSPORTS: Mapping[str, tuple[str, str | None]] = MappingProxyType(
+    {
+        "ntlm": ("ntlm", None),
+        "kerberos": ("kerberos", None),
+        "credssp": ("credssp", None),
+        "basic": ("basic", None),
+        "certificate": ("certificate", None),
+        "plaintext": ("basic", None),
+        "ssl": ("basic", "https"),
+    }
+)
+
+CONNECTION_DEFAULTS: Mapping[str, object] = MappingProxyType(
+    {
+        "connection": "psrp",
+        "auth": "negotiate",
+        "cert_validation": "validate",
+        "connection_timeout": 30,
+        "read_timeout": 30,
+        "operation_timeout": 20,
+        "message_encryption": "auto",
+        "configuration_name": "Microsoft.PowerShell",
+    }
+)
+
+# setting -> variable names, lowest priority first
+_SETTING_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "connection": ("ansible_connection",),
+        "address": ("ansible_host", "ansible_winrm_host", "ansible_psrp_host"),
+        "port": ("ansible_port", "ansible_winrm_port", "ansible_psrp_port"),
+        "user": ("ansible_user", "ansible_winrm_user", "ansible_psrp_user"),
+        "password": ("ansible_password", "ansible_winrm_pass", "ansible_winrm_password"),
+        "auth": ("ansible_winrm_transport", "ansible_psrp_auth"),
+        "protocol": ("ansible_winrm_scheme", "ansible_psrp_protocol"),
+        "cert_validation": ("ansible_winrm_server_cert_validation", "ansible_psrp_cert_validation"),
+        "ca_cert": ("ansible_winrm_ca_trust_path", "ansible_psrp_cert_trust_path", "ansible_psrp_ca_cert"),
+        "certificate_pem": ("ansible_winrm_cert_pem", "ansible_psrp_certificate_pem"),
+        "certificate_key_pem": ("ansible_winrm_cert_key_pem", "ansible_psrp_certificate_key_pem"),
+        "connection_timeout": ("ansible_winrm_connection_timeout", "ansible_psrp_connection_timeout"),
+        "read_timeout": ("ansible_winrm_read_timeout_sec", "ansible_psrp_read_timeout"),
+        "operation_timeout": ("ansible_winrm_operation_timeout_sec", "ansible_psrp_operation_timeout"),
+        "message_encryption": ("ansible_winrm_message_encryption", "ansible_psrp_message_encryption"),
+        "configuration_name": ("ansible_psrp_configuration_name",),
+    }
+)
+
+_MAX_RANGE_HOSTS = 10_000
+
+
+# --- public types ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an inventory, located by host (or group) and variable."""
+
+    host: str | None
+    field: str | None
+    message: str
+    group: str | None = None
+
+    def render(self, path: str) -> str:
+        parts = [path]
+        if self.host is not None:
+            parts.append(f"host {self.host}")
+        elif self.group is not None:
+            parts.append(f"group {self.group}")
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class InventoryError(DsrError):
+    """Every problem found in one inventory, one line each when printed."""
+
+    error_class = "InventoryError"
+
+    def __init__(self, path: str | os.PathLike[str], problems: Sequence[Problem]) -> None:
+        self.path = str(path)
+        self.problems = list(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(p.render(self.path) for p in self.problems)
+
+
+@dataclass(frozen=True)
+class Connection:
+    address: str
+    port: int
+    user: str | None
+    password: str | None = field(repr=False)
+    auth: str
+    protocol: str
+    cert_validation: bool
+    ca_cert: str | None
+    connection_timeout: int
+    read_timeout: int
+    operation_timeout: int
+    message_encryption: str
+    configuration_name: str
+    # Where the password came from: "inventory", "env NAME", "default" or None (no password).
+    password_source: str | None = None
+    certificate_pem: str | None = None
+    certificate_key_pem: str | None = None
+    allow_insecure_basic: bool = False
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.protocol}://{host}:{self.port}/wsman"
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    connection: Connection
+    desired: Desired
+    groups: tuple[str, ...]
+
+    @property
+    def address(self) -> str:
+        return self.connection.address
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    hosts: tuple[Host, ...]
+    groups: Mapping[str, tuple[str, ...]]
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise InventoryError(
+            self.path, [Problem(None, None, f"no host named {name!r}{_guess(name, self._names())}")]
+        )
+
+    def select(self, pattern: str | None) -> tuple[Host, ...]:
+        """Hosts matching an Ansible `--limit` pattern, in inventory order.
+
+        Terms are separated by commas (or colons); a term is a host name, a group name or a glob
+        (fnmatch) over host and group names, `~regex` for a regular expression; `&term` intersects,
+        `!term` excludes. A term that matches nothing is an error, not a warning: a mistyped
+        exclusion would otherwise change the very hosts it was meant to protect.
+        """
+        terms = _split_pattern(pattern or "")
+        if not terms or terms == ["all"]:
+            return self.hosts
+        regular = [t for t in terms if t[0] not in "!&"]
+        intersect = [t[1:] for t in terms if t[0] == "&"]
+        exclude = [t[1:] for t in terms if t[0] == "!"]
+        problems: list[Problem] = []
+
+        def matches(term: str) -> set[str]:
+            if term.startswith("~"):
+                try:
+                    re.compile(term[1:])
+                except re.error as exc:
+                    problems.append(
+                        Problem(None, "limit", f"{term!r} is not a valid regular expression: {exc}")
+                    )
+                    return set()
+            found = self._match(term)
+            if not found:
+                problems.append(
+                    Problem(None, "limit", f"{term!r} matches no host or group{_guess(term, self._names())}")
+                )
+            return found
+
+        chosen: set[str] = set()
+        for term in regular or ["all"]:
+            chosen |= matches(term)
+        for term in intersect:
+            chosen &= matches(term)
+        for term in exclude:
+            chosen -= matches(term)
+        if not problems and not chosen:
+            problems.append(Problem(None, "limit", f"{pattern!r} leaves no host selected"))
+        if problems:
+            raise InventoryError(self.path, problems)
+        return tuple(h for h in self.hosts if h.name in chosen)
+
+    def describe(self) -> list[dict[str, object]]:
+        """The resolved settings of every host, flat and JSON-able; the password only as set / not set."""
+        out: list[dict[str, object]] = []
+        for host in self.hosts:
+            c = host.connection
+            item: dict[str, object] = {
+                "name": host.name,
+                "groups": list(host.groups),
+                "endpoint": c.url,
+                "address": c.address,
+                "port": c.port,
+                "protocol": c.protocol,
+                "auth": c.auth,
+                "user": c.user,
+                "password": "set" if c.password is not None else "not set",
+                "password_source": c.password_source,
+                "cert_validation": "validate" if c.cert_validation else "ignore",
+                "ca_cert": c.ca_cert,
+                "certificate_pem": c.certificate_pem,
+                "certificate_key_pem": c.certificate_key_pem,
+                "connection_timeout": c.connection_timeout,
+                "read_timeout": c.read_timeout,
+                "operation_timeout": c.operation_timeout,
+                "message_encryption": c.message_encryption,
+                "configuration_name": c.configuration_name,
+                "allow_insecure_basic": c.allow_insecure_basic,
+            }
+            item.update(ds.desired_to_dict(host.desired))
+            out.append(item)
+        return out
+
+    def _names(self) -> list[str]:
+        return [h.name for h in self.hosts] + list(self.groups)
+
+    def _match(self, term: str) -> set[str]:
+        # Ansible's rules: a term matching a group name selects the group's hosts; host names are
+        # tried when no group matched or the term is a pattern.
+        if term.startswith("~"):
+            try:
+                regex = re.compile(term[1:])
+            except re.error:
+                return set()
+
+            def hit(name: str) -> bool:
+                return regex.match(name) is not None
+
+        else:
+
+            def hit(name: str) -> bool:
+                return name == term or fnmatch.fnmatchcase(name, term)
+
+        found: set[str] = set()
+        groups = [g for g in self.groups if hit(g)]
+        for group in groups:
+            found.update(self.groups[group])
+        if not groups or term.startswith("~") or any(c in term for c in ".?*["):
+            found.update(h.name for h in self.hosts if hit(h.name))
+        return found
+
+
+def load_inventory(
+    path: str | os.PathLike[str],
+    *,
+    default_password: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Inventory:
+    """Read and validate one inventory file; raise InventoryError listing every problem found.
+
+    `env` resolves password references (`env:NAME`, `{{ lookup('env', 'NAME') }}`); when None, no
+    reference resolves. `default_password` is used for hosts whose inventory sets no password.
+    """
+    text_path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InventoryError(text_path, [Problem(None, None, "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(text_path, [Problem(None, None, f"cannot read the file: {exc}")]) from None
+    try:
+        data = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise InventoryError(
+            text_path, [Problem(None, None, f"{where}invalid YAML: {exc.problem or exc.context}")]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InventoryError(text_path, [Problem(None, None, f"invalid YAML: {exc}")]) from None
+    return _Builder(text_path, default_password, env or {}).build(data)
+
+
+# --- YAML loading -----------------------------------------------------------------------------------
+
+
+class _Vaulted:
+    """A `!vault` value: Ansible-encrypted, which dsrprep does not decrypt."""
+
+
+class _Unsafe(str):
+    """A `!unsafe` string: Ansible's marker for text that must not be templated."""
+
+    __slots__ = ()
+
+
+class _YamlLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[object, object]:
+    # PyYAML lets a repeated key silently replace the first; in an inventory that loses a host's vars.
+    seen: dict[object, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        except TypeError:  # unhashable key: construct_mapping reports it
+            pass
+    return loader.construct_mapping(node, deep=True)
+
+
+def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> _Vaulted:
+    return _Vaulted()
+
+
+def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    if isinstance(node, yaml.ScalarNode):
+        return _Unsafe(loader.construct_scalar(node))
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return _construct_mapping(loader, cast(yaml.MappingNode, node))
+
+
+_YamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_YamlLoader.add_constructor("!vault", _construct_vault)
+_YamlLoader.add_constructor("!unsafe", _construct_unsafe)
+
+
+# --- connection value parsers ------------------------------------------------------------------------
+
+_IPV4_LIKE = re.compile(r"\d+(\.\d+)+")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+_ENV_LOOKUP = re.compile(
+    r"""\{\{\s*lookup\(\s*(['"])env\1\s*,\s*(['"])(?P<name>[A-Za-z_][A-Za-z0-9_]*)\2\s*\)\s*\}\}"""
+)
+_ENV_PREFIX = re.compile(r"env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _parse_address(value: object) -> str:
+    text = ds.parse_text(value)
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if ":" in text or _IPV4_LIKE.fullmatch(text):
+        try:
+            return ds.parse_ip(text)
+        except FieldError:
+            raise FieldError(f"{text!r} looks like an IP address but is not a valid one") from None
+    if not _HOSTNAME.fullmatch(text):
+        raise FieldError(f"{text!r} is neither an IP address nor a DNS name")
+    return text
+
+
+def _parse_connection_plugin(value: object) -> str:
+    text = ds.parse_text(value).lower()
+    # Fully qualified names (ansible.builtin.psrp, ansible.legacy.winrm) name the same plugins.
+    short = text.rsplit(".", 1)[-1] if text.startswith(("ansible.builtin.", "ansible.legacy.")) else text
+    if short not in CONNECTION_PLUGINS:
+        raise FieldError(
+            f"{text!r} is not supported: dsrprep speaks PowerShell Remoting only (psrp or winrm); "
+            "remove the variable or set it to psrp"
+        )
+    return short
+
+
+def _parse_transport(value: object) -> tuple[str, str | None]:
+    items = value if isinstance(value, list) else str(value).split(",") if isinstance(value, str) else None
+    if not items:
+        raise FieldError(f"{ds.show(value)} is not a transport name or list of names")
+    first = str(items[0]).strip().lower()
+    if first not in WINRM_TRANSPORTS:
+        raise FieldError(f"{first!r} is not one of: {', '.join(WINRM_TRANSPORTS)}")
+    return WINRM_TRANSPORTS[first]
+
+
+def _parse_auth(value: object) -> tuple[str, str | None]:
+    return ds.parse_choice(value, AUTHS), None
+
+
+def _parse_timeout(value: object) -> int:
+    return ds.parse_int(value, 1, None, "a timeout in seconds")
+
+
+def _parse_cert_validation(value: object) -> str:
+    return ds.parse_choice(value, CERT_VALIDATIONS)
+
+
+_VALUE_PARSERS: Mapping[str, Callable[[object], object]] = MappingProxyType(
+    {
+        "connection": _parse_connection_plugin,
+        "address": _parse_address,
+        "port": ds.parse_port,
+        "user": ds.parse_text,
+        "protocol": lambda v: ds.parse_choice(v, PROTOCOLS),
+        "cert_validation": _parse_cert_validation,
+        "ca_cert": ds.parse_text,
+        "certificate_pem": ds.parse_text,
+        "certificate_key_pem": ds.parse_text,
+        "connection_timeout": _parse_timeout,
+        "read_timeout": _parse_timeout,
+        "operation_timeout": _parse_timeout,
+        "message_encryption": lambda v: ds.parse_choice(v, ENCRYPTIONS),
+        "configuration_name": ds.parse_text,
+    }
+)
+
+_VAR_SETTING: Mapping[str, str] = MappingProxyType(
+    {name: setting for setting, names in _SETTING_VARS.items() for name in names}
+)
+
+
+@dataclass(frozen=True)
+class _Secret:
+    value: str = field(repr=False)
+    source: str
+
+
+def _parse_password(value: object, env: Mapping[str, str]) -> _Secret:
+    # Messages here never quote the value: it is a secret.
+    if not isinstance(value, str):
+        raise FieldError(
+            "is not text: quote the password in YAML (unquoted, 0123 or yes become numbers or booleans)"
+        )
+    if not isinstance(value, _Unsafe):
+        match = _ENV_LOOKUP.fullmatch(value.strip()) or _ENV_PREFIX.fullmatch(value.strip())
+        if match:
+            name = match.group("name")
+            if not env.get(name):
+                raise FieldError(f"refers to environment variable {name}, which is not set: export {name}")
+            return _Secret(env[name], f"env {name}")
+        if "{{" in value or "{%" in value:
+            raise FieldError(
+                "is a template dsrprep cannot evaluate: write \"{{ lookup('env', 'NAME') }}\" or "
+                "\"env:NAME\" (or tag a literal password that contains '{{' with !unsafe)"
+            )
+    return _Secret(str(value), "inventory")
+
+
+# --- building ----------------------------------------------------------------------------------------
+
+_INVALID = object()  # a value that failed to parse (already reported)
+
+
+@dataclass(frozen=True)
+class _Where:
+    host: str | None = None
+    group: str | None = None
+
+    def problem(self, field_name: str | None, message: str) -> Problem:
+        return Problem(self.host, field_name, message, None if self.host else self.group)
+
+
+@dataclass
+class _Group:
+    name: str
+    parents: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    var_defs: list[tuple[tuple[int, ...], dict[object, object]]] = field(default_factory=list)
+
+
+_Merged = dict[str, tuple[object, _Where]]
+
+
+class _Builder:
+    """One load: walks the YAML tree, parses each variable where it is defined, resolves per host."""
+
+    def __init__(self, path: str, default_password: str | None, env: Mapping[str, str]) -> None:
+        self.path = path
+        self.default_password = default_password
+        self.env = env
+        self.problems: dict[Problem, None] = {}  # insertion-ordered set: group values repeat per host
+        self.groups: dict[str, _Group] = {}
+        self.host_mentions: dict[str, list[tuple[tuple[int, ...], dict[object, object]]]] = {}
+
+    def report(self, problem: Problem) -> None:
+        self.problems.setdefault(problem)
+
+    def fail(self) -> InventoryError:
+        return InventoryError(self.path, list(self.problems))
+
+    def build(self, data: object) -> Inventory:
+        # Shape problems are reported together with variable problems, unless the tree itself is
+        # unusable (no `all:`, a children loop, no host at all).
+        if not self._walk_top(data):
+            raise self.fail()
+        depths = self._depths()
+        if depths is None:
+            raise self.fail()
+        if not self.host_mentions:
+            self.report(Problem(None, None, "no hosts: list them under all: hosts: or a group"))
+            raise self.fail()
+
+        group_vars = {
+            g.name: self._parse_vars(_merge_defs(g.var_defs), _Where(group=g.name))
+            for g in self.groups.values()
+        }
+        priority = {name: self._priority(group_vars[name]) for name in self.groups}
+        memberships = self._memberships()
+
+        resolved: list[_Resolved] = []
+        for name, mentions in self.host_mentions.items():
+            host_vars = self._parse_vars(_merge_defs(mentions), _Where(host=name))
+            ordered = sorted(memberships[name], key=lambda g: (depths[g], priority[g], g))
+            merged: _Merged = {}
+            for group in ordered:
+                for key, value in group_vars[group].items():
+                    merged[key] = (value, _Where(group=group))
+            for key, value in host_vars.items():
+                merged[key] = (value, _Where(host=name))
+            resolved.append(self._resolve_host(name, merged))
+
+        self._cross_checks(resolved)
+        if self.problems:
+            raise self.fail()
+
+        group_hosts: dict[str, tuple[str, ...]] = {"all": tuple(self.host_mentions)}
+        for group in self.groups:
+            if group != "all":
+                group_hosts[group] = tuple(h for h in self.host_mentions if group in memberships[h])
+        if "ungrouped" not in group_hosts:
+            loose = tuple(h for h in self.host_mentions if memberships[h] == {"all"})
+            if loose:
+                group_hosts["ungrouped"] = loose
+        hosts: list[Host] = []
+        for r in resolved:
+            if r.connection is None or r.desired is None:  # pragma: no cover - every cause is reported
+                raise AssertionError(f"host {r.name} did not resolve, yet no problem was reported")
+            groups = tuple(g for g, members in group_hosts.items() if g != "all" and r.name in members)
+            hosts.append(Host(name=r.name, connection=r.connection, desired=r.desired, groups=groups))
+        return Inventory(path=self.path, hosts=tuple(hosts), groups=MappingProxyType(group_hosts))
+
+    # --- the tree ---
+
+    def _walk_top(self, data: object) -> bool:
+        if data is None:
+            self.report(Problem(None, None, "the file is empty: an inventory starts with 'all:'"))
+            return False
+        if not isinstance(data, dict) or "all" not in data:
+            self.report(Problem(None, None, "the top level must be 'all:' (Ansible's YAML inventory shape)"))
+            return False
+        extra = [str(k) for k in data if k != "all"]
+        if extra:
+            self.report(
+                Problem(
+                    None,
+                    None,
+                    f"top-level key(s) {', '.join(extra)} outside 'all:': move them under all: children:",
+                )
+            )
+        self._walk_group("all", data["all"], None, ())
+        return True
+
+    def _walk_group(self, name: str, data: object, parent: str | None, order: tuple[int, ...]) -> None:
+        group = self.groups.setdefault(name, _Group(name))
+        if parent is not None and parent not in group.parents:
+            group.parents.append(parent)
+        where = _Where(group=name)
+        if data is None:
+            return
+        if not isinstance(data, dict):
+            self.report(
+                where.problem(None, f"{ds.show(data)} is not a group: expected hosts:, children: or vars:")
+            )
+            return
+        # Ansible applies a group's vars, then its children, then its hosts: `order` keys replay that.
+        for key, value in data.items():
+            if key == "vars":
+                if isinstance(value, dict):
+                    group.var_defs.append(((*order, 0), value))
+                elif value is not None:
+                    self.report(where.problem("vars", "is not a mapping of variable: value"))
+            elif key == "children":
+                if isinstance(value, dict):
+                    for index, (child, child_data) in enumerate(value.items()):
+                        if str(child) == "all":
+                            self.report(where.problem("children", "'all' cannot be a child group"))
+                        else:
+                            self._walk_group(str(child), child_data, name, (*order, 1, index))
+                elif value is not None:
+                    self.report(
+                        where.problem("children", "is not a mapping of group names (end each name with ':')")
+                    )
+            elif key == "hosts":
+                if isinstance(value, dict):
+                    for index, (pattern, host_vars) in enumerate(value.items()):
+                        self._add_hosts(group, str(pattern), host_vars, (*order, 2, index))
+                elif value is not None:
+                    self.report(
+                        where.problem("hosts", "is not a mapping of host names (end each name with ':')")
+                    )
+            else:
+                hint = " (variables go under vars:)" if str(key).startswith(("dsr_", "ansible_")) else ""
+                self.report(
+                    where.problem(
+                        str(key), f"unexpected key: a group holds only hosts:, children: and vars:{hint}"
+                    )
+                )
+
+    def _add_hosts(self, group: _Group, pattern: str, host_vars: object, order: tuple[int, ...]) -> None:
+        try:
+            names, port = _expand_host_pattern(pattern)
+        except FieldError as exc:
+            self.report(_Where(group=group.name).problem("hosts", f"{pattern!r}: {exc.message}"))
+            return
+        if host_vars is not None and not isinstance(host_vars, dict):
+            for name in names:
+                self.report(
+                    _Where(host=name).problem(None, f"{ds.show(host_vars)} is not a mapping of variables")
+                )
+            return
+        mention: dict[object, object] = {} if port is None else {"ansible_port": port}
+        mention.update(host_vars or {})
+        for name in names:
+            if name not in group.hosts:
+                group.hosts.append(name)
+            self.host_mentions.setdefault(name, []).append((order, mention))
+
+    def _depths(self) -> dict[str, int] | None:
+        # Ansible's group depth: one more than the deepest parent, so a group nested at two places
+        # sorts after everything above either of them.
+        depths: dict[str, int] = {}
+        visiting: set[str] = set()
+
+        def depth(name: str) -> int:
+            if name in depths:
+                return depths[name]
+            if name in visiting:
+                raise _CycleError(name)
+            visiting.add(name)
+            parents = self.groups[name].parents
+            value = 0 if name == "all" else 1 + max((depth(p) for p in parents), default=0)
+            visiting.discard(name)
+            depths[name] = value
+            return value
+
+        for name in self.groups:
+            try:
+                depth(name)
+            except _CycleError as exc:
+                self.report(
+                    _Where(group=exc.group).problem(
+                        "children", "is its own ancestor: break the children: loop"
+                    )
+                )
+                return None
+        return depths
+
+    def _memberships(self) -> dict[str, set[str]]:
+        def ancestors(name: str, acc: set[str]) -> set[str]:
+            if name not in acc:
+                acc.add(name)
+                for parent in self.groups[name].parents:
+                    ancestors(parent, acc)
+            return acc
+
+        result: dict[str, set[str]] = {name: {"all"} for name in self.host_mentions}
+        for group in self.groups.values():
+            for host in group.hosts:
+                ancestors(group.name, result[host])
+        return result
+
+    # --- variables ---
+
+    def _priority(self, parsed: Mapping[str, object]) -> int:
+        value = parsed.get("ansible_group_priority", 1)
+        return value if isinstance(value, int) else 1
+
+    def _parse_vars(self, raw: Mapping[object, object], where: _Where) -> dict[str, object]:
+        """Parse the variables we know, where they are written, so a bad group value is reported once."""
+        parsed: dict[str, object] = {}
+        for key_obj, value in raw.items():
+            key = str(key_obj)
+            if key.startswith("dsr_") and key not in ds.PARSERS:
+                self.report(where.problem(key, ds.unknown_key_message(key)))
+                continue
+            if not (key.startswith("dsr_") or key in _VAR_SETTING or key == "ansible_group_priority"):
+                continue
+            if value is None and (key in _VAR_SETTING or key == "ansible_group_priority"):
+                parsed[key] = None  # an explicit null falls back to the default
+                continue
+            try:
+                parsed[key] = self._parse_value(key, value, where)
+            except FieldError as exc:
+                self.report(where.problem(exc.field or key, exc.message))
+                parsed[key] = _INVALID
+            except FieldErrors as exc:
+                for error in exc.errors:
+                    self.report(where.problem(error.field or key, error.message))
+                parsed[key] = _INVALID
+        return parsed
+
+    def _parse_value(self, key: str, value: object, where: _Where) -> object:
+        if isinstance(value, _Vaulted):
+            raise FieldError(
+                "is encrypted with ansible-vault, which dsrprep does not decrypt: "
+                "use \"{{ lookup('env', 'NAME') }}\" or \"env:NAME\" for secrets"
+            )
+        setting = _VAR_SETTING.get(key)
+        if setting == "password":
+            return _parse_password(value, self.env)
+        if isinstance(value, str) and not isinstance(value, _Unsafe) and ("{{" in value or "{%" in value):
+            raise FieldError(
+                f"{value!r} is a template; dsrprep does not evaluate templates: write the value itself"
+            )
+        if key == "ansible_group_priority":
+            if where.host is not None:
+                return None
+            return ds.parse_int(value, 1, None, "a group priority")
+        if setting == "auth":
+            return _parse_transport(value) if key == "ansible_winrm_transport" else _parse_auth(value)
+        if setting is not None:
+            return _VALUE_PARSERS[setting](value)
+        return ds.parse_dsr_value(key, value)
+
+    def _setting(self, merged: _Merged, setting: str) -> tuple[str, object]:
+        """The variable that provides `setting` and its value; ("<preferred name>", None) when unset."""
+        names = _SETTING_VARS[setting]
+        for name in reversed(names):
+            if name in merged and merged[name][0] is not None:
+                return name, merged[name][0]
+        return names[-1], None
+
+    # --- one host ---
+
+    def _resolve_host(self, name: str, merged: _Merged) -> _Resolved:
+        here = _Where(host=name)
+        settings = {s: self._setting(merged, s) for s in _SETTING_VARS}
+        connection, address, port = self._connection(name, settings, merged)
+        dsr_values = {k: v for k, (v, _) in merged.items() if k.startswith("dsr_") and v is not _INVALID}
+        invalid = {k for k, (v, _) in merged.items() if k.startswith("dsr_") and v is _INVALID}
+        if address is None:
+            invalid.add("dsr_nic")  # the NIC default needs the address, whose problem is reported
+        desired, errors = ds.build_desired(dsr_values, host_address=address or "", invalid=frozenset(invalid))
+        for error in errors:
+            self.report(here.problem(error.field, error.message))
+        peer = dsr_values.get("dsr_verify_peer")
+        if isinstance(peer, str):
+            if peer == name:
+                self.report(here.problem("dsr_verify_peer", "names this host itself: name another server"))
+            elif peer not in self.host_mentions:
+                self.report(
+                    merged["dsr_verify_peer"][1].problem(
+                        "dsr_verify_peer",
+                        f"{peer!r} is not a host of this inventory{_guess(peer, list(self.host_mentions))}",
+                    )
+                )
+        # The cross-host checks use whatever parsed, so one bad value does not hide a conflict.
+        nic = dsr_values.get("dsr_nic")
+        if isinstance(nic, NicSelector):
+            nic_address = nic.value if nic.by == "address" else None
+        else:
+            nic_address = address if address is not None and ds.is_ip(address) else None
+        vips = dsr_values.get("dsr_vips")
+        return _Resolved(
+            name=name,
+            address_var=settings["address"][0],
+            address=address,
+            port=port,
+            nic_address=nic_address,
+            vips=cast("tuple[Vip, ...]", vips) if isinstance(vips, tuple) else (),
+            connection=connection,
+            desired=desired,
+        )
+
+    def _connection(
+        self, name: str, settings: Mapping[str, tuple[str, object]], merged: _Merged
+    ) -> tuple[Connection | None, str | None, int | None]:
+        """The host's Connection (None when something is wrong), its address and port (None when unknown).
+
+        Checks that combine settings run only when every setting they read parsed, so one typo
+        does not produce a second, misleading complaint.
+        """
+        here = _Where(host=name)
+        before = len(self.problems)
+        bad = {setting for setting, (_, value) in settings.items() if value is _INVALID}
+
+        def get(setting: str) -> object:
+            value = settings[setting][1]
+            return CONNECTION_DEFAULTS.get(setting) if value is None or value is _INVALID else value
+
+        def var(setting: str) -> str:
+            return settings[setting][0]
+
+        address = _address_or_none(settings["address"][1])
+        if address is None and "address" not in bad:
+            try:
+                address = _parse_address(name)
+            except FieldError as exc:
+                self.report(here.problem("ansible_host", f"not set, and the host name {exc.message}"))
+
+        auth_value = settings["auth"][1]
+        auth, implied_protocol = (
+            cast("tuple[str, str | None]", auth_value)
+            if isinstance(auth_value, tuple)
+            else (cast(str, CONNECTION_DEFAULTS["auth"]), None)
+        )
+        protocol = cast("str | None", get("protocol"))
+        port = cast("int | None", get("port"))
+        if implied_protocol is not None and protocol is not None and protocol != implied_protocol:
+            self.report(
+                here.problem(
+                    var("protocol"), f"is {protocol} but ansible_winrm_transport ssl means Basic over https"
+                )
+            )
+        protocol = protocol or implied_protocol or ("https" if port == HTTPS_PORT else "http")
+        if port is None:
+            port = HTTPS_PORT if protocol == "https" else HTTP_PORT
+        encryption = cast(str, get("message_encryption"))
+        allow_insecure_basic = merged.get("dsr_allow_insecure_basic", (False, here))[0] is True
+
+        if (
+            not bad & {"auth", "message_encryption"}
+            and auth in ("basic", "certificate")
+            and encryption == "always"
+        ):
+            self.report(
+                here.problem(
+                    var("message_encryption"),
+                    f"'always' cannot work with {auth} auth, which has no message encryption: "
+                    "use https with 'auto'",
+                )
+            )
+        if not bad & {"auth", "protocol", "port"} and auth == "certificate":
+            if protocol != "https":
+                self.report(
+                    here.problem(
+                        var("protocol"), "certificate auth needs https: set ansible_psrp_protocol: https"
+                    )
+                )
+            for setting in ("certificate_pem", "certificate_key_pem"):
+                if settings[setting][1] is None:
+                    self.report(
+                        here.problem(
+                            var(setting), "certificate auth needs the client certificate and key files"
+                        )
+                    )
+        if (
+            not bad & {"auth", "protocol", "port", "message_encryption"}
+            and auth == "basic"
+            and protocol == "http"
+        ):
+            if encryption != "never":
+                self.report(
+                    here.problem(
+                        var("message_encryption"),
+                        f"{encryption!r}{'' if settings['message_encryption'][1] else ' (the default)'} "
+                        "cannot work with Basic auth over http, which has no message encryption: use https "
+                        "(or negotiate auth), or accept clear text with "
+                        "ansible_psrp_message_encryption: never and dsr_allow_insecure_basic: true",
+                    )
+                )
+            elif (
+                not allow_insecure_basic
+                and merged.get("dsr_allow_insecure_basic", (None,))[0] is not _INVALID
+            ):
+                self.report(
+                    here.problem(
+                        "dsr_allow_insecure_basic",
+                        "Basic auth over http sends credentials and scripts in clear: use https "
+                        "(or negotiate auth), or set dsr_allow_insecure_basic: true to accept that",
+                    )
+                )
+
+        connection_timeout = cast(int, get("connection_timeout"))
+        read_timeout = cast(int, get("read_timeout"))
+        operation_timeout = cast(int, get("operation_timeout"))
+        if not bad & {"read_timeout", "operation_timeout"} and read_timeout <= operation_timeout:
+            # A WSMan receive long-polls for operation_timeout; a read deadline no longer than that
+            # cuts healthy polls off.
+            self.report(
+                here.problem(
+                    var("read_timeout"),
+                    f"{read_timeout} must be greater than the operation timeout ({operation_timeout}, "
+                    f"{var('operation_timeout')})",
+                )
+            )
+
+        secret = settings["password"][1]
+        if secret is None and self.default_password is not None:
+            secret = _Secret(self.default_password, "default")
+
+        if (
+            bad
+            or address is None
+            or len(self.problems) > before
+            or not (secret is None or isinstance(secret, _Secret))
+        ):
+            return None, address, None if bad & {"port", "protocol", "auth"} else port
+        connection = Connection(
+            address=address,
+            port=port,
+            user=cast("str | None", settings["user"][1]),
+            password=secret.value if secret else None,
+            auth=auth,
+            protocol=protocol,
+            cert_validation=get("cert_validation") == "validate",
+            ca_cert=cast("str | None", settings["ca_cert"][1]),
+            connection_timeout=connection_timeout,
+            read_timeout=read_timeout,
+            operation_timeout=operation_timeout,
+            message_encryption=encryption,
+            configuration_name=cast(str, get("configuration_name")),
+            password_source=secret.source if secret else None,
+            certificate_pem=cast("str | None", settings["certificate_pem"][1]),
+            certificate_key_pem=cast("str | None", settings["certificate_key_pem"][1]),
+            allow_insecure_basic=allow_insecure_basic,
+        )
+        return connection, address, port
+
+    # --- the whole fleet ---
+
+    def _cross_checks(self, resolved: Sequence[_Resolved]) -> None:
+        endpoints: dict[tuple[str, int], str] = {}
+        owners: dict[str, tuple[str, str]] = {}  # IP -> (host, which variable gives it)
+        for r in resolved:
+            if r.address is not None and r.port is not None:
+                key = (r.address.lower(), r.port)
+                if key in endpoints:
+                    self.report(
+                        _Where(host=r.name).problem(
+                            r.address_var,
+                            f"{r.address}:{r.port} is also host {endpoints[key]}'s endpoint: "
+                            "one server listed under two names would be prepared twice",
+                        )
+                    )
+                else:
+                    endpoints[key] = r.name
+            if r.address is not None and ds.is_ip(r.address):
+                owners.setdefault(r.address, (r.name, "ansible_host"))
+            if r.nic_address is not None:
+                owners.setdefault(r.nic_address, (r.name, "dsr_nic address"))
+
+        for r in resolved:
+            own: dict[str | None, str] = {r.address: "ansible_host"}
+            own.setdefault(r.nic_address, "dsr_nic address")
+            for index, vip in enumerate(r.vips):
+                if vip.address in own:
+                    whose = f"this host's own address ({own[vip.address]})"
+                elif vip.address in owners:
+                    owner, how = owners[vip.address]
+                    whose = f"the address of host {owner} ({how})"
+                else:
+                    continue
+                self.report(
+                    _Where(host=r.name).problem(
+                        f"dsr_vips[{index}]",
+                        f"{vip.address} is {whose}: a VIP must be an address no server owns",
+                    )
+                )
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """What one host resolved to; the parts that parsed feed the cross-host checks."""
+
+    name: str
+    address_var: str
+    address: str | None
+    port: int | None
+    nic_address: str | None
+    vips: tuple[Vip, ...]
+    connection: Connection | None
+    desired: Desired | None
+
+
+class _CycleError(Exception):
+    def __init__(self, group: str) -> None:
+        super().__init__(group)
+        self.group = group
+
+
+def _address_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _merge_defs(defs: Iterable[tuple[tuple[int, ...], Mapping[object, object]]]) -> dict[object, object]:
+    merged: dict[object, object] = {}
+    for _, values in sorted(defs, key=lambda d: d[0]):
+        merged.update(values)
+    return merged
+
+
+# --- host patterns -----------------------------------------------------------------------------------
+
+_RANGE = re.compile(r"\[([0-9]*|[a-zA-Z]):([0-9]+|[a-zA-Z])(?::([0-9]+))?\]")
+_BRACKETED_IP = re.compile(r"\[([0-9A-Fa-f:.%]+)\](?::(\d+))?")
+_NAME_PORT = re.compile(r"(.+):(\d+)")
+
+
+def _expand_host_pattern(pattern: str) -> tuple[list[str], int | None]:
+    """Ansible host keys: `name`, `name:port`, `[v6addr]:port`, ranges like `web[01:20].corp`."""
+    text = pattern.strip()
+    if not text:
+        raise FieldError("is an empty host name")
+    bracketed = _BRACKETED_IP.fullmatch(text)
+    if bracketed and ds.is_ip(bracketed.group(1)):
+        port = bracketed.group(2)
+        return [bracketed.group(1)], ds.parse_port(port) if port else None
+    if ds.is_ip(text):
+        return [text], None
+    port_value: int | None = None
+    with_port = _NAME_PORT.fullmatch(text)
+    if with_port and ":" not in _RANGE.sub("", with_port.group(1)):
+        text, port_value = with_port.group(1), ds.parse_port(with_port.group(2))
+    names = _expand_ranges(text)
+    if len(names) > _MAX_RANGE_HOSTS:
+        raise FieldError(f"expands to {len(names)} hosts (at most {_MAX_RANGE_HOSTS})")
+    return names, port_value
+
+
+def _expand_ranges(text: str) -> list[str]:
+    match = _RANGE.search(text)
+    if not match:
+        return [text]
+    head, tail = text[: match.start()], text[match.end() :]
+    begin, end, step_text = match.group(1) or "0", match.group(2), match.group(3)
+    step = int(step_text) if step_text else 1
+    if step < 1:
+        raise FieldError("has a range step below 1")
+    if begin.isdigit() != end.isdigit():
+        raise FieldError(f"range [{begin}:{end}] mixes digits and letters")
+    if begin.isdigit():
+        width = len(begin) if len(begin) > 1 and begin.startswith("0") else 0
+        if width and len(end) != width:
+            raise FieldError(f"range [{begin}:{end}] has ends of different widths")
+        values = [str(i).zfill(width) for i in range(int(begin), int(end) + 1, step)]
+    else:
+        values = [chr(c) for c in range(ord(begin), ord(end) + 1, step)]
+    if not values:
+        raise FieldError(f"range [{begin}:{end}] is empty")
+    if len(values) > _MAX_RANGE_HOSTS:
+        raise FieldError(f"range [{begin}:{end}] has more than {_MAX_RANGE_HOSTS} values")
+    rest = _expand_ranges(tail)
+    return [head + value + suffix for value in values for suffix in rest]
+
+
+def _split_pattern(pattern: str) -> list[str]:
+    # Ansible: commas separate terms; without commas, colons do (unless the whole thing is an address).
+    text = pattern.strip()
+    if "," in text:
+        parts = text.split(",")
+    elif ds.is_ip(text.strip("[]")):
+        parts = [text.strip("[]")]
+    else:
+        parts = text.split(":")
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _guess(word: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word.lstrip("!&~"), list(candidates), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
