@@ -76,9 +76,10 @@ def _default_password(ask_pass: bool) -> str | None:
     return os.environ.get(PASSWORD_ENV) or None
 
 
-def _load(path: Path, ask_pass: bool) -> Inventory:
+def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True) -> Inventory:
     try:
-        return load_inventory(path, default_password=_default_password(ask_pass), env=os.environ)
+        return load_inventory(path, default_password=_default_password(ask_pass), env=os.environ,
+                              require_secrets=require_secrets)
     except InventoryError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -87,7 +88,7 @@ def _load(path: Path, ask_pass: bool) -> Inventory:
 @inventory_app.command("check")
 def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False) -> None:
     """Validate an inventory and show its hosts, groups and resolved settings (never a password)."""
-    inv = _load(inventory, ask_pass=False)
+    inv = _load(inventory, ask_pass=False, require_secrets=False)
     described = inv.describe()
     if as_json:
         groups = {name: list(members) for name, members in inv.groups.items()}
@@ -95,12 +96,32 @@ def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False) -> None:
         return
     table = Table(title=f"{inventory}: {len(inv.hosts)} hosts", title_justify="left")
     for column in ("host", "endpoint", "auth", "user", "password", "groups", "VIPs", "NIC"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("endpoint", "VIPs"))
     for item in described:
-        table.add_row(*(_cell(item.get(key)) for key in
-                        ("name", "endpoint", "auth", "user", "password", "groups", "vips", "nic")))
+        vips = [f"{v['address']}:{','.join(str(p) for p in v['ports'])}/{v['protocol']}" for v in _dicts(item["vips"])]
+        nic = _dicts([item["nic"]])[0]
+        table.add_row(
+            str(item["name"]),
+            str(item["endpoint"]),
+            f"{item['auth']}/{item['message_encryption']}",
+            _cell(item["user"]),
+            _password_cell(item),
+            _cell(item["groups"]),
+            "\n".join(vips),
+            f"{nic['by']} {nic['value']}",
+        )
     out.print(table)
     out.print("groups: " + ", ".join(f"{name} ({len(members)})" for name, members in inv.groups.items()))
+    out.print("auth is auth/message encryption; every resolved setting: dsrprep inventory check --json FILE")
+
+
+def _password_cell(item: dict[str, Any]) -> str:
+    source = _cell(item["password_source"]) if item["password_source"] else "none"
+    return source if item["password"] == "set" else f"[red]{source}[/]"
+
+
+def _dicts(value: object) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _cell(value: Any) -> str:

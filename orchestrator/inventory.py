@@ -355,11 +355,14 @@ def load_inventory(
     *,
     default_password: str | None = None,
     env: Mapping[str, str] | None = None,
+    require_secrets: bool = True,
 ) -> Inventory:
     """Read and validate one inventory file; raise InventoryError listing every problem found.
 
     `env` resolves password references (`env:NAME`, `{{ lookup('env', 'NAME') }}`); when None, no
     reference resolves. `default_password` is used for hosts whose inventory sets no password.
+    With `require_secrets=False` (checking an inventory, connecting nowhere) a reference to an unset
+    variable is reported as such in `describe()` instead of being an error.
     """
     text_path = str(path)
     try:
@@ -378,7 +381,7 @@ def load_inventory(
         ) from None
     except yaml.YAMLError as exc:
         raise InventoryError(text_path, [Problem(None, None, f"invalid YAML: {exc}")]) from None
-    return _Builder(text_path, default_password, env or {}).build(data)
+    return _Builder(text_path, default_password, env or {}, require_secrets).build(data)
 
 
 # --- YAML loading -----------------------------------------------------------------------------------
@@ -519,11 +522,11 @@ _VAR_SETTING: Mapping[str, str] = MappingProxyType(
 
 @dataclass(frozen=True)
 class _Secret:
-    value: str = field(repr=False)
+    value: str | None = field(repr=False)  # None: a reference to an unset variable, allowed when checking
     source: str
 
 
-def _parse_password(value: object, env: Mapping[str, str]) -> _Secret:
+def _parse_password(value: object, env: Mapping[str, str], *, require: bool = True) -> _Secret:
     # Messages here never quote the value: it is a secret.
     if not isinstance(value, str):
         raise FieldError(
@@ -534,6 +537,8 @@ def _parse_password(value: object, env: Mapping[str, str]) -> _Secret:
         if match:
             name = match.group("name")
             if not env.get(name):
+                if not require:
+                    return _Secret(None, f"env {name} (not set)")
                 raise FieldError(f"refers to environment variable {name}, which is not set: export {name}")
             return _Secret(env[name], f"env {name}")
         if "{{" in value or "{%" in value:
@@ -572,10 +577,13 @@ _Merged = dict[str, tuple[object, _Where]]
 class _Builder:
     """One load: walks the YAML tree, parses each variable where it is defined, resolves per host."""
 
-    def __init__(self, path: str, default_password: str | None, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, path: str, default_password: str | None, env: Mapping[str, str], require_secrets: bool = True
+    ) -> None:
         self.path = path
         self.default_password = default_password
         self.env = env
+        self.require_secrets = require_secrets
         self.problems: dict[Problem, None] = {}  # insertion-ordered set: group values repeat per host
         self.groups: dict[str, _Group] = {}
         self.host_mentions: dict[str, list[tuple[tuple[int, ...], dict[object, object]]]] = {}
@@ -805,7 +813,7 @@ class _Builder:
             )
         setting = _VAR_SETTING.get(key)
         if setting == "password":
-            return _parse_password(value, self.env)
+            return _parse_password(value, self.env, require=self.require_secrets)
         if isinstance(value, str) and not isinstance(value, _Unsafe) and ("{{" in value or "{%" in value):
             raise FieldError(
                 f"{value!r} is a template; dsrprep does not evaluate templates: write the value itself"
@@ -998,7 +1006,7 @@ class _Builder:
             address=address,
             port=port,
             user=cast("str | None", settings["user"][1]),
-            password=secret.value if secret else None,
+            password=secret.value if secret else None,  # None also for an unset reference when checking
             auth=auth,
             protocol=protocol,
             cert_validation=get("cert_validation") == "validate",

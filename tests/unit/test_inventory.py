@@ -1041,3 +1041,17 @@ def test_hosts_are_frozen_and_hashable(tmp_path: Path) -> None:
         host.connection.port = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         inv.groups["x"] = ()  # type: ignore[index]
+
+
+def test_checking_tolerates_an_unset_password_variable(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text(
+        "all:\n  vars:\n    ansible_password: \"{{ lookup('env', 'NOT_SET_ANYWHERE_X') }}\"\n"
+        "    dsr_vips: [10.0.0.50]\n  hosts:\n    web1:\n      ansible_host: 10.0.0.11\n"
+    )
+    with pytest.raises(InventoryError, match="NOT_SET_ANYWHERE_X"):
+        load_inventory(path, env={})
+    inv = load_inventory(path, env={}, require_secrets=False)
+    (described,) = inv.describe()
+    assert described["password"] == "not set"
+    assert described["password_source"] == "env NOT_SET_ANYWHERE_X (not set)"
