@@ -21,6 +21,9 @@ class ScriptResult:
     output: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failed: str | None = None
+    # The step changed the network under the management connection (research: pypsrp issue 178):
+    # the server drops the TCP connection instead of answering; the change itself stays made.
+    cut_connection: bool = False
 
 
 class Hashtable(dict[str, Any]):
