@@ -10,24 +10,36 @@ import os
 import signal
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from orchestrator.errors import ErrorInfo
-from orchestrator.inventory import Inventory, InventoryError, load_inventory
+from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
 from orchestrator.report import facts_row
 from orchestrator.retry import RetryPolicy
-from orchestrator.rolloutlog import RunLog
-from orchestrator.runner import DEFAULT_FORKS, HostFacts, gather_fleet_facts
+from orchestrator.rolloutlog import RunLog, read_run, recorded_facts_before
+from orchestrator.runner import (
+    DEFAULT_FORKS,
+    HostFacts,
+    HostOutcome,
+    gather_fleet_facts,
+    rollback_fleet,
+    rollout_fleet,
+    rollout_host,
+)
+from orchestrator.templates import render as render_template
 from orchestrator.transport import psrp_session
 
 EXIT_OK = 0
 EXIT_HOSTS_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_DECLINED = 4
 EXIT_INTERRUPTED = 130
 
 PASSWORD_ENV = "DSRPREP_PASSWORD"
@@ -142,6 +154,60 @@ def _select(inv: Inventory, limit: str | None) -> list[Any]:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
+class _Outcome(Protocol):
+    @property
+    def host(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+OutcomeT = TypeVar("OutcomeT", bound=_Outcome)
+
+
+def _execute(command: str, runs_dir: Path, record: dict[str, Any], hosts: list[Host],
+             work: Callable[[RunLog], list[OutcomeT]]) -> tuple[RunLog, list[OutcomeT], dict[str, int]]:
+    """Run `work` under a new run directory; run.json says what ran, with what, and how it ended."""
+    log = RunLog.create(runs_dir)
+    base = {"command": command, **record, "hosts": [h.name for h in hosts]}
+    log.write_run({**base, "state": "running"})
+    try:
+        outcomes = work(log)
+    except KeyboardInterrupt:
+        log.write_run({**base, "state": "interrupted"})
+        err.print(f"interrupted; log: {log.path}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        log.close()
+    summary = _summary(outcomes)
+    if sorted(o.host for o in outcomes) != sorted(h.name for h in hosts):
+        raise RuntimeError(f"{command}: outcomes do not cover every planned host")  # a bug, never bad input
+    log.write_run({**base, "state": "finished", "summary": summary,
+                   "outcomes": {o.host: o.status for o in outcomes}})
+    return log, outcomes, summary
+
+
+def _summary(outcomes: Sequence[_Outcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts
+
+
+def _json_doc(log: RunLog, summary: dict[str, int], outcomes: Sequence[_Outcome]) -> str:
+    doc = {"run_id": log.run_id, "run_dir": str(log.path), "summary": summary,
+           "hosts": {o.host: o.to_dict() for o in outcomes}}
+    return json.dumps(doc, indent=2, default=str)
+
+
+def _exit_for(outcomes: Sequence[_Outcome], good: frozenset[str]) -> typer.Exit:
+    return typer.Exit(EXIT_OK if all(o.status in good for o in outcomes) else EXIT_HOSTS_FAILED)
+
+
+def _record(inventory: Path, limit: str | None, forks: int) -> dict[str, Any]:
+    return {"inventory": str(inventory.resolve()), "limit": limit, "forks": forks}
+
+
 @app.command()
 def facts(
     inventory: InventoryArg,
@@ -154,34 +220,15 @@ def facts(
     """Gather facts from every selected host in parallel and show them."""
     inv = _load(inventory, ask_pass)
     hosts = _select(inv, limit)
-    log = RunLog.create(runs_dir)
-    log.write_run({"command": "facts", "inventory": str(inventory), "limit": limit, "forks": forks,
-                   "hosts": [h.name for h in hosts], "state": "running"})
-    try:
-        outcomes = gather_fleet_facts(hosts, session_factory=psrp_session, log=log, policy=RetryPolicy(),
-                                      forks=forks)
-    except KeyboardInterrupt:
-        log.write_run({"command": "facts", "inventory": str(inventory), "state": "interrupted"})
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    finally:
-        log.close()
-    summary = _summary(outcomes)
-    log.write_run({"command": "facts", "inventory": str(inventory), "limit": limit, "forks": forks,
-                   "hosts": [h.name for h in hosts], "state": "finished", "summary": summary})
+    log, outcomes, summary = _execute(
+        "facts", runs_dir, _record(inventory, limit, forks), hosts,
+        lambda log: gather_fleet_facts(hosts, session_factory=psrp_session, log=log, policy=RetryPolicy(),
+                                       forks=forks))
     if as_json:
-        doc = {"run_id": log.run_id, "run_dir": str(log.path), "summary": summary,
-               "hosts": {o.host: o.to_dict() for o in outcomes}}
-        typer.echo(json.dumps(doc, indent=2, default=str))
+        typer.echo(_json_doc(log, summary, outcomes))
     else:
         _print_facts(inv, outcomes, log)
-    raise typer.Exit(EXIT_OK if summary["ok"] == len(outcomes) else EXIT_HOSTS_FAILED)
-
-
-def _summary(outcomes: list[HostFacts]) -> dict[str, int]:
-    counts = {"ok": 0, "failed": 0, "unreachable": 0}
-    for outcome in outcomes:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    return counts
+    raise _exit_for(outcomes, frozenset({"ok"}))
 
 
 def _print_facts(inv: Inventory, outcomes: list[HostFacts], log: RunLog) -> None:
@@ -192,14 +239,220 @@ def _print_facts(inv: Inventory, outcomes: list[HostFacts], log: RunLog) -> None
     for outcome in outcomes:
         if outcome.facts is None:
             error = outcome.error or ErrorInfo("Error", "unknown")
-            status = f"[red]{outcome.status}[/]"
-            table.add_row(outcome.host, status, f"{error.error_class}: {error.message}", "", "", "", "", "")
+            table.add_row(outcome.host, f"[red]{outcome.status}[/]", f"{error.error_class}: {error.message}",
+                          "", "", "", "", "")
             continue
         row = facts_row(inv.host(outcome.host), outcome.facts)
         table.add_row(outcome.host, "[green]ok[/]", *(row[c] for c in columns[2:]))
     out.print(table)
+    _print_summary(outcomes, log)
+
+
+def _print_summary(outcomes: Sequence[_Outcome], log: RunLog) -> None:
     summary = _summary(outcomes)
-    out.print(", ".join(f"{k} {v}" for k, v in summary.items()) + f"; log: {log.path}")
+    out.print(", ".join(f"{k} {v}" for k, v in sorted(summary.items())) + f"; log: {log.path}")
+
+
+_STATUS_STYLE = {"ok": "green", "changed": "yellow", "rolled_back": "cyan", "failed": "red",
+                 "unreachable": "red", "compliant": "green", "changes": "yellow"}
+
+
+def _styled(status: str) -> str:
+    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def plan_status(outcome: HostOutcome) -> str:
+    """What `plan` reports: compliant, changes, or why it could not tell."""
+    if outcome.status != "ok":
+        return outcome.status
+    return "changes" if outcome.planned else "compliant"
+
+
+@dataclass(frozen=True)
+class _PlanView:
+    """A dry-run outcome as `plan` shows it."""
+
+    outcome: HostOutcome
+
+    @property
+    def host(self) -> str:
+        return self.outcome.host
+
+    @property
+    def status(self) -> str:
+        return plan_status(self.outcome)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.outcome.to_dict()
+        data["status"] = self.status
+        data.pop("steps", None)
+        return data
+
+
+def _plan_table(title: str, outcomes: Sequence[HostOutcome], *, dry_run: bool) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=True)
+    for column in ("host", "status", "steps" if not dry_run else "would change"):
+        table.add_column(column)
+    for o in outcomes:
+        status = plan_status(o) if dry_run else o.status
+        if o.error is not None:
+            detail = f"{o.failed_step + ': ' if o.failed_step else ''}{o.error.error_class}: {o.error.message}"
+        elif dry_run:
+            detail = "\n".join(f"{a.step}: {a.reason}" for a in o.planned if a.step != "preflight") or "-"
+        else:
+            detail = "\n".join(f"{s.step}: {s.status}" for s in o.steps if s.status != "ok") or "-"
+        if o.warnings:
+            detail += "\n" + "\n".join(f"[yellow]warning:[/] {w}" for w in o.warnings)
+        table.add_row(o.host, _styled(status), detail)
+    return table
+
+
+@app.command("plan")
+def plan_command(
+    inventory: InventoryArg,
+    limit: LimitOpt = None,
+    forks: ForksOpt = DEFAULT_FORKS,
+    as_json: JsonOpt = False,
+    ask_pass: AskPassOpt = False,
+    runs_dir: RunsDirOpt = Path("runs"),
+) -> None:
+    """Show per host what a rollout would change and why. Changes nothing."""
+    inv = _load(inventory, ask_pass)
+    hosts = _select(inv, limit)
+    log, outcomes, _ = _execute(
+        "plan", runs_dir, _record(inventory, limit, forks), hosts,
+        lambda log: rollout_fleet(hosts, session_factory=psrp_session, log=log, policy=RetryPolicy(),
+                                  peers=_peers(inv), forks=forks, dry_run=True))
+    views = [_PlanView(o) for o in outcomes]
+    if as_json:
+        typer.echo(_json_doc(log, _summary(views), views))
+    else:
+        out.print(_plan_table(f"plan, run {log.run_id}", outcomes, dry_run=True))
+        _print_summary(views, log)
+    raise _exit_for(views, frozenset({"compliant", "changes"}))
+
+
+def _peers(inv: Inventory) -> dict[str, Host]:
+    return {h.name: h for h in inv.hosts}
+
+
+@app.command()
+def render(
+    inventory: InventoryArg,
+    host: Annotated[str, typer.Option("--host", help="The host whose scripts to show.")],
+    step: Annotated[str | None, typer.Option("--step", help="Only this step (default: every planned step).")] = None,
+    ask_pass: AskPassOpt = False,
+) -> None:
+    """Print the exact scripts and bound parameters a rollout would send to one host."""
+    inv = _load(inventory, ask_pass)
+    try:
+        target = inv.host(host)
+    except InventoryError as exc:
+        raise _fail(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="dsrprep-render-") as tmp:
+        log = RunLog.create(Path(tmp))
+        try:
+            outcome = rollout_host(target, session_factory=psrp_session, log=log, policy=RetryPolicy(),
+                                   peers=_peers(inv), dry_run=True)
+        finally:
+            log.close()
+    if outcome.status != "ok" and not outcome.planned:
+        error = outcome.error or ErrorInfo("Error", "unknown")
+        raise _fail(f"{host}: {error.error_class}: {error.message}", EXIT_HOSTS_FAILED)
+    family = outcome.os_family or "default"
+    actions = [a for a in outcome.planned if step is None or a.step == step]
+    if step is not None and not actions:
+        planned = ", ".join(a.step for a in outcome.planned) or "nothing: the host is compliant"
+        raise _fail(f"{host}: step {step!r} is not in its plan (planned: {planned})", EXIT_HOSTS_FAILED)
+    if not actions:
+        out.print(f"{host}: compliant, nothing to send")
+        return
+    for action in actions:
+        script = render_template(action.step, family, action.params)
+        out.rule(f"{host}: {action.step} ({script.template_path}, sha256 {script.sha256[:12]})")
+        out.print(f"# reason: {action.reason}", markup=False)
+        out.print("# parameters, bound over PSRP:", markup=False)
+        typer.echo(json.dumps(dict(script.parameters), indent=2, default=str))
+        typer.echo(script.text)
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not typer.confirm(question, default=False):
+        err.print("declined; nothing changed.")
+        raise typer.Exit(EXIT_DECLINED)
+
+
+@app.command()
+def rollout(
+    inventory: InventoryArg,
+    limit: LimitOpt = None,
+    forks: ForksOpt = DEFAULT_FORKS,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before changing hosts.")] = False,
+    as_json: JsonOpt = False,
+    ask_pass: AskPassOpt = False,
+    runs_dir: RunsDirOpt = Path("runs"),
+) -> None:
+    """Apply the DSR plan to every selected host, verify it, and log everything."""
+    inv = _load(inventory, ask_pass)
+    hosts = _select(inv, limit)
+    _confirm(f"Prepare {len(hosts)} host(s) for DSR ({', '.join(h.name for h in hosts[:5])}"
+             f"{', ...' if len(hosts) > 5 else ''})?", yes)
+    log, outcomes, summary = _execute(
+        "rollout", runs_dir, _record(inventory, limit, forks), hosts,
+        lambda log: rollout_fleet(hosts, session_factory=psrp_session, log=log, policy=RetryPolicy(),
+                                  peers=_peers(inv), forks=forks))
+    if as_json:
+        typer.echo(_json_doc(log, summary, outcomes))
+    else:
+        out.print(_plan_table(f"rollout, run {log.run_id}", outcomes, dry_run=False))
+        _print_summary(outcomes, log)
+    raise _exit_for(outcomes, frozenset({"ok", "changed"}))
+
+
+@app.command()
+def rollback(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory of the rollout to undo (runs/<run-id>).")],
+    limit: LimitOpt = None,
+    forks: ForksOpt = DEFAULT_FORKS,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before changing hosts.")] = False,
+    as_json: JsonOpt = False,
+    ask_pass: AskPassOpt = False,
+    runs_dir: RunsDirOpt = Path("runs"),
+) -> None:
+    """Return hosts to the facts recorded before a rollout, for what dsrprep changed only."""
+    try:
+        record = read_run(run_dir)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{run_dir}: not a readable run directory ({exc})") from None
+    if record.get("command") != "rollout":
+        raise _fail(f"{run_dir}: run {record.get('run_id')} was a {record.get('command')!r}, not a rollout")
+    inv = _load(Path(str(record.get("inventory"))), ask_pass)
+    in_run = set(record.get("hosts") or [])
+    hosts = [h for h in _select(inv, limit) if h.name in in_run]
+    work: list[tuple[Host, dict[str, Any]]] = []
+    for h in hosts:
+        before = recorded_facts_before(run_dir, h.name)
+        if before is None:
+            err.print(f"{h.name}: no facts were recorded before the rollout (it changed nothing); skipped")
+        else:
+            work.append((h, before))
+    if not work:
+        raise _fail(f"{run_dir}: no selected host has recorded facts to return to")
+    _confirm(f"Roll back {len(work)} host(s) to their state before run {record.get('run_id')}?", yes)
+    selected = [h for h, _raw in work]
+    log, outcomes, summary = _execute(
+        "rollback", runs_dir, {**_record(Path(str(record.get("inventory"))), limit, forks),
+                               "of_run": record.get("run_id")}, selected,
+        lambda log: rollback_fleet(work, session_factory=psrp_session, log=log, policy=RetryPolicy(),
+                                   forks=forks))
+    if as_json:
+        typer.echo(_json_doc(log, summary, outcomes))
+    else:
+        out.print(_plan_table(f"rollback of {record.get('run_id')}, run {log.run_id}", outcomes, dry_run=False))
+        _print_summary(outcomes, log)
+    raise _exit_for(outcomes, frozenset({"ok", "rolled_back"}))
 
 
 @lab_app.command("serve")
@@ -239,28 +492,35 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the lab fleet.")] = 7,
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
-    """Start a mixed-OS lab fleet, gather facts from every host through real PSRP, and stop the fleet."""
+    """Start a mixed-OS lab fleet, plan, roll out, show that a second rollout changes nothing, stop."""
     from orchestrator.lab.fleet import LabFleet
 
     fleet = LabFleet.build(hosts, seed=seed, profile="mixed", port=0)
     with fleet, tempfile.TemporaryDirectory(prefix="dsrprep-demo-") as tmp:
         inventory_path = Path(tmp) / "lab.yml"
         fleet.write_inventory(inventory_path)
-        out.print(f"[bold]lab fleet[/]: {len(fleet.hosts)} simulated Windows servers on 127.0.0.0/8, "
-                  f"NTLM + message encryption")
+        families = sorted({h.model.os_family for h in fleet.hosts})
+        out.print(f"[bold]lab fleet[/]: {len(fleet.hosts)} simulated Windows servers on 127.0.0.0/8 "
+                  f"({', '.join(families)}), real WinRM/PSRP with NTLM + message encryption")
         inv = _load(inventory_path, ask_pass=False)
-        log = RunLog.create(runs_dir)
-        log.write_run({"command": "demo", "hosts": [h.name for h in inv.hosts], "state": "running"})
-        try:
-            outcomes = gather_fleet_facts(list(inv.hosts), session_factory=psrp_session, log=log,
-                                          policy=RetryPolicy())
-        finally:
-            log.close()
-        log.write_run({"command": "demo", "hosts": [h.name for h in inv.hosts], "state": "finished",
-                       "summary": _summary(outcomes)})
-        _print_facts(inv, outcomes, log)
-    failed = [o for o in outcomes if o.status != "ok"]
-    raise typer.Exit(EXIT_HOSTS_FAILED if failed else EXIT_OK)
+        selected = list(inv.hosts)
+        record = {"inventory": "lab fleet (demo)", "limit": None, "forks": DEFAULT_FORKS}
+
+        def run(title: str, dry_run: bool) -> list[HostOutcome]:
+            _log, outcomes, _ = _execute(
+                "plan" if dry_run else "rollout", runs_dir, record, selected,
+                lambda log: rollout_fleet(selected, session_factory=psrp_session, log=log, policy=RetryPolicy(),
+                                          peers=_peers(inv), dry_run=dry_run))
+            out.print(_plan_table(f"{title} (log: {_log.path})", outcomes, dry_run=dry_run))
+            out.print(", ".join(f"{k} {v}" for k, v in sorted(_summary(outcomes).items())))
+            return outcomes
+
+        run("1. plan: what would change", dry_run=True)
+        first = run("2. rollout", dry_run=False)
+        second = run("3. rollout again: nothing left to change", dry_run=False)
+    out.print("lab fleet stopped.")
+    healthy = all(o.status in ("ok", "changed") for o in first) and all(o.status == "ok" for o in second)
+    raise typer.Exit(EXIT_OK if healthy else EXIT_HOSTS_FAILED)
 
 
 def main() -> None:

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.desired import NicSelector
 from orchestrator.facts import Adapter, Facts, WeakHost
 from orchestrator.inventory import Host
-
-
-def find_nic(facts: Facts, selector: NicSelector) -> Adapter | None:
-    """The physical adapter the inventory names as the one holding the real IP."""
-    if selector.by == "mac":
-        found = facts.adapter_by_mac(selector.value)
-    elif selector.by == "name":
-        found = facts.adapter_by_connection_id(selector.value)
-    else:
-        found = next((a for a in facts.physical_adapters() if a.has_address(selector.value)), None)
-    return found if found is not None and not found.is_loopback else None
+from orchestrator.plan import find_nic
 
 
 def _flags(weak: WeakHost | None, *, want_send: bool) -> str:

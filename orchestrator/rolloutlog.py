@@ -164,3 +164,15 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{run_dir / 'run.json'}: not a JSON object")
     return data
+
+
+def recorded_facts_before(run_dir: Path, host: str) -> dict[str, Any] | None:
+    """The raw facts a rollout took from `host` before changing anything, or None if it took none."""
+    path = run_dir / "hosts" / host_file_name(host)
+    if not path.exists():
+        return None
+    for event in read_host_log(path).events:
+        if event.get("event") == "facts_before" and isinstance(event.get("raw"), dict):
+            raw: dict[str, Any] = event["raw"]
+            return raw
+    return None
