@@ -2,8 +2,9 @@
 
 Owns the validation of the raw dict that `ps_templates/facts/default.ps1` returns (its shape is
 `docs/facts.md`) and the parsers of the Windows text outputs it carries: `netsh interface
-ipv4|ipv6 show interface`, `netsh firewall show opmode|portopening`, `appcmd list site`, the IIS 6
-metabase site list, and `netsh http show iplisten` / `httpcfg query iplisten`.
+ipv4|ipv6 show interface`, `netsh interface ipv4 show ipaddresses` / `ipv6 show addresses` (verbose),
+`netsh firewall show opmode|portopening`, `appcmd list site`, the IIS 6 metabase site list, and
+`netsh http show iplisten` / `httpcfg query iplisten`.
 
 Pure: no I/O. Every malformed input ends in `FactsError` whose message names the key path.
 """
@@ -289,6 +290,9 @@ class Facts:
     http_listen: tuple[str, ...] | None  # None: the listen list could not be read (no httpcfg)
     events: tuple[Event, ...]
     marker: Mapping[str, str]
+    # address (normalized, IPv4 and IPv6) -> SkipAsSource; empty on 2003, and an address whose flag
+    # netsh does not report (2008 without KB975808) is absent
+    skip_as_source: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
 
     # -- lookups the planner and the verifier need -------------------------------------------
 
@@ -327,6 +331,10 @@ class Facts:
 
     def physical_adapters(self) -> tuple[Adapter, ...]:
         return tuple(a for a in self.adapters if not a.is_loopback)
+
+    def skips_as_source(self, address: str) -> bool | None:
+        """The SkipAsSource flag of `address`, in any spelling; None when it is not known."""
+        return self.skip_as_source.get(_normalize_ip(address))
 
     def weak_host(self, interface_index: int, ip_version: int = 4) -> WeakHost | None:
         table = self.weak_host_v4 if ip_version == 4 else self.weak_host_v6
@@ -472,6 +480,88 @@ def parse_netsh_interface(text: str) -> WeakHost:
 
 
 _SECTION_RULE = re.compile(r"^\s*-{10,}\s*$")
+
+# Like enabled/disabled, netsh prints these untranslated.
+_NETSH_TRUE_FALSE: dict[str, bool] = {"true": True, "false": False}
+_IPV4_DOTTED = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+
+
+def _block_address(title: str) -> str:
+    """The one IP address in a block title such as "Address fe80::1%72 Parameters"."""
+    found: list[str] = []
+    for token in title.split():
+        candidate = token.split("%", 1)[0]
+        # "10" would parse as an IPv4 address in some tools; only dotted quads and colon forms count
+        if not (_IPV4_DOTTED.fullmatch(candidate) or ":" in candidate):
+            continue
+        try:
+            found.append(str(ipaddress.ip_address(candidate)))
+        except ValueError:
+            continue
+    if len(found) != 1:
+        raise FactsError(f"expected one IP address in the netsh block title {title.strip()!r}")
+    return found[0]
+
+
+def _skip_as_source_flag(fields_: list[tuple[str, str]]) -> bool | None:
+    for label, value in fields_:
+        if label.casefold() == "skip as source":
+            flag = _NETSH_TRUE_FALSE.get(value.strip().lower())
+            if flag is None:
+                raise FactsError(f"{label!r} has value {value!r}; expected true or false")
+            return flag
+    # the first field names the interface, free text that could read "true"
+    flags = [value for _, value in fields_[1:] if value.strip().lower() in _NETSH_TRUE_FALSE]
+    if len(flags) > 1:
+        raise FactsError(f"{len(flags)} true/false fields in one netsh address block; cannot tell Skip as Source")
+    return _NETSH_TRUE_FALSE[flags[0].strip().lower()] if flags else None
+
+
+def parse_netsh_ipaddresses(text: str) -> Mapping[str, bool]:
+    """SkipAsSource per address, from `netsh interface ipv4 show ipaddresses level=verbose` or
+    `netsh interface ipv6 show addresses level=verbose` (2008+).
+
+    Layout rule: a block is a title line, a dashed rule, then `label : value` lines up to a blank
+    line (or the next title). The title holds exactly one IP address ("Address 10.0.0.50
+    Parameters"; an IPv6 zone such as `%72` is dropped). The first field names the interface.
+    The flag is, in this order:
+    1. the field labelled "Skip as Source" (English), whose value must be true or false;
+    2. otherwise (localized labels, untranslated values) the only field after the first whose
+       value is true or false; several such fields raise.
+    A block without any true/false field is an address whose flag this netsh does not report
+    (2008 without KB975808): it is left out. Keys are normalized addresses. The same address on
+    several interfaces counts as skipped only when every block says true. Lines outside blocks
+    are ignored, but output with text and no block at all (an error message) raises; empty
+    output is an empty mapping.
+    """
+    lines = text.splitlines()
+
+    def is_title(i: int) -> bool:
+        return bool(lines[i].strip()) and i + 1 < len(lines) and _SECTION_RULE.match(lines[i + 1]) is not None
+
+    flags: dict[str, bool] = {}
+    blocks = 0
+    i = 0
+    while i < len(lines):
+        if not is_title(i):
+            i += 1
+            continue
+        address = _block_address(lines[i])
+        j = i + 2
+        body: list[str] = []
+        while j < len(lines) and lines[j].strip() and not is_title(j):
+            body.append(lines[j])
+            j += 1
+        blocks += 1
+        flag = _with_path(f"address {address}", partial(_skip_as_source_flag, _netsh_fields("\n".join(body))))
+        if flag is not None:
+            flags[address] = flags.get(address, True) and flag
+        i = j
+    if blocks == 0 and text.strip():
+        raise FactsError("no address block in netsh output: " + _excerpt(text))
+    return _frozen_map(flags)
+
+
 _KV_EQUALS = re.compile(r"^\s*(?P<label>\S.*?)\s*=\s*(?P<value>.*?)\s*$")
 _ENABLE_DISABLE: dict[str, bool] = {"enable": True, "disable": False}
 
@@ -1024,6 +1114,19 @@ def _parse_event(r: _Reader) -> Event:
     )
 
 
+def _parse_skip_as_source(r: _Reader) -> Mapping[str, bool]:
+    merged: dict[str, bool] = {}
+    for key in ("netsh_ipv4_addresses", "netsh_ipv6_addresses"):
+        # A missing key reads as null: facts gathered before these keys existed.
+        text = r.opt_str(key)
+        if text is None:
+            continue
+        parsed = _with_path(r._child_path(key), partial(parse_netsh_ipaddresses, text))
+        for address, flag in parsed.items():
+            merged[address] = merged.get(address, True) and flag
+    return _frozen_map(merged)
+
+
 def parse_facts(raw: Mapping[str, Any]) -> Facts:
     """Validate the facts script's raw dict (docs/facts.md) and parse its text fields."""
     r = _Reader(raw, "")
@@ -1052,4 +1155,5 @@ def parse_facts(raw: Mapping[str, Any]) -> Facts:
         http_listen=http_listen,
         events=tuple(_parse_event(item) for item in r.items("events")),
         marker=_frozen_map(r.str_map("marker")),
+        skip_as_source=_parse_skip_as_source(r),
     )

@@ -24,7 +24,6 @@ ALL_PROFILES = 0x7FFFFFFF
 DEGRADED_METRIC = 9999  # 2003 fallback: the highest metric, so the NIC's subnet route wins
 MARKER_PNP = "LoopbackPnpId"
 MARKER_CREATED = "LoopbackCreated"
-MARKER_DEGRADED = "Degraded"
 SKIP_AS_SOURCE_HOTFIX = "KB975808"
 
 # The order steps run in; rollback runs its own steps in the reverse order.
@@ -42,7 +41,9 @@ STEP_ORDER: tuple[str, ...] = (
     "marker",
 )
 # Steps that change addresses or adapters under the management connection (pypsrp issue 178).
-NETWORK_STEPS = frozenset({"loopback", "loopback_config", "skip_as_source", "weak_host", "firewall_state"})
+# http_listen restarts the HTTP service, and WinRM with it, just after it returns.
+NETWORK_STEPS = frozenset({"loopback", "loopback_config", "skip_as_source", "weak_host", "firewall_state",
+                           "http_listen"})
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,20 @@ def skip_as_source_supported(facts: Facts) -> bool:
     return True
 
 
-def _degraded(facts: Facts) -> bool:
-    return facts.os.family is OsFamily.WIN2003 and facts.marker.get(MARKER_DEGRADED) == "1"
+def degraded_mask(facts: Facts, desired: Desired) -> str | None:
+    """The subnet mask a 2003 loopback fell back to when /32 was refused, or None when not degraded.
+
+    The fallback is recognisable from the facts alone: a VIP on the loopback with the NIC's own mask.
+    """
+    if facts.os.family is not OsFamily.WIN2003:
+        return None
+    nic, loopback = find_nic(facts, desired.nic), find_loopback(facts, desired.vips)
+    rip = _nic_ipv4(nic) if nic is not None else None
+    if rip is None or loopback is None or rip[1] == HOST_MASK:
+        return None
+    held = {a.address: a.mask for a in loopback.addresses if a.version == 4}
+    vips = [v.address for v in desired.vips if v.version == 4]
+    return rip[1] if any(held.get(v) == rip[1] for v in vips) else None
 
 
 def _nic_ipv4(nic: Adapter) -> tuple[str, str] | None:
@@ -208,6 +221,8 @@ def _change_blockers(facts: Facts, desired: Desired) -> list[str]:
                        "(use the 64-bit Microsoft.PowerShell endpoint)")
     if _pv(facts.powershell_version) < (2,):
         reasons.append(f"PowerShell {facts.powershell_version}: 2.0 or newer is needed (install WMF 2.0, KB968930)")
+    if facts.os.family is OsFamily.WIN2003 and any(v.version == 6 for v in desired.vips):
+        reasons.append("IPv6 VIPs on Windows Server 2003 are not supported (its IPv6 stack is separate)")
     if desired.skip_as_source and facts.os.family is OsFamily.WIN2008 and not skip_as_source_supported(facts):
         reasons.append(f"SkipAsSource wanted but {SKIP_AS_SOURCE_HOTFIX} is not installed on this Windows "
                        "Server 2008: install it, or set dsr_skip_as_source: false")
@@ -277,7 +292,10 @@ def _plan_loopback(b: _Builder, loopback: Adapter | None, nic: Adapter) -> None:
     rip = _nic_ipv4(nic)
     fallback_mask = rip[1] if rip else HOST_MASK
     skip = d.skip_as_source and skip_as_source_supported(facts)
-    degraded = _degraded(facts)
+    degraded = degraded_mask(facts, d) is not None
+    if degraded:
+        b.warnings.append("degraded: Windows refused the /32 mask, so the VIPs carry the subnet mask "
+                          f"{fallback_mask} and the loopback the highest metric ({DEGRADED_METRIC})")
     if loopback is None:
         b.add("loopback", "no loopback adapter holds the VIPs: create one", Ensure="Present", PnpDeviceId="",
               Vips=[v.address for v in d.vips], DevconPath=d.devcon_path or "")

@@ -321,6 +321,11 @@ def _apply(ctx: _Context, facts: Facts, actions: Sequence[Action],
                           ctx.clock() - started, result=result)
         ctx.steps.append(step)
         ctx.logger.info("step_result", **step.to_dict())
+        if isinstance(result, Mapping) and result.get("degraded"):
+            # Windows chose a fallback (2003 refusing /32): what is left to do follows from the new state.
+            _raw, facts = ctx.conn.take_facts()
+            queue = [a for a in replan(facts).actions if a.step != "preflight"]
+            ctx.logger.info("replanned", step=action.step, actions=[a.to_dict() for a in queue])
     return facts
 
 

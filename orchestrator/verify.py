@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.desired import Desired
 from orchestrator.facts import Event, Facts
-from orchestrator.plan import HOST_MASK, find_loopback, find_nic
+from orchestrator.plan import HOST_MASK, degraded_mask, find_loopback, find_nic
 
 _ARP_ROW = re.compile(r"^\s*(?P<ip>[0-9a-fA-F.:]+)\s+(?P<mac>(?:[0-9a-fA-F]{2}[-:]){5}[0-9a-fA-F]{2})\s+\S+")
 
@@ -51,7 +51,7 @@ def judge_verify(result: Mapping[str, Any], facts: Facts, desired: Desired) -> l
             problems.append(f"no route for VIP {vip.address}")
             continue
         masks = {str(r.get("mask")) for r in host_routes}
-        if HOST_MASK not in masks and not (facts.os.family.value == "2003" and facts.marker.get("Degraded") == "1"):
+        if HOST_MASK not in masks and degraded_mask(facts, desired) not in masks:
             problems.append(f"route for VIP {vip.address} is not a /32 host route (masks: {', '.join(sorted(masks))})")
         if loopback is not None and loopback.interface_index is not None:
             on_loopback = [r for r in host_routes if r.get("interface_index") == loopback.interface_index]

@@ -1,11 +1,14 @@
 """A lab fleet: one protocol server per simulated Windows host, on its own 127.0.0.x address.
 
-Owns starting and stopping the servers, routing each pipeline's script to the host model by the
-step id in the template's header, and writing an inventory that matches the running fleet.
+Owns starting and stopping the servers, routing each pipeline's script to the host model as the
+exact template it is (step and variant, recognised by its text), the layer-2 segment the hosts
+share, and writing an inventory that matches the running fleet.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 import socket
 from collections.abc import Iterator, Sequence
@@ -17,8 +20,9 @@ from typing import Any
 import yaml
 
 from orchestrator.lab.common import LabFaults, RequestCounters, ScriptResult
-from orchestrator.lab.model import PROFILES, WindowsHost, build_fleet
+from orchestrator.lab.model import PROFILES, Segment, WindowsHost, build_fleet
 from orchestrator.lab.server import LabServer
+from orchestrator.templates import all_templates
 
 LAB_USER = "labadmin"
 LAB_PASSWORD = "Lab-Passw0rd!"
@@ -36,6 +40,27 @@ def step_of(script: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _digest(text: str) -> str:
+    # Line ends may change on the way (editors, serializers); the template is the same script.
+    normal = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def _template_index() -> dict[str, tuple[str, str]]:
+    return {_digest(t.text): (t.step, t.variant) for t in all_templates()}
+
+
+def template_of(script: str) -> tuple[str, str | None] | None:
+    """(step, variant) of a script: the shipped template it is, by its text. A script that names a
+    step in its header but is no shipped template gives (step, None); one without a header None."""
+    known = _template_index().get(_digest(script))
+    if known is not None:
+        return known
+    step = step_of(script)
+    return None if step is None else (step, None)
+
+
 class _HostHandler:
     """Routes one host's pipelines to its model and counts them."""
 
@@ -44,12 +69,14 @@ class _HostHandler:
         self._counters = counters
 
     def __call__(self, script: str, parameters: dict[str, Any]) -> ScriptResult:
-        step = step_of(script)
-        if step is None:
+        identified = template_of(script)
+        if identified is None:
             first = script.strip().splitlines()[0] if script.strip() else ""
             return ScriptResult(failed=f"The lab host only runs dsrprep templates; got: {first[:80]}")
+        step, variant = identified
         self._counters.count_step(step)
-        return self._model.run(step, parameters)
+        # variant None: a script that only names a step runs as the variant this host would get.
+        return self._model.run(step, parameters, variant=variant)
 
 
 @dataclass
@@ -93,6 +120,11 @@ class LabFleet:
         self.password = password
         self.vip = vip
         self._port = port
+        # Hosts built together already share one; a fleet of hand-made models gets its own.
+        shared = {id(m.segment): m.segment for m in models if m.segment is not None}
+        self.segment: Segment = next(iter(shared.values())) if len(shared) == 1 else Segment()
+        for model in models:
+            self.segment.join(model)
         self.hosts: list[LabHost] = [
             LabHost(model=m, address=f"127.0.0.{base_octet + i}", port=port, server=None,
                     counters=RequestCounters())

@@ -35,21 +35,42 @@ the same fleet, event timestamps aside, which count back from `now`):
   is null.
 * Event log: 10 % of hosts logged one Tcpip 4199 address conflict for their RIP 1 to 6 days before
   `now`.
+* WMI EnableStatic on 2003 refuses 255.255.255.255 (return 66) on 25 % of the 2003 hosts
+  (`accepts_host_mask`; the research could not settle it, so the fleet has both).
+* `unhealthy_share` (default 0) of the hosts fail preflight: not elevated, a 32-bit session on
+  64-bit Windows, or PowerShell 1.0. These draws come last, so they leave the rest of a fleet as is.
+* All hosts of a fleet share one `Segment` with the load balancer (MAC `DEFAULT_LB_MAC`).
+
+Steps (docs/steps.md; `run(step, params, variant)`): each handler does what its template under
+ps_templates/ does on that Windows version, command for command, with the template's result keys
+and its throws ("<command> failed (exit N): <output>" for a native command). A variant meant for
+another family fails the way its commands fail there: netsh contexts 2003 lacks ("The following
+command was not found: ..."), appcmd, httpcfg, the IIS 6 WMI namespace or HNetCfg.FwPolicy2
+missing, `netsh firewall` working on 2008+ with its deprecation notice. Also modelled: skipassource
+refused by 2008 without KB975808 ("The parameter is incorrect."; 2008 R2 has it from RTM),
+EnableStatic's 66 for /32 and the fallback, refusals without elevation, ERROR_IN_WOW64 when creating
+the loopback, NLA: a loopback's first real address makes its network unidentified (Public), which
+on 2008 is the one profile of the whole machine; when that flip happens with the Public profile on
+and no dsrprep rule for the address, the result asks the server to cut the session
+(`ScriptResult.cut_connection`), the change staying made. `cut_on_step` cuts any one step on demand.
+Not modelled: the HTTP/WinRM restart that http_listen schedules a few seconds after its result.
 
 Text layouts (see the render_* functions): `netsh interface ipv4|ipv6 show interface <idx>`,
-`netsh firewall show opmode|portopening`, `appcmd list site`, `netsh http show iplisten`, `httpcfg
-query iplisten`, CRLF line ends as PowerShell's Out-String joins native output.
+`netsh interface ipv4 show ipaddresses` / `ipv6 show addresses` (level=verbose), `netsh firewall
+show opmode|portopening`, `appcmd list site`, `netsh http show iplisten`, `httpcfg query iplisten`,
+`arp -a <address>`, CRLF line ends as PowerShell's Out-String joins native output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import random
 import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -64,16 +85,19 @@ __all__ = [
     "LegacyFirewall",
     "Nic",
     "PortOpening",
+    "Segment",
     "Site",
     "StepFailed",
     "WindowsHost",
     "build_fleet",
     "render_appcmd_sites",
+    "render_arp",
     "render_firewall_opmode",
     "render_firewall_portopening",
     "render_httpcfg_iplisten",
     "render_netsh_http_iplisten",
     "render_netsh_interface",
+    "render_netsh_ipaddresses",
 ]
 
 CRLF = "\r\n"
@@ -82,6 +106,31 @@ LOOPBACK_PNP_ID = "ROOT\\NET\\0000"
 # Every Microsoft loopback adapter reports this address ("\x02\x00LOOP").
 LOOPBACK_MAC = "02:00:4C:4F:4F:50"
 ALL_PROFILES = 0x7FFFFFFF
+# The load balancer's MAC as `arp -a` prints it (VMware's OUI: the lab LB is a VM).
+DEFAULT_LB_MAC = "00-0C-29-4C-42-01"
+HOST_MASK = "255.255.255.255"
+APIPA_MASK = "255.255.0.0"
+# The highest interface metric: the 2003 fallback keeps the loopback's subnet route the loser.
+FALLBACK_METRIC = 9999
+DOMAIN_PROFILE, PRIVATE_PROFILE, PUBLIC_PROFILE = 1, 2, 4
+MARKER_KEY = "HKLM\\SOFTWARE\\dsrprep\\DSR"
+DEFAULT_VARIANT = "default"
+# Steps whose 2003 commands differ enough to have their own template (docs/steps.md).
+_WIN2003_STEPS = frozenset({"firewall_rule", "firewall_state", "loopback_config", "http_listen", "iis_binding"})
+_PROTOCOLS = {"TCP": 6, "UDP": 17}
+_NETSH_IP_CONTEXTS = (["interface", "ipv4"], ["interface", "ipv6"])
+_NETSH_ELEVATION = "The requested operation requires elevation (Run as administrator)."
+# What netsh prints for a tag its helper does not know (2008 without KB975808: skipassource).
+_NETSH_BAD_PARAMETER = "The parameter is incorrect."
+# Vista/2008+ netsh still runs the XP/2003 `firewall` context, and says so after every command.
+_NETSH_FIREWALL_DEPRECATED = (
+    "\r\nIMPORTANT: Command executed successfully.\r\n"
+    'However, "netsh firewall" is deprecated;\r\n'
+    'use "netsh advfirewall firewall" instead.\r\n'
+    'For more information on using "netsh advfirewall firewall" commands\r\n'
+    'instead of "netsh firewall", see KB article 947709\r\n'
+    "at http://go.microsoft.com/fwlink/?linkid=121488 .\r\n\r\nOk.\r\n\r\n"
+)
 DEFAULT_USERNAME = "labadmin"
 DEFAULT_PASSWORD = "Lab-Passw0rd!"
 
@@ -90,6 +139,9 @@ _NETSH_DASHES = "-" * 46
 _FIREWALL_DASHES = "-" * 67
 _HTTPCFG_SEPARATOR = "-" * 78
 _IPLISTEN_HEADER = "IP addresses present in the IP listen list:"
+_IPADDRESS_DASHES = "-" * 57
+_PSEUDO_INTERFACE = "Loopback Pseudo-Interface 1"
+_ARP_TITLES = "  Internet Address      Physical Address      Type"
 # ERROR_NOT_FOUND: what httpcfg prints when the listen list has no entry.
 _HTTPCFG_EMPTY = "HttpQueryServiceConfiguration completed with 1168."
 
@@ -138,6 +190,12 @@ class Nic:
     ip_enabled: bool = True
     automatic_metric: bool = True
     if_luid: str = ""
+    # Addresses added with skipassource=true (netsh can set the flag only when adding one).
+    skip_as_source: set[str] = field(default_factory=set)
+    # What DHCP falls back to on a segment without a DHCP server (APIPA), for EnableDHCP().
+    apipa: str | None = None
+    # NLA has classified the adapter's network as unidentified, which means the Public profile.
+    unidentified_network: bool = False
 
     @property
     def is_loopback(self) -> bool:
@@ -145,6 +203,17 @@ class Nic:
 
     def ipv4(self) -> list[tuple[str, str]]:
         return [(a, m) for a, m in self.addresses if ":" not in a]
+
+    def ipv6(self) -> list[tuple[str, str]]:
+        return [(a, m) for a, m in self.addresses if ":" in a]
+
+    def has_address(self, address: str) -> bool:
+        wanted = _normal_ip(address)
+        return any(_normal_ip(a) == wanted for a, _ in self.addresses)
+
+    def mask_of(self, address: str) -> str | None:
+        wanted = _normal_ip(address)
+        return next((m for a, m in self.addresses if _normal_ip(a) == wanted), None)
 
 
 @dataclass
@@ -185,17 +254,21 @@ class FirewallRule:
     local_addresses: str
     local_ports: str
     profiles: int
+    # Made by the deprecated `netsh firewall add portopening`, which deletes only its own.
+    from_port_opening: bool = field(default=False, compare=False)
 
 
 @dataclass
 class AdvFirewall:
-    """Windows Firewall with Advanced Security (2008+)."""
+    """Windows Firewall with Advanced Security (2008+). `identified_profiles` is the profile of
+    the networks NLA identifies (the domain); unidentified ones add or (2008) impose Public."""
 
     domain: bool
     private: bool
     public: bool
     current_profiles: int
     rules: list[FirewallRule]
+    identified_profiles: int = DOMAIN_PROFILE
 
 
 Firewall = LegacyFirewall | AdvFirewall
@@ -216,7 +289,22 @@ class StepFailed(Exception):
     """Raised by a step handler for what the real script would `throw`: ends the pipeline Failed."""
 
 
-StepHandler = Callable[["WindowsHost", dict[str, Any]], ScriptResult]
+# (host, parameters, variant): the variant is the template file that ran ("default", "win2003").
+StepHandler = Callable[["WindowsHost", dict[str, Any], str], ScriptResult]
+
+
+@dataclass(eq=False)
+class Segment:
+    """The layer-2 segment a fleet's hosts share with the load balancer, which answers ARP for
+    every VIP with `lb_mac`. Steps that look at other hosts (`arp_check`) read them through it."""
+
+    lb_mac: str = DEFAULT_LB_MAC
+    hosts: list[WindowsHost] = field(default_factory=list, repr=False)
+
+    def join(self, host: WindowsHost) -> None:
+        if all(h is not host for h in self.hosts):
+            self.hosts.append(host)
+        host.segment = self
 
 
 @dataclass(kw_only=True)
@@ -248,6 +336,12 @@ class WindowsHost:
     faults: LabFaults = field(default_factory=LabFaults)
     username: str = DEFAULT_USERNAME
     password: str = DEFAULT_PASSWORD
+    # 2003 only: whether WMI EnableStatic takes 255.255.255.255 (research: unresolved, so both).
+    accepts_host_mask: bool = True
+    # The next successful run of this step that changes something drops the management
+    # connection (the change stays made); the knob then clears itself.
+    cut_on_step: str | None = None
+    segment: Segment | None = field(default=None, repr=False, compare=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -305,6 +399,12 @@ class WindowsHost:
             adapters=[_adapter_facts(nic) for nic in adapters],
             netsh_ipv4=netsh_ipv4,
             netsh_ipv6=netsh_ipv6,
+            netsh_ipv4_addresses=None if is_2003 else render_netsh_ipaddresses(
+                adapters, ipv6=False, skip_as_source_shown=self._skipassource_supported()
+            ),
+            netsh_ipv6_addresses=None if is_2003 else render_netsh_ipaddresses(
+                adapters, ipv6=True, skip_as_source_shown=self._skipassource_supported()
+            ),
             firewall=self._firewall_facts(adapters),
             iis=self._iis_facts(),
             http_listen_text=self._http_listen_text(),
@@ -376,30 +476,1193 @@ class WindowsHost:
 
     # ---- steps -----------------------------------------------------------------------------------
 
-    def run(self, step: str, params: dict[str, Any]) -> ScriptResult:
-        """Execute the template for `step` with the parameters the client bound."""
+    def natural_variant(self, step: str) -> str:
+        """The variant the template catalogue picks for this host (default.ps1 unless 2003 has
+        its own file for the step)."""
+        return "win2003" if self.spec.is_2003 and step in _WIN2003_STEPS else DEFAULT_VARIANT
+
+    def run(self, step: str, params: dict[str, Any], variant: str | None = None) -> ScriptResult:
+        """Execute template `step`/`variant` with the parameters the client bound.
+
+        `variant` None means the variant the catalogue would pick for this host. Any other
+        variant runs its own commands here, and fails the way they fail on this Windows version.
+        """
         handler = self._STEPS.get(step)
         if handler is None:
-            return ScriptResult(
-                failed=(
-                    f"The term '{step}' is not recognized as the name of a cmdlet, function, script "
-                    "file, or operable program. Check the spelling of the name, or if a path was "
-                    "included, verify that the path is correct and try again."
-                )
-            )
-        with self.lock:
-            try:
-                return handler(self, dict(params))
-            except StepFailed as exc:
-                return ScriptResult(failed=str(exc))
+            return ScriptResult(failed=_not_recognized(step))
+        chosen = variant if variant is not None else self.natural_variant(step)
+        try:
+            if step in self._SEGMENT_STEPS:
+                # These read other hosts of the segment and take every lock themselves, one at a
+                # time, so that two hosts checking each other cannot deadlock.
+                return handler(self, dict(params), chosen)
+            with self.lock:
+                return self._after_step(step, handler(self, dict(params), chosen))
+        except StepFailed as exc:
+            return ScriptResult(failed=str(exc))
 
-    def _step_facts(self, params: dict[str, Any]) -> ScriptResult:
+    def _after_step(self, step: str, result: ScriptResult) -> ScriptResult:
+        if self.cut_on_step == step and result.failed is None and _changed(result):
+            self.cut_on_step = None
+            result.cut_connection = True
+        return result
+
+    def _step_facts(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("facts", variant, DEFAULT_VARIANT)
         return ScriptResult(output=[self._facts_locked()])
 
-    # Step id -> handler; the apply steps join this table.
+    # -- shared helpers (caller holds the lock) --
+
+    def _windir(self) -> str:
+        return "C:\\WINDOWS" if self.spec.is_2003 else "C:\\Windows"
+
+    def _skipassource_supported(self) -> bool:
+        # 2008 (6.0) learned skipassource from KB975808. 2008 R2 RTM already has it (Windows 7's
+        # netsh; KB2386184 later fixed only the DNS registration of such addresses).
+        if self.spec.is_2003:
+            return False
+        return self.os_family != "2008" or "KB975808" in {h.upper() for h in self.hotfixes}
+
+    def _require_admin(self, message: str) -> None:
+        if not self.elevated:
+            raise StepFailed(message)
+
+    def _nic_by_pnp(self, pnp_device_id: str) -> Nic | None:
+        wanted = pnp_device_id.casefold()
+        return next((n for n in self.nics if n.pnp_device_id.casefold() == wanted), None)
+
+    def _resolve_adapter(self, pnp_device_id: str) -> Nic:
+        """The adapter a template names by PNPDeviceID; '' is the loopback in dsrprep's marker."""
+        target = pnp_device_id or self.marker.get("LoopbackPnpId", "")
+        if not target:
+            raise StepFailed(f"PnpDeviceId is empty and {MARKER_KEY} has no LoopbackPnpId")
+        nic = self._nic_by_pnp(target)
+        if nic is None:
+            raise StepFailed(f"No network adapter has PNPDeviceID '{target}'")
+        return nic
+
+    def _holders(self, address: str) -> list[Nic]:
+        return [n for n in self.nics if n.ip_enabled and n.has_address(address)]
+
+    def _refresh_profiles(self) -> None:
+        fw = self.firewall
+        if not isinstance(fw, AdvFirewall):
+            return
+        unidentified = any(n.unidentified_network for n in self.nics)
+        if not unidentified:
+            fw.current_profiles = fw.identified_profiles
+        elif self.os_family == "2008":
+            # Vista/2008 apply one profile to the whole machine: the most restrictive one.
+            fw.current_profiles = PUBLIC_PROFILE
+        else:
+            fw.current_profiles = fw.identified_profiles | PUBLIC_PROFILE
+
+    def _rule_allows(self, address: str) -> bool:
+        fw = self.firewall
+        if not isinstance(fw, AdvFirewall):
+            return False
+        return any(
+            r.name.lower().startswith("dsrprep") and r.enabled and r.direction == 1 and r.action == 1
+            and r.profiles & PUBLIC_PROFILE and _addresses_cover(r.local_addresses, address)
+            for r in fw.rules
+        )
+
+    def _network_identified(self, nic: Nic) -> bool:
+        """NLA meets the loopback's first real address: an unidentified network, Public profile.
+        True when that cuts the management connection (2008's machine-wide profile flip with
+        the Public profile on and no dsrprep rule for the address in it)."""
+        if self.spec.is_2003 or not nic.is_loopback or nic.unidentified_network:
+            return False
+        real = [a for a, _ in nic.addresses if not _is_autoconfigured(a)]
+        if not real:
+            return False
+        nic.unidentified_network = True
+        fw = self.firewall
+        if not isinstance(fw, AdvFirewall):
+            return False
+        before = fw.current_profiles
+        self._refresh_profiles()
+        flipped = self.os_family == "2008" and before != PUBLIC_PROFILE and fw.current_profiles == PUBLIC_PROFILE
+        return flipped and fw.public and not all(self._rule_allows(a) for a in real)
+
+    def _ip_interface_index(self, nic: Nic) -> int:
+        # 2003's IP helper numbers interfaces 0x10000 + n; WMI has no InterfaceIndex there.
+        return nic.interface_index if nic.interface_index is not None else 0x10002 + nic.index
+
+    def _add_event(self, event_id: int, message: str) -> None:
+        self.events.append(
+            {
+                "event_id": event_id,
+                "source": "Tcpip",
+                "time": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
+                "message": message,
+            }
+        )
+
+    # -- preflight --
+
+    def _step_preflight(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("preflight", variant, DEFAULT_VARIANT)
+        os_64bit = self.architecture.startswith("64")
+        problems: list[str] = []
+        if not self.elevated:
+            problems.append(
+                "the session is not elevated (not a member of the local Administrators group, or UAC "
+                "filtered the token of a local account)"
+            )
+        if os_64bit and not self.process_64bit:
+            problems.append(
+                "this is a 32-bit PowerShell on 64-bit Windows; connect to the 64-bit endpoint "
+                "(Microsoft.PowerShell, not Microsoft.PowerShell32)"
+            )
+        if _major(self.powershell_version) < 2:
+            problems.append(f"PowerShell {self.powershell_version} is older than 2.0")
+        wanted: dict[str, str] = {}
+        for vip in _p_list(params, "Vips"):
+            if not vip:
+                continue
+            if not _is_ip(vip):
+                problems.append(f"'{vip}' is not an IP address")
+                continue
+            wanted[_normal_ip(vip)] = vip
+        holders = []
+        for nic in sorted(self.nics, key=lambda n: n.index):
+            for address, _ in nic.addresses:
+                held = wanted.get(_normal_ip(address))
+                if held is None:
+                    continue
+                name = nic.connection_id or nic.description
+                holders.append(Hashtable(address=held, adapter=name, service_name=nic.service_name))
+                if not nic.is_loopback:
+                    problems.append(
+                        f"VIP {held} is bound to '{name}' (service {nic.service_name}), an adapter that is "
+                        "not a loopback; it answers ARP for the VIP on the segment"
+                    )
+        if problems:
+            raise StepFailed("Preflight refused: " + "; ".join(problems))
+        checks = Hashtable(
+            elevated=self.elevated,
+            process_64bit=self.process_64bit,
+            os_64bit=os_64bit,
+            powershell_version=self.powershell_version,
+            vip_holders=holders,
+        )
+        return _result(False, checks=checks)
+
+    # -- firewall --
+
+    def _netsh(self, args: list[str], *, ok: tuple[int, ...] = (0,), admin: bool = True) -> tuple[int, str]:
+        """Runs netsh as the templates' Invoke-NativeCommand does: (exit code, output), or the
+        throw for an exit code not in `ok`. Only the refusals every command shares are decided
+        here: a context this Windows version lacks, and a session without elevation."""
+        code, output = 0, ""
+        if self.spec.is_2003 and (args[0] in ("advfirewall", "http") or args[:2] in _NETSH_IP_CONTEXTS):
+            code, output = 1, _text([_netsh_not_found(" ".join(args)), ""])
+        elif admin and not self.elevated:
+            code, output = 1, _text([_NETSH_ELEVATION, ""])
+        if code not in ok:
+            raise _native_failed("netsh.exe", args, code, output)
+        return code, output
+
+    def _step_firewall_rule(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("firewall_rule", variant, DEFAULT_VARIANT, "win2003")
+        present = _ensure(params)
+        name = _p_str(params, "Name")
+        if not name:
+            raise StepFailed("Name is empty")
+        vip = _p_str(params, "Vip")
+        proto = _p_str(params, "Protocol").upper()
+        port = _p_int(params, "Port")
+        if variant == DEFAULT_VARIANT:
+            return self._advfirewall_rule(present, name, vip, proto, port)
+        number = _PROTOCOLS.get(proto)
+        if number is None:
+            raise StepFailed(f"Protocol must be TCP or UDP, not '{_p_str(params, 'Protocol')}'")
+        if not 1 <= port <= 65535:
+            raise StepFailed(f"Port {port} is out of range")
+        return self._port_opening(present, name, proto, port)
+
+    def _advfirewall_rule(self, present: bool, name: str, vip: str, proto: str, port: int) -> ScriptResult:
+        fw = self.firewall
+        # `show rule` exits 1 both for "No rules match" and, on 2003, for the missing context.
+        code, _ = self._netsh(["advfirewall", "firewall", "show", "rule", f"name={name}"], ok=(0, 1), admin=False)
+        existing = (
+            [r for r in fw.rules if r.name.casefold() == name.casefold()]
+            if code == 0 and isinstance(fw, AdvFirewall)
+            else []
+        )
+        if present and not existing:
+            number = _PROTOCOLS.get(proto)
+            if number is None:
+                raise StepFailed(f"Protocol must be TCP or UDP, not '{proto}'")
+            if not 1 <= port <= 65535:
+                raise StepFailed(f"Port {port} is out of range")
+            if not _is_ip(vip):
+                raise StepFailed(f"Vip '{vip}' is not an IP address")
+            self._netsh(
+                ["advfirewall", "firewall", "add", "rule", f"name={name}", "dir=in", "action=allow",
+                 f"protocol={proto}", f"localip={vip}", f"localport={port}", "profile=any"]
+            )
+            assert isinstance(fw, AdvFirewall)
+            fw.rules.append(FirewallRule(name, True, 1, 1, number, _rule_address(vip), str(port), ALL_PROFILES))
+            return _result(True, name=name, output=_text(["Ok.", ""]))
+        if not present and existing:
+            self._netsh(["advfirewall", "firewall", "delete", "rule", f"name={name}"])
+            assert isinstance(fw, AdvFirewall)
+            fw.rules = [r for r in fw.rules if all(r is not e for e in existing)]
+            return _result(True, name=name, output=_text(["", f"Deleted {len(existing)} rule(s).", "Ok.", ""]))
+        return _result(False, name=name, output=None)
+
+    def _openings(self, port: int, proto: str) -> dict[int, tuple[str, bool] | None]:
+        """HNetCfg.FwMgr's view, per profile type (0 domain, 1 standard): (name, enabled) of the
+        port opening for port/protocol. 2008+ shows the rules `netsh firewall` made, with
+        Standard as the Private profile."""
+        fw = self.firewall
+        found: dict[int, tuple[str, bool] | None] = {0: None, 1: None}
+        if isinstance(fw, LegacyFirewall):
+            for opening in fw.port_openings:
+                if (opening.port, opening.protocol) == (port, proto):
+                    key = 0 if opening.profile == "domain" else 1
+                    if found[key] is None:
+                        found[key] = (opening.name, opening.enabled)
+            return found
+        number = _PROTOCOLS[proto]
+        for rule in fw.rules:
+            if rule.from_port_opening and (rule.protocol, rule.local_ports) == (number, str(port)):
+                for key, bit in ((0, DOMAIN_PROFILE), (1, PRIVATE_PROFILE)):
+                    if rule.profiles & bit and found[key] is None:
+                        found[key] = (rule.name, rule.enabled)
+        return found
+
+    def _port_opening(self, present: bool, name: str, proto: str, port: int) -> ScriptResult:
+        openings = self._openings(port, proto)
+        titles = {0: "DOMAIN", 1: "STANDARD"}
+        outputs: list[str] = []
+        changed = False
+        if present:
+            missing = False
+            for key, opening in openings.items():
+                if opening is None:
+                    missing = True
+                    continue
+                if opening[0] != name and not opening[1]:
+                    raise StepFailed(
+                        f"{port}/{proto} has a disabled port opening '{opening[0]}' in the {titles[key]} "
+                        "profile that dsrprep did not make; enable or remove it first"
+                    )
+                if not opening[1]:
+                    missing = True
+            foreign = [o for o in openings.values() if o is not None and o[0] != name]
+            if missing and foreign:
+                raise StepFailed(
+                    f"{port}/{proto} is opened by '{foreign[0][0]}' in only one profile; dsrprep will not "
+                    "overwrite another port opening"
+                )
+            if missing:
+                outputs.append(self._netsh_firewall(
+                    ["firewall", "add", "portopening", f"protocol={proto}", f"port={port}", f"name={name}",
+                     "mode=ENABLE", "scope=ALL", "profile=ALL"]
+                ))
+                self._set_opening(port, proto, name, (0, 1))
+                changed = True
+        else:
+            for key, opening in openings.items():
+                if opening is not None and opening[0] == name:
+                    outputs.append(self._netsh_firewall(
+                        ["firewall", "delete", "portopening", f"protocol={proto}", f"port={port}",
+                         f"profile={titles[key]}"]
+                    ))
+                    self._set_opening(port, proto, None, (key,))
+                    changed = True
+        return _result(changed, name=name, output="".join(outputs) if outputs else None)
+
+    def _netsh_firewall(self, args: list[str]) -> str:
+        self._netsh(args)
+        return _text(["Ok.", ""]) if self.spec.is_2003 else _NETSH_FIREWALL_DEPRECATED
+
+    def _set_opening(self, port: int, proto: str, name: str | None, keys: tuple[int, ...]) -> None:
+        """Adds (name) or deletes (None) the opening for port/protocol in profile types `keys`."""
+        fw = self.firewall
+        if isinstance(fw, LegacyFirewall):
+            profiles = {"domain" if key == 0 else "standard" for key in keys}
+            kept = [
+                p for p in fw.port_openings if not ((p.port, p.protocol) == (port, proto) and p.profile in profiles)
+            ]
+            if name is not None:
+                kept += [PortOpening(port, proto, name, p) for p in ("domain", "standard") if p in profiles]
+            fw.port_openings = kept
+            return
+        number = _PROTOCOLS[proto]
+        bits = sum(DOMAIN_PROFILE if key == 0 else PRIVATE_PROFILE for key in keys)
+        rules: list[FirewallRule] = []
+        for rule in fw.rules:
+            if rule.from_port_opening and (rule.protocol, rule.local_ports) == (number, str(port)):
+                rule = replace(rule, profiles=rule.profiles & ~bits)
+                if not rule.profiles & (DOMAIN_PROFILE | PRIVATE_PROFILE):
+                    continue
+            rules.append(rule)
+        if name is not None:
+            # netsh firewall's "standard" is Private on 2008 R2+, and Private and Public on 2008.
+            extra = PUBLIC_PROFILE if self.os_family == "2008" and bits & PRIVATE_PROFILE else 0
+            rules.append(FirewallRule(name, True, 1, 1, number, "*", str(port), bits | extra, from_port_opening=True))
+        fw.rules = rules
+
+    def _step_firewall_state(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("firewall_state", variant, DEFAULT_VARIANT, "win2003")
+        enabled = _p_bool(params, "Enabled")
+        fw = self.firewall
+        if variant == DEFAULT_VARIANT:
+            wanted: list[str] = []
+            for profile in _p_list(params, "Profiles"):
+                key = profile.strip().lower()
+                if not key:
+                    continue
+                if key not in ("domain", "private", "public"):
+                    raise StepFailed(f"Unknown firewall profile '{profile}'; expected domain, private or public")
+                if key not in wanted:
+                    wanted.append(key)
+            if not isinstance(fw, AdvFirewall):
+                raise StepFailed("Cannot load COM type HNetCfg.FwPolicy2.")
+            outputs = []
+            for key in wanted:
+                if getattr(fw, key) != enabled:
+                    self._netsh(["advfirewall", "set", f"{key}profile", "state", "on" if enabled else "off"])
+                    setattr(fw, key, enabled)
+                    outputs.append(_text(["Ok.", ""]))
+            return _result(
+                bool(outputs), profiles=Hashtable({k: enabled for k in wanted}), output="".join(outputs) or None
+            )
+        mode = "ENABLE" if enabled else "DISABLE"
+        if isinstance(fw, LegacyFirewall):
+            attribute = f"{fw.current}_enabled"
+            changed = getattr(fw, attribute) != enabled
+            output = self._netsh_firewall(["firewall", "set", "opmode", f"mode={mode}"]) if changed else None
+            setattr(fw, attribute, enabled)
+            return _result(changed, enabled=enabled, current_profile_type=0 if fw.current == "domain" else 1,
+                           output=output)
+        # FwMgr on 2008+ sees the current profile; set opmode switches every current one.
+        current = [p for bit, p in ((DOMAIN_PROFILE, "domain"), (PRIVATE_PROFILE, "private"),
+                                    (PUBLIC_PROFILE, "public")) if fw.current_profiles & bit]
+        changed = bool(current) and getattr(fw, current[0]) != enabled
+        output = None
+        if changed:
+            output = self._netsh_firewall(["firewall", "set", "opmode", f"mode={mode}"])
+            for profile in current:
+                setattr(fw, profile, enabled)
+        return _result(changed, enabled=enabled, current_profile_type=0 if current[:1] == ["domain"] else 1,
+                       output=output)
+
+    # -- the loopback adapter --
+
+    def _step_loopback(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("loopback", variant, DEFAULT_VARIANT)
+        present = _ensure(params)
+        pnp = _p_str(params, "PnpDeviceId")
+        if present:
+            return self._loopback_present(pnp, _p_list(params, "Vips"))
+        return self._loopback_absent(pnp)
+
+    def _assert_native_process(self) -> None:
+        if self.architecture.startswith("64") and not self.process_64bit:
+            raise StepFailed(
+                "ERROR_IN_WOW64: this is a 32-bit PowerShell on 64-bit Windows; devices can only be "
+                "installed from the 64-bit endpoint"
+            )
+
+    def _write_marker(self, name: str, value: str) -> None:
+        self._require_registry()
+        self.marker[name] = value
+
+    def _require_registry(self) -> None:
+        if not self.elevated:
+            raise StepFailed(
+                'Exception calling "CreateSubKey" with "1" argument(s): "Access to the registry key '
+                "'HKEY_LOCAL_MACHINE\\SOFTWARE\\dsrprep\\DSR' is denied.\""
+            )
+
+    def _loopback_present(self, pnp: str, vips: list[str]) -> ScriptResult:
+        loopbacks = [n for n in self.nics if n.is_loopback]
+        marker_id = self.marker.get("LoopbackPnpId")
+        marker_created = self.marker.get("LoopbackCreated")
+        found = None
+        for wanted in (pnp, marker_id):
+            if found is None and wanted:
+                found = next((n for n in loopbacks if n.pnp_device_id == wanted), None)
+        if found is None:
+            # A loopback already holding a VIP is adopted rather than duplicated.
+            wanted_ips = {_normal_ip(v) for v in vips if _is_ip(v)}
+            found = next(
+                (n for n in sorted(loopbacks, key=lambda n: n.index)
+                 if any(_normal_ip(a) in wanted_ips for a, _ in n.addresses)),
+                None,
+            )
+        created = found is None
+        if found is None:
+            self._assert_native_process()
+            if not self.elevated:
+                raise StepFailed(
+                    'Exception calling "Create" with "2" argument(s): "SetupDiCallClassInstaller'
+                    '(DIF_REGISTERDEVICE) failed: Access is denied. (0x00000005)"'
+                )
+            found = self._new_loopback()
+            self.nics.append(found)
+            self.marker["LoopbackPnpId"] = found.pnp_device_id
+            self.marker["LoopbackCreated"] = "1"
+        pnp_id = found.pnp_device_id
+        created_value = "1" if created or (marker_id == pnp_id and marker_created == "1") else "0"
+        changed = created
+        if marker_id != pnp_id and self.marker.get("LoopbackPnpId") != pnp_id:
+            self._write_marker("LoopbackPnpId", pnp_id)
+            changed = True
+        if marker_created != created_value and self.marker.get("LoopbackCreated") != created_value:
+            self._write_marker("LoopbackCreated", created_value)
+            changed = True
+        return _result(changed, pnp_device_id=pnp_id, created=created, reboot_required=False, output=None)
+
+    def _loopback_absent(self, pnp: str) -> ScriptResult:
+        marker_id = self.marker.get("LoopbackPnpId")
+        marker_created = self.marker.get("LoopbackCreated")
+        target = pnp or marker_id or ""
+        if not target:
+            return _result(False, pnp_device_id="", created=False, reboot_required=False, output=None)
+        ours = marker_id == target and marker_created == "1"
+        nic = next((n for n in self.nics if n.is_loopback and n.pnp_device_id == target), None)
+        if nic is not None and not ours:
+            raise StepFailed(
+                f"Refusing to remove {target}: {MARKER_KEY} does not record that dsrprep created it "
+                "(LoopbackCreated=1 for that device)"
+            )
+        changed = False
+        if nic is not None:
+            self._assert_native_process()
+            if not self.elevated:
+                raise StepFailed(
+                    'Exception calling "Remove" with "1" argument(s): "SetupDiCallClassInstaller(DIF_REMOVE) '
+                    f'for {target} failed: Access is denied. (0x00000005)"'
+                )
+            self.nics.remove(nic)
+            self._refresh_profiles()
+            changed = True
+        if marker_id == target:
+            if not self.elevated:
+                raise StepFailed(
+                    'Exception calling "OpenSubKey" with "2" argument(s): "Requested registry access is not allowed."'
+                )
+            changed = changed or marker_id is not None or marker_created is not None
+            self.marker.pop("LoopbackPnpId", None)
+            self.marker.pop("LoopbackCreated", None)
+        return _result(changed, pnp_device_id=target, created=False, reboot_required=False, output=None)
+
+    def _new_loopback(self) -> Nic:
+        """What `UpdateDriverForPlugAndPlayDevices(*msloop)` leaves: the next ROOT\\NET\\nnnn, a
+        DHCP adapter that falls back to APIPA, the family's description (#n from the second on)."""
+        spec = self.spec
+        taken = {n.pnp_device_id.upper() for n in self.nics}
+        number = next(i for i in range(10000) if f"ROOT\\NET\\{i:04d}" not in taken)
+        pnp = f"ROOT\\NET\\{number:04d}"
+        index = max([n.index for n in self.nics] + [spec.loopback_index[0] - 1]) + 1
+        ifindexes = [n.interface_index for n in self.nics if n.interface_index is not None]
+        ifindex = None if spec.is_2003 else max(ifindexes, default=1) + spec.loopback_ifindex_gap[0]
+        names = {n.connection_id for n in self.nics}
+        suffix = next(i for i in range(2, 10000) if f"{spec.connection_name} {i}" not in names)
+        existing = sum(1 for n in self.nics if n.is_loopback)
+        description = spec.loopback_description + (f" #{existing + 1}" if existing else "")
+        seed = zlib.crc32(f"{self.name}|{pnp}".encode())
+        apipa = f"169.254.{seed % 254 + 1}.{(seed >> 8) % 254 + 1}"
+        addresses = [(apipa, APIPA_MASK)]
+        if any(a.startswith("fe80::") for n in self.nics for a, _ in n.addresses):
+            addresses.append(("fe80::" + ":".join(f"{(seed >> s) & 0xFFFF:x}" for s in (0, 5, 11, 16)), "64"))
+        luids = [int(n.if_luid.rsplit("_", 1)[1]) for n in self.nics if n.if_luid.startswith("ethernet_")]
+        return Nic(
+            index=index,
+            interface_index=ifindex,
+            connection_id=f"{spec.connection_name} {suffix}",
+            description=description,
+            service_name=LOOPBACK_SERVICE,
+            pnp_device_id=pnp,
+            mac=LOOPBACK_MAC,
+            addresses=addresses,
+            dhcp_enabled=True,
+            gateways=[],
+            dns_servers=[],
+            metric=spec.loopback_metric,
+            dns_registration=True,
+            domain_dns_registration=False,
+            netbios=0,
+            weak_host_send=spec.is_2003,
+            weak_host_receive=spec.is_2003,
+            weak_host_send_v6=spec.is_2003,
+            weak_host_receive_v6=spec.is_2003,
+            if_luid="" if spec.is_2003 else f"ethernet_{max(luids, default=spec.luid_base) + 1}",
+            apipa=apipa,
+        )
+
+    # -- addresses on the loopback --
+
+    def _ipv4_pairs(self, addresses: list[str], masks: list[str]) -> list[tuple[str, str]]:
+        if len(addresses) != len(masks):
+            raise StepFailed(f"Addresses has {len(addresses)} entries but Masks has {len(masks)}")
+        pairs = []
+        for address, mask in zip(addresses, masks, strict=True):
+            if not _is_ip(address) or ":" in address:
+                raise StepFailed(f"'{address}' is not an IPv4 address")
+            if not _is_ip(mask) or ":" in mask:
+                raise StepFailed(f"'{mask}' is not an IPv4 mask")
+            pairs.append((_normal_ip(address), _normal_ip(mask)))
+        return pairs
+
+    def _step_loopback_config(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("loopback_config", variant, DEFAULT_VARIANT, "win2003")
+        name = _p_str(params, "Name")
+        dhcp = _p_bool(params, "Dhcp")
+        skip = _p_bool(params, "SkipAsSource")
+        if variant != DEFAULT_VARIANT:
+            if _p_list(params, "Addresses6"):
+                raise StepFailed(
+                    "Addresses6: IPv6 VIPs are not supported on Windows Server 2003 (its IPv6 stack is separate "
+                    "and has no weak host setting)"
+                )
+            if skip:
+                raise StepFailed("SkipAsSource: Windows Server 2003 has no skipassource option")
+        pairs = self._ipv4_pairs(_p_list(params, "Addresses"), _p_list(params, "Masks"))
+        wanted6 = []
+        for item in _p_list(params, "Addresses6"):
+            if not _is_ip(item) or ":" not in item:
+                raise StepFailed(f"'{item}' is not an IPv6 address")
+            wanted6.append(_normal_ip(item))
+        fallback = _p_str(params, "FallbackMask")
+        if variant != DEFAULT_VARIANT and fallback and (not _is_ip(fallback) or ":" in fallback):
+            raise StepFailed(f"FallbackMask '{fallback}' is not an IPv4 mask")
+        if not dhcp and not pairs:
+            raise StepFailed(
+                "Addresses is empty: IPv4 cannot be made static without an address (Dhcp=$true leaves IPv4 on DHCP)"
+                if variant == DEFAULT_VARIANT
+                else "Addresses is empty: EnableStatic needs at least one address (Dhcp=$true leaves the loopback "
+                "on DHCP)"
+            )
+        nic = self._resolve_adapter(_p_str(params, "PnpDeviceId"))
+        if variant == DEFAULT_VARIANT and nic.interface_index is None:
+            raise StepFailed("The adapter has no InterfaceIndex (Windows Server 2003 takes win2003.ps1)")
+        run = _Commands(self)
+        try:
+            if variant == DEFAULT_VARIANT:
+                changed, degraded = self._configure_netsh(run, nic, name, pairs, wanted6, skip, dhcp), False
+            else:
+                changed, degraded = self._configure_wmi(run, nic, name, pairs, _normal_ip(fallback) if fallback else "",
+                                                        dhcp)
+        except StepFailed:
+            # The script ends in an error, but what it did stays done: the profile flip with it.
+            if self._network_identified(nic):
+                return ScriptResult(cut_connection=True)
+            raise
+        result = _result(
+            changed,
+            degraded=degraded,
+            addresses=[a for a, _ in nic.addresses],
+            pnp_device_id=nic.pnp_device_id,
+            reboot_required=False,
+            commands=run.commands,
+        )
+        result.cut_connection = self._network_identified(nic)
+        return result
+
+    def _rename(self, run: _Commands, nic: Nic, name: str) -> bool:
+        old = nic.connection_id or ""
+        if not name or old == name:
+            return False
+        if not old:
+            self._require_admin("Exception calling \"Put\" with \"0\" argument(s): \"Access denied \"")
+            run.commands.append(f"Win32_NetworkAdapter.NetConnectionID = {name}")
+        else:
+            args = ["interface", "set", "interface", f"name={old}", f"newname={name}"]
+            if any(n is not nic and (n.connection_id or "").casefold() == name.casefold() for n in self.nics):
+                self._netsh(args)
+                raise _native_failed("netsh.exe", args, 1, "Cannot create a file when that file already exists.")
+            run.netsh(args)
+        if isinstance(self.firewall, LegacyFirewall) and old in self.firewall.interface_enabled:
+            self.firewall.interface_enabled[name] = self.firewall.interface_enabled.pop(old)
+        nic.connection_id = name
+        return True
+
+    def _enable_dhcp(self, run: _Commands, nic: Nic) -> bool:
+        if nic.dhcp_enabled:
+            return False
+        run.wmi(nic, "EnableDHCP")
+        nic.dhcp_enabled = True
+        nic.skip_as_source = {a for a in nic.skip_as_source if ":" in a}
+        nic.addresses = ([(nic.apipa, APIPA_MASK)] if nic.apipa else []) + nic.ipv6()
+        return True
+
+    def _add_address(self, run: _Commands, nic: Nic, address: str, mask: str, skip: bool) -> None:
+        ipv6 = ":" in address
+        args = ["interface", "ipv6" if ipv6 else "ipv4", "add", "address", str(nic.interface_index),
+                f"{address}/128" if ipv6 else address, *([] if ipv6 else [mask])]
+        if skip:
+            args.append("skipassource=true")
+        run.netsh(args)
+        if skip and not self._skipassource_supported():
+            raise _native_failed("netsh.exe", args, 1, _NETSH_BAD_PARAMETER)
+        v4, v6 = nic.ipv4(), nic.ipv6()
+        if ipv6:
+            v6.insert(sum(1 for a, _ in v6 if not _is_autoconfigured(a)), (address, "128"))
+        else:
+            v4.append((address, mask))
+        nic.addresses = v4 + v6
+        if skip:
+            nic.skip_as_source.add(_normal_ip(address))
+
+    def _delete_address(self, run: _Commands, nic: Nic, address: str) -> None:
+        run.netsh(["interface", "ipv6" if ":" in address else "ipv4", "delete", "address",
+                   str(nic.interface_index), address])
+        key = _normal_ip(address)
+        nic.addresses = [(a, m) for a, m in nic.addresses if _normal_ip(a) != key]
+        nic.skip_as_source.discard(key)
+
+    def _reset_address(self, run: _Commands, nic: Nic, address: str, mask: str, skip: bool, old_mask: str) -> None:
+        """netsh applies a mask or the flag only when adding: delete, add; on a refused add the
+        address goes back as it was and the refusal is thrown."""
+        self._delete_address(run, nic, address)
+        try:
+            self._add_address(run, nic, address, mask, skip)
+        except StepFailed:
+            with contextlib.suppress(StepFailed):
+                self._add_address(run, nic, address, old_mask, False)
+            raise
+
+    def _configure_netsh(
+        self, run: _Commands, nic: Nic, name: str, pairs: list[tuple[str, str]], wanted6: list[str], skip: bool,
+        dhcp: bool,
+    ) -> bool:
+        """loopback_config/default.ps1, command for command."""
+        changed = self._rename(run, nic, name)
+        if dhcp:
+            changed = self._enable_dhcp(run, nic) or changed
+        else:
+            current4 = [(_normal_ip(a), m) for a, m in nic.ipv4()]
+            flag_first = None
+            if nic.dhcp_enabled:
+                # `set address ... static` turns DHCP off and replaces every IPv4 address.
+                first = pairs[0]
+                run.netsh(["interface", "ipv4", "set", "address", str(nic.interface_index), "static", *first])
+                nic.dhcp_enabled = False
+                nic.skip_as_source = {a for a in nic.skip_as_source if ":" in a}
+                nic.addresses = [first, *nic.ipv6()]
+                current4 = [first]
+                flag_first = first if skip else None
+                changed = True
+            have = dict(current4)
+            for address, mask in pairs:
+                if address not in have:
+                    self._add_address(run, nic, address, mask, skip)
+                    changed = True
+                elif have[address] != mask:
+                    self._reset_address(run, nic, address, mask, skip, have[address])
+                    changed = True
+            wanted = {a for a, _ in pairs}
+            for address, _ in current4:
+                if address not in wanted:
+                    self._delete_address(run, nic, address)
+                    changed = True
+            if flag_first is not None:
+                self._reset_address(run, nic, flag_first[0], flag_first[1], True, flag_first[1])
+        current6 = [(_normal_ip(a), m) for a, m in nic.ipv6() if not _is_autoconfigured(a)]
+        have6 = dict(current6)
+        for address in wanted6:
+            if have6.get(address) == "128":
+                continue
+            if address in have6:
+                self._delete_address(run, nic, address)
+            self._add_address(run, nic, address, "128", skip)
+            changed = True
+        for address, _ in current6:
+            if address not in wanted6:
+                self._delete_address(run, nic, address)
+                changed = True
+        if not dhcp:
+            if any(":" not in g for g in nic.gateways):
+                run.netsh(["interface", "ipv4", "delete", "address", str(nic.interface_index), "gateway=all"])
+                nic.gateways = [g for g in nic.gateways if ":" in g]
+                changed = True
+            for gateway in [g for g in nic.gateways if ":" in g]:
+                run.netsh(["interface", "ipv6", "delete", "route", "::/0", str(nic.interface_index), gateway])
+                nic.gateways.remove(gateway)
+                changed = True
+            if nic.dns_servers:
+                run.wmi(nic, "SetDNSServerSearchOrder")
+                nic.dns_servers = []
+                changed = True
+        return changed
+
+    def _configure_wmi(
+        self, run: _Commands, nic: Nic, name: str, pairs: list[tuple[str, str]], fallback: str, dhcp: bool
+    ) -> tuple[bool, bool]:
+        """loopback_config/win2003.ps1: (changed, degraded)."""
+        changed = self._rename(run, nic, name)
+        degraded = False
+        if dhcp:
+            return self._enable_dhcp(run, nic) or changed, False
+        current = [(_normal_ip(a), m) for a, m in nic.ipv4()]
+        static = not nic.dhcp_enabled
+        same = [a for a, _ in current] == [a for a, _ in pairs]
+        exact = static and current == pairs
+        wanted_masks = [m for _, m in pairs]
+        in_place = (
+            static and same and bool(fallback) and HOST_MASK in wanted_masks
+            and [m for _, m in current] == [fallback] * len(pairs) and nic.metric == FALLBACK_METRIC
+        )
+        if in_place:
+            degraded = True
+        elif not exact:
+            # EnableStatic replaces the whole list, turns DHCP off and drops the APIPA address.
+            refused = self.spec.is_2003 and not self.accepts_host_mask and HOST_MASK in wanted_masks
+            run.wmi(nic, "EnableStatic", 66 if refused else 0, note="EnableStatic(Addresses, Masks)",
+                    fail=not (refused and fallback))
+            if refused:
+                pairs = [(a, fallback) for a, _ in pairs]
+                run.wmi(nic, "EnableStatic", note="EnableStatic(Addresses, FallbackMask)")
+                if nic.metric != FALLBACK_METRIC:
+                    run.wmi(nic, "SetIPConnectionMetric", note=f"SetIPConnectionMetric({FALLBACK_METRIC})")
+                    nic.metric = FALLBACK_METRIC
+                    nic.automatic_metric = False
+                degraded = True
+            nic.dhcp_enabled = False
+            nic.skip_as_source = {a for a in nic.skip_as_source if ":" in a}
+            nic.addresses = list(pairs) + nic.ipv6()
+            changed = True
+        if nic.gateways:
+            # 2003's `interface ip` context knows interfaces by connection name only.
+            run.netsh(["interface", "ip", "delete", "address", f"name={nic.connection_id}", "gateway=all"])
+            nic.gateways = []
+            changed = True
+        if nic.dns_servers:
+            run.wmi(nic, "SetDNSServerSearchOrder")
+            nic.dns_servers = []
+            changed = True
+        return changed, degraded
+
+    # -- adapter hygiene, SkipAsSource, weak host --
+
+    def _step_adapter_settings(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("adapter_settings", variant, DEFAULT_VARIANT)
+        metric = _p_int(params, "Metric")
+        dns = _p_bool(params, "DnsRegistration")
+        netbios = _p_int(params, "NetBios")
+        if not 0 <= netbios <= 2:
+            raise StepFailed(f"NetBios must be 0 (from DHCP), 1 (on) or 2 (off), not {netbios}")
+        if not 0 <= metric <= FALLBACK_METRIC:
+            raise StepFailed(f"Metric {metric} is out of range (1-9999; 0 leaves the metric alone)")
+        nic = self._resolve_adapter(_p_str(params, "PnpDeviceId"))
+        run = _Commands(self)
+        changed = False
+        if metric > 0 and (nic.metric != metric or nic.automatic_metric or not nic.ip_enabled):
+            run.wmi(nic, "SetIPConnectionMetric", note=f"SetIPConnectionMetric({metric})", prefix=False)
+            nic.metric = metric
+            nic.automatic_metric = False
+            changed = True
+        if nic.dns_registration != dns or nic.domain_dns_registration:
+            run.wmi(nic, "SetDynamicDNSRegistration", note=f"SetDynamicDNSRegistration({dns}, False)", prefix=False)
+            nic.dns_registration = dns
+            nic.domain_dns_registration = False
+            changed = True
+        if nic.netbios != netbios:
+            run.wmi(nic, "SetTcpipNetbios", note=f"SetTcpipNetbios({netbios})", prefix=False)
+            nic.netbios = netbios
+            changed = True
+        return _result(changed, pnp_device_id=nic.pnp_device_id, reboot_required=False, commands=run.commands)
+
+    def _step_skip_as_source(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("skip_as_source", variant, DEFAULT_VARIANT)
+        address = _p_str(params, "Address")
+        mask = _p_str(params, "Mask")
+        enabled = _p_bool(params, "Enabled")
+        if not _is_ip(address):
+            raise StepFailed(f"'{address}' is not an IP address")
+        canonical = _normal_ip(address)
+        ipv6 = ":" in canonical
+        if not ipv6 and (not _is_ip(mask) or ":" in mask):
+            raise StepFailed(f"Mask '{mask}' is not an IPv4 mask")
+        nic = self._resolve_adapter(_p_str(params, "PnpDeviceId"))
+        if nic.interface_index is None:
+            raise StepFailed("The adapter has no InterfaceIndex: skipassource needs Windows Server 2008 or later")
+        context = "ipv6" if ipv6 else "ipv4"
+        self._netsh(["interface", context, "show", "addresses" if ipv6 else "ipaddresses", "level=verbose"],
+                    admin=False)
+        holders = [n for n in self.nics if n.ip_enabled and n.interface_index is not None and n.has_address(canonical)]
+        if len(holders) > 1:
+            holders = [n for n in holders if n.connection_id == nic.connection_id]
+            if len(holders) != 1:
+                raise StepFailed(f"{canonical} is on several interfaces; cannot tell which is the loopback")
+        if not holders:
+            raise StepFailed(f"{canonical} is not on the loopback (interface {nic.interface_index})")
+        if not self._skipassource_supported():
+            raise StepFailed(
+                f"netsh does not report Skip as Source for {canonical}: this Windows lacks the skipassource "
+                "option (KB975808 on 2008 SP2)"
+            )
+        current = canonical in holders[0].skip_as_source
+        if current == enabled:
+            return _result(False, address=canonical, skip_as_source=enabled, output=None)
+        run = _Commands(self)
+        old_mask = nic.mask_of(canonical)
+        if old_mask is None:
+            # The address is another interface's: there is nothing of the loopback's to delete.
+            args = ["interface", context, "delete", "address", str(nic.interface_index), canonical]
+            self._netsh(args)
+            raise _native_failed("netsh.exe", args, 1, "Element not found.")
+        new_mask = "128" if ipv6 else _normal_ip(mask)
+        self._delete_address(run, nic, canonical)
+        try:
+            self._add_flagged(run, nic, canonical, new_mask, enabled)
+        except StepFailed:
+            with contextlib.suppress(StepFailed):
+                self._add_flagged(run, nic, canonical, new_mask, current)
+            raise
+        return _result(True, address=canonical, skip_as_source=enabled, output=_text(["Ok.", "", "Ok.", ""]))
+
+    def _add_flagged(self, run: _Commands, nic: Nic, address: str, mask: str, flag: bool) -> None:
+        ipv6 = ":" in address
+        run.netsh(["interface", "ipv6" if ipv6 else "ipv4", "add", "address", str(nic.interface_index),
+                   f"{address}/128" if ipv6 else address, *([] if ipv6 else [mask]),
+                   f"skipassource={'true' if flag else 'false'}"])
+        v4, v6 = nic.ipv4(), nic.ipv6()
+        if ipv6:
+            v6.insert(0, (address, "128"))
+        else:
+            v4.append((address, mask))
+        nic.addresses = v4 + v6
+        if flag:
+            nic.skip_as_source.add(address)
+
+    def _step_weak_host(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("weak_host", variant, DEFAULT_VARIANT)
+        index = _p_int(params, "InterfaceIndex")
+        version = _p_int(params, "IpVersion")
+        receive = _p_bool(params, "Receive")
+        send = _p_bool(params, "Send")
+        if version not in (4, 6):
+            raise StepFailed(f"IpVersion must be 4 or 6, not {version}")
+        context = f"ipv{version}"
+        if index == 0:
+            loopback = self._resolve_adapter("")
+            if loopback.interface_index is None:
+                raise StepFailed(
+                    "The loopback has no InterfaceIndex: weak host settings need Windows Server 2008 or later"
+                )
+            index = loopback.interface_index
+        show = ["interface", context, "show", "interface", str(index)]
+        self._netsh(show, admin=False)
+        nic = next((n for n in self.nics if n.interface_index == index), None)
+        if nic is None:
+            raise _native_failed("netsh.exe", show, 1, "Element not found.")
+        current = (nic.weak_host_receive_v6, nic.weak_host_send_v6) if version == 6 else (
+            nic.weak_host_receive, nic.weak_host_send
+        )
+        changed = current != (receive, send)
+        output = None
+        if changed:
+            self._netsh(["interface", context, "set", "interface", str(index),
+                         f"weakhostreceive={_enabled(receive)}", f"weakhostsend={_enabled(send)}"])
+            if version == 6:
+                nic.weak_host_receive_v6, nic.weak_host_send_v6 = receive, send
+            else:
+                nic.weak_host_receive, nic.weak_host_send = receive, send
+            output = _text(["Ok.", ""])
+        return _result(changed, interface_index=index, receive=receive, send=send, output=output)
+
+    # -- IIS and http.sys --
+
+    def _http_restart(self) -> Hashtable:
+        """What Start-HttpRestart reports. The restart itself (HTTP, then W3SVC and WinRM again)
+        happens seconds after the result is sent; the lab's http.sys list is effective at once."""
+        seed = zlib.crc32(f"{self.name}|{self.http_listen}".encode())
+        return Hashtable(
+            services=["W3SVC", "WinRM"],
+            log=f"{self._windir()}\\Temp\\dsrprep-http-restart.log",
+            process_id=1000 + seed % 8000 * 4,
+        )
+
+    def _step_http_listen(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("http_listen", variant, DEFAULT_VARIANT, "win2003")
+        present = _ensure(params)
+        address = _p_str(params, "Address")
+        if not _is_ip(address):
+            raise StepFailed(f"'{address}' is not an IP address")
+        canonical = _normal_ip(address)
+        listed = any(_normal_ip(a) == canonical for a in self.http_listen)
+        verb = "add" if present else "delete"
+        if variant == DEFAULT_VARIANT:
+            self._netsh(["http", "show", "iplisten"], admin=False)
+            if present == listed:
+                return _result(False, address=canonical, restart_scheduled=False, restart=None, output=None)
+            self._netsh(["http", verb, "iplisten", f"ipaddress={address}"])
+            output = _text(["", f"IP address successfully {verb}{'ed' if present else 'd'}", ""])
+        else:
+            if not self.spec.is_2003 or not self.httpcfg_installed:
+                raise StepFailed("httpcfg.exe was not found (Windows Server 2003 Support Tools)")
+            if present == listed:
+                return _result(False, address=canonical, restart_scheduled=False, restart=None, output=None)
+            call = "HttpSetServiceConfiguration" if present else "HttpDeleteServiceConfiguration"
+            if not self.elevated:
+                command = _command_line("httpcfg.exe", ["set" if present else "delete", "iplisten", "-i", address])
+                raise StepFailed(f"{command} failed (status 5): {call} completed with 5.")
+            output = _text([f"{call} completed with 0."])
+        if present:
+            self.http_listen.append(address)
+        else:
+            self.http_listen = [a for a in self.http_listen if _normal_ip(a) != canonical]
+        return _result(True, address=canonical, restart_scheduled=True, restart=self._http_restart(), output=output)
+
+    def _step_iis_binding(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("iis_binding", variant, DEFAULT_VARIANT, "win2003")
+        present = _ensure(params)
+        site_name = _p_str(params, "Site")
+        protocol = _p_str(params, "Protocol")
+        ip = _p_str(params, "Ip")
+        port = _p_int(params, "Port")
+        host_header = _p_str(params, "HostHeader").strip()
+        restart = _p_bool(params, "Restart")
+        if not site_name:
+            raise StepFailed("Site is empty")
+        iis6 = self.iis_version is not None and self.iis_version.startswith("6.")
+        if variant == DEFAULT_VARIANT:
+            if not protocol:
+                raise StepFailed("Protocol is empty")
+        elif protocol.lower() != "http":
+            raise StepFailed(f"IIS 6 ServerBindings hold http bindings only, not '{protocol}'")
+        if not 1 <= port <= 65535:
+            raise StepFailed(f"Port {port} is out of range")
+        ip_part = "*"
+        if ip and ip != "*":
+            if not _is_ip(ip.strip("[]")):
+                raise StepFailed(f"Ip '{ip}' is not an IP address")
+            ip_part = _normal_ip(ip.strip("[]"))
+        information = f"{f'[{ip_part}]' if ':' in ip_part else ip_part}:{port}:{host_header}"
+        binding = (protocol.strip().lower(), information)
+        if variant == DEFAULT_VARIANT:
+            appcmd = f"{self._windir()}\\system32\\inetsrv\\appcmd.exe"
+            if self.iis_version is None or iis6:
+                raise StepFailed(f"{appcmd} is missing: IIS 7 or later is not installed")
+            site = next((s for s in self.sites if s.name.casefold() == site_name.casefold()), None)
+            if site is None:
+                listing = ["list", "site", f"/site.name:{site_name}", "/config", "/xml"]
+                message = f'ERROR ( message:Cannot find SITE object with identifier "{site_name}". )'
+                raise _native_failed("appcmd.exe", listing, 1168, message)
+            shown = f"{binding[0]}/{information}"
+        else:
+            if not iis6:
+                raise StepFailed(
+                    'Invalid namespace "root\\MicrosoftIISv2"' if _major(self.powershell_version) >= 3
+                    else "Invalid namespace "
+                )
+            matching = [s for s in self.sites if s.name.casefold() == site_name.casefold()]
+            if len(matching) != 1:
+                raise StepFailed(f"{len(matching)} IIsWebServerSetting objects have ServerComment '{site_name}'")
+            site = matching[0]
+            shown = ("" if ip_part == "*" else ip_part) + f":{port}:{host_header}"
+        bound = binding in site.bindings
+        changed = present != bound
+        outputs = []
+        if changed:
+            if not present and iis6 and len(site.bindings) == 1:
+                raise StepFailed(
+                    f"Removing {shown} would leave site '{site_name}' without bindings"
+                )
+            if not self.elevated:
+                if iis6:
+                    raise StepFailed('Exception calling "Put" with "0" argument(s): "Access denied "')
+                entry = f"[protocol='{binding[0]}',bindingInformation='{information}']"
+                args = ["set", "site", f"/site.name:{site_name}", f"/{'+' if present else '-'}bindings.{entry}"]
+                message = "ERROR ( message:Cannot write configuration file due to insufficient permissions. )"
+                raise _native_failed("appcmd.exe", args, 5, message)
+            if present:
+                site.bindings.append(binding)
+            else:
+                site.bindings.remove(binding)
+            outputs.append(f'SITE object "{site.name}" changed')
+        # A stopped site stays stopped: restarting is for picking up the new binding.
+        restarted = changed and restart and site.state == "Started"
+        if restarted:
+            outputs += [f'"{site.name}" successfully stopped', f'"{site.name}" successfully started.']
+        output = None if iis6 or not outputs else _text(outputs)
+        return _result(changed, site=site_name, binding=shown, restarted=restarted, output=output)
+
+    # -- marker --
+
+    def _step_marker(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("marker", variant, DEFAULT_VARIANT)
+        present = _ensure(params)
+        if not present:
+            changed = bool(self.marker)
+            if changed and not self.elevated:
+                raise StepFailed(
+                    'Exception calling "DeleteSubKeyTree" with "1" argument(s): "Access to the registry key '
+                    "'HKEY_LOCAL_MACHINE\\SOFTWARE\\dsrprep\\DSR' is denied.\""
+                )
+            self.marker.clear()
+            return _result(changed, values=[])
+        self._require_registry()
+        raw = params.get("Values")
+        values = raw if isinstance(raw, dict) else {}
+        changed = False
+        written = []
+        for name, value in values.items():
+            key = str(name)
+            if not key:
+                raise StepFailed("A marker value name is empty")
+            if value is None:
+                changed = self.marker.pop(key, None) is not None or changed
+                continue
+            text = _ps_string(value)
+            if self.marker.get(key) != text:
+                self.marker[key] = text
+                changed = True
+            written.append(key)
+        return _result(changed, values=written)
+
+    # -- checks --
+
+    def _step_verify(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("verify", variant, DEFAULT_VARIANT)
+        vips = []
+        for vip in _p_list(params, "Vips"):
+            if not vip:
+                continue
+            if not _is_ip(vip):
+                raise StepFailed(f"'{vip}' is not an IP address")
+            vips.append(_normal_ip(vip))
+        targets = []
+        rip = _p_str(params, "Rip")
+        if rip:
+            if not _is_ip(rip):
+                raise StepFailed(f"Rip '{rip}' is not an IP address")
+            targets.append(_normal_ip(rip))
+        targets += vips
+        ports = [int(p) for p in _p_list(params, "Ports")]
+        tcp = [
+            Hashtable(address=address, port=port, ok=self._tcp_connects(address, port))
+            for address in targets
+            for port in ports
+        ]
+        ping = [Hashtable(address=vip, ok=bool(self._holders(vip))) for vip in vips]
+        routes = []
+        for nic in sorted(self.nics, key=lambda n: self._ip_interface_index(n)):
+            if not (nic.is_loopback and nic.ip_enabled):
+                continue
+            for address, mask in nic.ipv4():
+                if _normal_ip(address) not in vips:
+                    continue
+                metric = nic.metric if nic.metric is not None else 0
+                if self.spec.is_2003:
+                    # 2003 routes every local address, whatever its mask, as a host route through
+                    # 127.0.0.1 on the "MS TCP Loopback interface" (index 1).
+                    routes.append(Hashtable(destination=address, mask=HOST_MASK, next_hop="127.0.0.1",
+                                            interface_index=1, metric=metric))
+                    continue
+                if mask != HOST_MASK:
+                    continue
+                routes.append(
+                    Hashtable(
+                        destination=address,
+                        mask=HOST_MASK,
+                        # 2008+ keeps on-link routes without a gateway.
+                        next_hop="0.0.0.0",
+                        interface_index=self._ip_interface_index(nic),
+                        metric=metric + 256,
+                    )
+                )
+        return _result(False, tcp=tcp, ping=ping, routes=routes)
+
+    def _step_arp_check(self, params: dict[str, Any], variant: str) -> ScriptResult:
+        _expect_variant("arp_check", variant, DEFAULT_VARIANT)
+        address = _p_str(params, "Address")
+        if not _is_ip(address) or ":" in address:
+            raise StepFailed(f"'{address}' is not an IPv4 address (ARP is IPv4 only)")
+        target = _normal_ip(address)
+        with self.lock:
+            if not self.elevated:
+                raise StepFailed("arp -d needs an elevated session (member of the local Administrators group)")
+        segment = self.segment
+        lb_mac = segment.lb_mac if segment is not None else DEFAULT_LB_MAC
+        claimants: list[tuple[WindowsHost, str]] = []
+        for other in list(segment.hosts) if segment is not None else []:
+            if other is self:
+                continue
+            with other.lock:
+                nic = next((n for n in other._holders(target) if not n.is_loopback and n.mac), None)
+                if nic is not None and nic.mac is not None:
+                    claimants.append((other, nic.mac))
+        with self.lock:
+            local = bool(self._holders(target))
+            on_link = self._on_link_nic(target)
+            if local or on_link is None:
+                # A local address never goes through ARP; an off-link one is the gateway's business.
+                text, ping_ok = _text(["No ARP Entries Found."]), local
+            else:
+                mac = claimants[0][1] if claimants else lb_mac
+                text = render_arp(on_link.ipv4()[0][0], self._ip_interface_index(on_link), [(target, mac)])
+                ping_ok = True
+        for other, _ in claimants:
+            # The load balancer answers ARP for the VIP as well: the host holding it on a NIC sees the
+            # conflict (the load balancer logs nothing in Windows).
+            with other.lock:
+                other._add_event(
+                    4199,
+                    f"The system detected an address conflict for IP address {target} with the system "
+                    f"having network hardware address {lb_mac.replace(':', '-').upper()}. Network operations "
+                    "on this system may be disrupted as a result.",
+                )
+        return _result(False, arp_text=text, ping_ok=ping_ok, delete_output="")
+
+    def _tcp_connects(self, address: str, port: int) -> bool:
+        """A local connect to address:port: something listens there (IIS through http.sys).
+        Windows Firewall does not filter local connections."""
+        if self.iis_version is None or not self._holders(address):
+            return False
+        key = _normal_ip(address)
+        if self.http_listen and all(_normal_ip(a) != key for a in self.http_listen):
+            return False
+        for site in self.sites:
+            if site.state != "Started":
+                continue
+            for _, info in site.bindings:
+                bound_ip, bound_port = _binding_ip_port(info)
+                if bound_port == port and (bound_ip == "*" or _normal_ip(bound_ip) == key):
+                    return True
+        return False
+
+    def _on_link_nic(self, address: str) -> Nic | None:
+        try:
+            target = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        for nic in self.nics:
+            if nic.is_loopback or not nic.ip_enabled:
+                continue
+            for a, m in nic.ipv4():
+                if _is_autoconfigured(a):
+                    continue
+                if target in ipaddress.IPv4Network(f"{a}/{m}", strict=False):
+                    return nic
+        return None
+
+    # Step id -> handler.
     _STEPS: ClassVar[dict[str, StepHandler]] = {
         "facts": _step_facts,
+        "preflight": _step_preflight,
+        "firewall_rule": _step_firewall_rule,
+        "firewall_state": _step_firewall_state,
+        "loopback": _step_loopback,
+        "loopback_config": _step_loopback_config,
+        "adapter_settings": _step_adapter_settings,
+        "skip_as_source": _step_skip_as_source,
+        "weak_host": _step_weak_host,
+        "http_listen": _step_http_listen,
+        "iis_binding": _step_iis_binding,
+        "marker": _step_marker,
+        "verify": _step_verify,
+        "arp_check": _step_arp_check,
     }
+    _SEGMENT_STEPS: ClassVar[frozenset[str]] = frozenset({"arp_check"})
 
 
 def _adapter_facts(nic: Nic) -> Hashtable:
@@ -429,6 +1692,197 @@ def _adapter_facts(nic: Nic) -> Hashtable:
 def _metabase_binding(binding: str) -> str:
     ip, _, rest = binding.partition(":")
     return f"{'' if ip == '*' else ip}:{rest}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Step helpers: parameter binding as PowerShell does it, and what the native tools print.
+
+
+def _not_recognized(name: str) -> str:
+    return (
+        f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, or operable "
+        "program. Check the spelling of the name, or if a path was included, verify that the path is "
+        "correct and try again."
+    )
+
+
+def _netsh_not_found(command: str) -> str:
+    """netsh's answer for a context or command this Windows version does not have."""
+    return f"The following command was not found: {command}."
+
+
+def _command_line(exe: str, args: list[str]) -> str:
+    shown = [f'"{a}"' if any(c.isspace() for c in a) else a for a in args]
+    return f"{exe} {' '.join(shown)}"
+
+
+def _native_failed(exe: str, args: list[str], code: int, output: str) -> StepFailed:
+    """The templates' Invoke-NativeCommand throw for an exit code it does not accept."""
+    return StepFailed(f"{_command_line(exe, args)} failed (exit {code}): {output.strip()}")
+
+
+class _Commands:
+    """Runs a template's commands through the host's refusals and keeps the list the template
+    returns as `commands`."""
+
+    def __init__(self, host: WindowsHost) -> None:
+        self.host = host
+        self.commands: list[str] = []
+
+    def netsh(self, args: list[str]) -> None:
+        self.host._netsh(args)
+        self.commands.append(_command_line("netsh.exe", args))
+
+    def wmi(self, nic: Nic, method: str, code: int = 0, *, note: str | None = None, fail: bool = True,
+            prefix: bool = True) -> None:
+        """A Win32_NetworkAdapterConfiguration method returning `code`, checked as the templates'
+        Assert-WmiResult does (0 and 1 are success) unless `fail` is off."""
+        _wmi(self.host, nic, method)
+        self.commands.append(("Win32_NetworkAdapterConfiguration." if prefix else "") + (note or f"{method}()"))
+        if fail and code not in (0, 1):
+            raise StepFailed(f"{method} returned {code}")
+
+
+def _ps_string(value: Any) -> str:
+    """[string]$value as PowerShell converts it."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, list | tuple):
+        return " ".join(_ps_string(v) for v in value)
+    if isinstance(value, dict):
+        return "System.Collections.Hashtable"
+    return str(value)
+
+
+def _expect_variant(step: str, variant: str, *known: str) -> None:
+    if variant not in known:
+        raise StepFailed(f"The lab host does not model variant {variant!r} of step {step!r}")
+
+
+def _result(changed: bool, **values: Any) -> ScriptResult:
+    return ScriptResult(output=[Hashtable(changed=changed, **values)])
+
+
+def _changed(result: ScriptResult) -> bool:
+    first = result.output[0] if result.output else None
+    return isinstance(first, dict) and bool(first.get("changed"))
+
+
+def _p_str(params: dict[str, Any], name: str) -> str:
+    value = params.get(name)
+    return "" if value is None else str(value)
+
+
+def _p_bool(params: dict[str, Any], name: str) -> bool:
+    value = params.get(name)
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "$true", "1")
+    return bool(value)
+
+
+def _p_int(params: dict[str, Any], name: str) -> int:
+    value = params.get(name)
+    if value is None or value == "":
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StepFailed(
+            f"Cannot process argument transformation on parameter '{name}'. Cannot convert value "
+            f'"{value}" to type "System.Int32".'
+        ) from None
+
+
+def _p_list(params: dict[str, Any], name: str) -> list[str]:
+    value = params.get(name)
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value if v is not None]
+    return [str(value)]
+
+
+def _ensure(params: dict[str, Any]) -> bool:
+    ensure = _p_str(params, "Ensure")
+    if ensure.lower() not in ("present", "absent"):
+        raise StepFailed(f"Ensure must be 'Present' or 'Absent', not '{ensure}'")
+    return ensure.lower() == "present"
+
+
+def _wmi(host: WindowsHost, nic: Nic, method: str) -> None:
+    """The return codes of Win32_NetworkAdapterConfiguration methods that the model produces:
+    91 access denied, 84 IP not enabled on the adapter."""
+    if not host.elevated:
+        raise StepFailed(f"{method} returned 91")
+    if not nic.ip_enabled:
+        raise StepFailed(f"{method} returned 84")
+
+
+def _major(version: str) -> int:
+    try:
+        return int(version.split(".", 1)[0])
+    except ValueError:
+        return 0
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _normal_ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.split("%", 1)[0]))
+    except ValueError:
+        return text.strip().lower()
+
+
+def _is_autoconfigured(address: str) -> bool:
+    """APIPA (169.254/16) or IPv6 link-local: what an adapter has before anyone configures it."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    return ip.is_link_local
+
+
+def _rule_address(vip: str) -> str:
+    # FwPolicy2 shows a single IPv4 address with its host mask.
+    return f"{vip}/{HOST_MASK}" if ":" not in vip else vip
+
+
+def _addresses_cover(local_addresses: str, address: str) -> bool:
+    try:
+        target = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for item in local_addresses.split(","):
+        item = item.strip()
+        if item in ("*", "") or item.lower() == "any":
+            return True
+        try:
+            if "-" in item:
+                low, high = (ipaddress.ip_address(x) for x in item.split("-", 1))
+                if low.version == target.version and low <= target <= high:  # type: ignore[operator]
+                    return True
+            elif target in ipaddress.ip_network(item, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _binding_ip_port(info: str) -> tuple[str, int]:
+    """("*" or the IP, port) of an IIS binding "ip:port:host" ("[v6]:port:host")."""
+    if info.startswith("["):
+        ip, _, rest = info[1:].partition("]:")
+    else:
+        ip, _, rest = info.partition(":")
+    port = rest.split(":", 1)[0]
+    return (ip or "*", int(port) if port.isdigit() else 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -575,6 +2029,56 @@ def render_httpcfg_iplisten(addresses: list[str]) -> str:
     return _text(lines)
 
 
+def render_netsh_ipaddresses(nics: list[Nic], *, ipv6: bool, skip_as_source_shown: bool) -> str:
+    """`netsh interface ipv4|ipv6 show ipaddresses level=verbose` (2008+): one block per address,
+    the Loopback Pseudo-Interface's first, then the adapters' in interface index order. Labels are
+    padded to 18 columns; "Interface Luid" shows the interface's alias. 2008 prints no "Skip as
+    Source" line until KB975808 adds the flag."""
+    rows: list[tuple[str, str, str, str]] = [
+        ("::1" if ipv6 else "127.0.0.1", _PSEUDO_INTERFACE, "0.0", "Other")
+    ]
+    ordered = sorted((n for n in nics if n.interface_index is not None and n.ip_enabled),
+                     key=lambda n: n.interface_index or 0)
+    skipped: set[str] = set()
+    for nic in ordered:
+        alias = nic.connection_id or nic.description
+        for address, _ in (nic.ipv6() if ipv6 else nic.ipv4()):
+            if ipv6 and _is_autoconfigured(address):
+                rows.append((f"{address}%{nic.interface_index}", alias, f"0.{nic.interface_index}", "Other"))
+                continue
+            kind = "Other" if _is_autoconfigured(address) else "Dhcp" if nic.dhcp_enabled else "Manual"
+            rows.append((address, alias, "0.0", kind))
+            if _normal_ip(address) in nic.skip_as_source:
+                skipped.add(address)
+    lines = [""]
+    for address, alias, scope, kind in rows:
+        fields_ = [
+            ("Interface Luid", alias),
+            ("Scope Id", scope),
+            ("Valid Lifetime", "infinite"),
+            ("Preferred Lifetime", "infinite"),
+            ("DAD State", "Preferred"),
+            ("Address Type", kind),
+        ]
+        if skip_as_source_shown:
+            fields_.append(("Skip as Source", "true" if address in skipped else "false"))
+        lines += [f"Address {address} Parameters", _IPADDRESS_DASHES]
+        lines += [f"{label:<18} : {value}" for label, value in fields_]
+        lines.append("")
+    return _text(lines)
+
+
+def render_arp(interface_address: str, interface_index: int, entries: list[tuple[str, str]]) -> str:
+    """`arp -a <address>`: the interface header (index in hex), the column titles, a row per
+    entry with the MAC in lower case and dashes; "No ARP Entries Found." when nothing matches."""
+    if not entries:
+        return _text(["No ARP Entries Found."])
+    lines = ["", f"Interface: {interface_address} --- 0x{interface_index:x}", _ARP_TITLES]
+    lines += [f"  {ip:<22}{mac.replace(':', '-').lower():<22}dynamic   " for ip, mac in entries]
+    lines.append("")
+    return _text(lines)
+
+
 # --------------------------------------------------------------------------------------------------
 # Fleet building
 
@@ -588,9 +2092,15 @@ def build_fleet(
     username: str = DEFAULT_USERNAME,
     password: str = DEFAULT_PASSWORD,
     now: datetime | None = None,
+    unhealthy_share: float = 0.0,
+    lb_mac: str = DEFAULT_LB_MAC,
 ) -> list[WindowsHost]:
     """`count` hosts WEB01.. of `profile` ("mixed" or one family), RIPs from host number 11 of
-    `subnet`. `now` anchors the timestamps of pre-existing events (default: the current minute)."""
+    `subnet`, all on one `Segment` with the load balancer. `now` anchors the timestamps of
+    pre-existing events (default: the current minute). `unhealthy_share` of the hosts (drawn per
+    host) fail preflight: not elevated, a 32-bit session on 64-bit Windows, or PowerShell 1.0."""
+    if not 0.0 <= unhealthy_share <= 1.0:
+        raise ValueError(f"unhealthy_share must be between 0 and 1, not {unhealthy_share}")
     if profile not in PROFILES:
         raise ValueError(f"unknown lab profile {profile!r}; choose one of {', '.join(PROFILES)}")
     if count < 1:
@@ -606,7 +2116,7 @@ def build_fleet(
     else:
         families = [profile] * count
     used_macs: set[str] = set()
-    return [
+    hosts = [
         _build_host(
             number=i + 1,
             spec=FAMILY_SPECS[family],
@@ -616,9 +2126,14 @@ def build_fleet(
             username=username,
             password=password,
             now=anchor,
+            unhealthy_share=unhealthy_share,
         )
         for i, family in enumerate(families)
     ]
+    segment = Segment(lb_mac=lb_mac)
+    for host in hosts:
+        segment.join(host)
+    return hosts
 
 
 def _weighted_build(spec: FamilySpec, rng: random.Random) -> tuple[str, int]:
@@ -660,6 +2175,7 @@ def _build_host(
     username: str,
     password: str,
     now: datetime,
+    unhealthy_share: float = 0.0,
 ) -> WindowsHost:
     is_2003 = spec.is_2003
     version, service_pack = _weighted_build(spec, rng)
@@ -729,6 +2245,8 @@ def _build_host(
                 weak_host_send_v6=is_2003,
                 weak_host_receive_v6=is_2003,
                 if_luid="" if is_2003 else f"ethernet_{spec.luid_base + rng.randint(1, 4)}",
+                apipa=apipa,
+                unidentified_network=not is_2003,
             )
         )
 
@@ -763,6 +2281,15 @@ def _build_host(
             }
         )
 
+    # Drawn last, so that the draws above (and every seeded fleet) stay as they were.
+    accepts_host_mask = not is_2003 or rng.random() < 0.75
+    elevated, process_64bit, powershell_version = True, x64, spec.powershell_version
+    if rng.random() < unhealthy_share:
+        problem = rng.choice(("not-elevated", "wow64", "powershell-1") if x64 else ("not-elevated", "powershell-1"))
+        elevated = problem != "not-elevated"
+        process_64bit = x64 and problem != "wow64"
+        powershell_version = "1.0" if problem == "powershell-1" else powershell_version
+
     return WindowsHost(
         name=f"WEB{number:02d}",
         os_family=spec.family,
@@ -771,9 +2298,9 @@ def _build_host(
         service_pack=service_pack,
         architecture="64-bit" if x64 else "32-bit",
         hotfixes=hotfixes,
-        powershell_version=spec.powershell_version,
-        elevated=True,
-        process_64bit=x64,
+        powershell_version=powershell_version,
+        elevated=elevated,
+        process_64bit=process_64bit,
         nics=nics,
         firewall=firewall,
         iis_version=spec.iis_version,
@@ -785,6 +2312,7 @@ def _build_host(
         faults=LabFaults(),
         username=username,
         password=password,
+        accepts_host_mask=accepts_host_mask,
     )
 
 

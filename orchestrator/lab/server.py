@@ -6,7 +6,8 @@ WS-Management shell actions (Create, Command, Send, Receive, Signal, Delete, Get
 runspace pools and pipelines (psrpcore's server side), the injected faults of `LabFaults` and the
 per-host `RequestCounters`. What a script *does* is not decided here: the first command of every
 pipeline, with the parameters the client bound, is handed to a `ScriptHandler`, whose
-`ScriptResult` is sent back as PowerShell objects, error records and a final pipeline state.
+`ScriptResult` is sent back as PowerShell objects, error records and a final pipeline state - or,
+with `cut_connection`, not at all: the client's connection closes as if the network had gone.
 """
 
 from __future__ import annotations
@@ -233,6 +234,10 @@ class _WSManFault(Exception):
         self.status = status
 
 
+class _Dropped(Exception):
+    """The connection must close without an answer."""
+
+
 def _unknown_shell_fault() -> _WSManFault:
     return _WSManFault(
         UNKNOWN_SHELL_CODE,
@@ -403,6 +408,8 @@ class _Shell:
     out: dict[uuid.UUID | None, deque[bytes]] = field(default_factory=dict)
     pipelines: dict[uuid.UUID, _Pipeline] = field(default_factory=dict)
     closed: bool = False
+    # A step cut the client off (ScriptResult.cut_connection).
+    cut: bool = False
 
     def __post_init__(self) -> None:
         self.cond = threading.Condition(self.lock)
@@ -588,6 +595,8 @@ class LabServer:
         self._connections: dict[threading.Thread, list[Any]] = {}
         self._shells_lock = threading.Lock()
         self._shells: dict[str, _Shell] = {}
+        # Shells whose client a step cut off: the client can only abandon them.
+        self._cut_shells: set[str] = set()
 
     # lifecycle
 
@@ -638,6 +647,7 @@ class LabServer:
             with self._shells_lock:
                 shells = list(self._shells.values())
                 self._shells.clear()
+                self._cut_shells.clear()
             for shell in shells:
                 with shell.lock:
                     shell.closed = True
@@ -812,6 +822,10 @@ class LabServer:
             faults = self.faults
             if faults.drop_on_request is not None and total == faults.drop_on_request:
                 return 0, b""
+            if request.shell_id:
+                with self._shells_lock:
+                    if request.shell_id in self._cut_shells:
+                        return 0, b""
             if faults.fault_on_request is not None and total == faults.fault_on_request:
                 raise _WSManFault(
                     INJECTED_FAULT_CODE,
@@ -830,6 +844,8 @@ class LabServer:
             body: str = method(request, conn, principal)
             prefix = _RESPONSE_ACTION_PREFIX[request.action]
             return 200, _envelope(f"{prefix}{request.action}Response", relates_to, body)
+        except _Dropped:
+            return 0, b""
         except _WSManFault as fault:
             return fault.status, _fault_envelope(fault, relates_to, self.hostname)
         except Exception as exc:
@@ -961,6 +977,8 @@ class LabServer:
         deadline = time.monotonic() + wait
         with shell.lock:
             while True:
+                if shell.cut:
+                    raise _Dropped()
                 if shell.closed or self._stopping.is_set():
                     raise _unknown_shell_fault()
                 pipeline = shell.pipelines.get(target) if target is not None else None
@@ -1125,6 +1143,9 @@ class LabServer:
             result = ScriptResult(failed=f"{type(exc).__name__}: {exc}")
         shell = work.shell
         ps = work.pipeline.ps
+        if result.cut_connection:
+            self._cut(shell)
+            return
         with shell.lock:
             if shell.closed or ps.state != PSInvocationState.Running:
                 return
@@ -1146,6 +1167,24 @@ class LabServer:
                 if ps.state == PSInvocationState.Running:
                     _fail(ps, f"The lab could not serialize the script's output: {exc}")
             shell.pump()
+            shell.cond.notify_all()
+
+    def _cut(self, shell: _Shell) -> None:
+        """The step moved the network under the management connection: the pipeline never
+        completes, and the connection carrying the client's Receive for it - as every connection
+        that later names the shell - closes unanswered. Other shells and new sessions work on.
+
+        The connection is closed when it carries the shell's next request rather than at once: a
+        client that reconnected in between would see an authentication error, not the drop."""
+        with self._shells_lock:
+            self._shells.pop(shell.shell_id, None)
+            self._cut_shells.add(shell.shell_id)
+        with shell.lock:
+            shell.cut = True
+            shell.closed = True
+            shell.pool.pipeline_table.clear()
+            shell.pipelines.clear()
+            shell.out.clear()
             shell.cond.notify_all()
 
 

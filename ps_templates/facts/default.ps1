@@ -136,6 +136,15 @@ foreach ($adapter in @(Get-WmiObject -Class Win32_NetworkAdapter)) {
 }
 $adapters = [object[]]$adapterList.ToArray()
 
+# SkipAsSource is shown by netsh only (WMI has no such property before the 2012 NetTCPIP classes):
+# one verbose listing per IP version covers every interface; the parser keys it by address.
+$netshV4Addresses = $null
+$netshV6Addresses = $null
+if (-not $isLegacy) {
+    $netshV4Addresses = Get-NativeText 'netsh.exe' @('interface', 'ipv4', 'show', 'ipaddresses', 'level=verbose')
+    $netshV6Addresses = Get-NativeText 'netsh.exe' @('interface', 'ipv6', 'show', 'addresses', 'level=verbose')
+}
+
 # --- Firewall -----------------------------------------------------------------------------------
 
 $ruleList = New-Object System.Collections.ArrayList
@@ -292,6 +301,8 @@ if (Test-Path -LiteralPath $markerPath) {
     adapters = $adapters
     netsh_ipv4 = $netshV4
     netsh_ipv6 = $netshV6
+    netsh_ipv4_addresses = $netshV4Addresses
+    netsh_ipv6_addresses = $netshV6Addresses
     firewall = $firewall
     iis = @{
         version = $iisVersion

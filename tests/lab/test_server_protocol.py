@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pypsrp.complex_objects import GenericComplexObject
-from pypsrp.exceptions import AuthenticationError, WSManFaultError
+from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
@@ -458,3 +458,80 @@ def test_https_with_channel_binding(make_server: MakeServer, tmp_path: Path) -> 
         with RunspacePool(client(server, auth=auth, encryption=encryption, ssl=True)) as pool:
             assert run(pool, auth).output[0].extended_properties == {"script": auth}
     assert server.counters.auth_failures == 0
+
+
+def test_cut_connection_drops_the_session_mid_step_and_the_host_stays_reachable(make_server: MakeServer) -> None:
+    done: list[str] = []
+
+    def answer(script: str, parameters: dict[str, Any]) -> ScriptResult:
+        if script.startswith("slow"):
+            time.sleep(0.3)  # the client's Receive is already waiting when the cut comes
+        done.append(script)
+        if script.endswith("cut"):
+            return ScriptResult(output=[{"changed": True}], cut_connection=True)
+        return ScriptResult(output=[script])
+
+    server = make_server(answer, address="127.0.0.14", receive_wait=0.1)
+    for name in ("cut", "slow cut"):
+        pool = RunspacePool(client(server))
+        pool.open()
+        assert run(pool, "before").output == ["before"]
+        with pytest.raises(requests.exceptions.ConnectionError):
+            run(pool, name)
+        assert done[-1] == name  # the step itself ran to its end
+        # The session is gone for good. A new TCP connection has no NTLM context for the pool's
+        # encrypted messages (400); the shell itself is dropped whatever reaches it.
+        with pytest.raises((requests.exceptions.ConnectionError, WinRMTransportError)):
+            run(pool, "after")
+        with pytest.raises((requests.exceptions.ConnectionError, WinRMTransportError)):
+            pool.close()
+        assert "after" not in done
+
+        with RunspacePool(client(server)) as fresh:
+            assert run(fresh, "again").output == ["again"]
+    assert server.counters.wsman["Create"] == 4
+
+
+def test_a_fleet_host_runs_real_templates_and_drops_the_session_its_step_cuts_off() -> None:
+    from orchestrator.facts import parse_facts
+    from orchestrator.lab.fleet import LabFleet
+    from orchestrator.lab.model import AdvFirewall, build_fleet
+    from orchestrator.templates import select_template
+
+    vip = "10.20.0.200"
+    model = next(
+        h
+        for seed in range(20)
+        for h in build_fleet(10, seed=seed, profile="2008")
+        if isinstance(h.firewall, AdvFirewall) and h.firewall.public and not any(n.is_loopback for n in h.nics)
+    )
+    with LabFleet([model], base_octet=40) as fleet:
+        handle = fleet.hosts[0]
+
+        def session() -> RunspacePool:
+            return RunspacePool(WSMan(handle.address, port=handle.port, username=model.username,
+                                      password=model.password, ssl=False, auth="negotiate", encryption="auto",
+                                      operation_timeout=5, read_timeout=10, connection_timeout=5))
+
+        def step(pool: RunspacePool, name: str, family: str, **parameters: Any) -> PowerShell:
+            return run(pool, select_template(name, family).text, **parameters)
+
+        pool = session()
+        pool.open()
+        # The win2003 variant on 2008 is the wrong template; its failure comes back as a script error.
+        wrong = step(pool, "http_listen", "2003", Ensure="Present", Address=vip)
+        assert wrong.had_errors and "httpcfg.exe was not found" in errors_of(wrong)[0]
+        created = step(pool, "loopback", "2008", Ensure="Present", PnpDeviceId="", Vips=[vip], DevconPath="")
+        assert not created.had_errors and created.output[0]["created"] is True
+        # Addresses before the firewall rule: 2008 flips to Public and the session is gone.
+        with pytest.raises(requests.exceptions.ConnectionError):
+            step(pool, "loopback_config", "2008", PnpDeviceId="", Name="DSR Loopback", Addresses=[vip],
+                 Masks=["255.255.255.255"], Addresses6=[], SkipAsSource=False, FallbackMask="", Dhcp=False)
+
+        with session() as fresh:
+            facts = parse_facts(step(fresh, "facts", "default").output[0])
+        assert facts.firewall.current_profiles == 4
+        loopback = facts.adapter_by_pnp_id(facts.marker["LoopbackPnpId"])
+        assert loopback is not None and loopback.has_address(vip)
+        assert handle.counters.steps["loopback_config"] == 1 and handle.counters.steps["http_listen"] == 1
+

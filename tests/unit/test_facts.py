@@ -28,6 +28,7 @@ from orchestrator.facts import (
     parse_http_listen,
     parse_metabase_sites,
     parse_netsh_interface,
+    parse_netsh_ipaddresses,
     parse_portopenings,
 )
 
@@ -52,7 +53,7 @@ NETSH_SAMPLES = {
 
 
 def test_every_netsh_capture_is_in_the_table() -> None:
-    on_disk = {f"netsh/{p.name}" for p in (DATA / "netsh").glob("*.txt")}
+    on_disk = {f"netsh/{p.name}" for p in (DATA / "netsh").glob("*_show_interface_*.txt")}
     assert on_disk == set(NETSH_SAMPLES)
 
 
@@ -138,6 +139,129 @@ def test_truncated_netsh_output_is_refused() -> None:
     )
     with pytest.raises(FactsError):
         parse_netsh_interface(cut[: cut.index("当前跃点限制")])
+
+
+# --------------------------------------------------------------------------------------------
+# netsh interface ipv4 show ipaddresses / ipv6 show addresses, level=verbose (SkipAsSource)
+# --------------------------------------------------------------------------------------------
+
+# file -> the flags it shows
+IPADDRESS_SAMPLES = {
+    "netsh/ipv6_show_addresses_win10_en.txt": {
+        "2a03:7220:8083:c4c4::1014": False,
+        "fe80::bca3:1bf5:75db:1c7d": False,
+    },
+    "netsh/ipv4_show_ipaddresses_constructed.txt": {
+        "10.0.0.11": False,
+        "10.0.0.50": True,
+        "10.0.0.51": False,
+        "127.0.0.1": False,
+    },
+}
+
+
+def test_every_ipaddresses_capture_is_in_the_table() -> None:
+    on_disk = {f"netsh/{p.name}" for p in (DATA / "netsh").glob("*_show_*addresses_*.txt")}
+    assert on_disk == set(IPADDRESS_SAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(IPADDRESS_SAMPLES))
+def test_captured_netsh_ipaddresses_parse(name: str) -> None:
+    sample = text(name)
+    assert dict(parse_netsh_ipaddresses(sample)) == IPADDRESS_SAMPLES[name]
+    # Windows ends lines with CRLF; the captures were stored with LF
+    assert dict(parse_netsh_ipaddresses(sample.replace("\n", "\r\n"))) == IPADDRESS_SAMPLES[name]
+
+
+def localize(sample: str) -> str:
+    """Hypothetical German labels and titles: only the layout and the values may be relied on."""
+    replacements = {
+        "Interface Luid": "Schnittstellen-LUID",
+        "Scope Id": "Bereichs-ID",
+        "Valid Lifetime": "Gültige Gültigkeitsdauer",
+        "Preferred Lifetime": "Bevorzugte Gültigkeitsdauer",
+        "DAD State": "DAD-Status",
+        "Address Type": "Adresstyp",
+        "Skip as Source": "Als Quelle überspringen",
+        "Parameters": "Parameter",
+        "Address ": "Adresse ",
+    }
+    for english, german in replacements.items():
+        sample = sample.replace(english, german)
+    assert "Skip" not in sample
+    return sample
+
+
+@pytest.mark.parametrize("name", sorted(IPADDRESS_SAMPLES))
+def test_ipaddresses_layout_rule_agrees_with_the_english_label(name: str) -> None:
+    assert dict(parse_netsh_ipaddresses(localize(text(name)))) == IPADDRESS_SAMPLES[name]
+
+
+def test_ipaddresses_title_in_another_language_and_interface_named_true() -> None:
+    name = "netsh/ipv4_show_ipaddresses_constructed.txt"
+    sample = text(name).replace("Address 10.0.0.50 Parameters", "地址 10.0.0.50 参数")
+    sample = sample.replace("Local Area Connection", "true")
+    assert dict(parse_netsh_ipaddresses(localize(sample))) == IPADDRESS_SAMPLES[name]
+
+
+def test_flag_not_reported_leaves_the_address_out() -> None:
+    """Before KB975808 (2008 SP2) netsh has no skipassource at all."""
+    lines = text("netsh/ipv4_show_ipaddresses_constructed.txt").splitlines()
+    sample = "\n".join(line for line in lines if "Skip as Source" not in line)
+    assert dict(parse_netsh_ipaddresses(sample)) == {}
+    assert dict(parse_netsh_ipaddresses(localize(sample))) == {}
+
+
+def test_same_address_on_two_interfaces_skips_only_when_both_say_so() -> None:
+    sample = text("netsh/ipv4_show_ipaddresses_constructed.txt").replace("10.0.0.51", "10.0.0.50")
+    assert parse_netsh_ipaddresses(sample)["10.0.0.50"] is False
+    both = sample.replace("Skip as Source     : false", "Skip as Source     : true")
+    assert parse_netsh_ipaddresses(both)["10.0.0.50"] is True
+
+
+def test_ipaddresses_addresses_are_normalized() -> None:
+    name = "netsh/ipv6_show_addresses_win10_en.txt"
+    sample = text(name).replace("2a03:7220:8083:c4c4::1014", "2A03:7220:8083:C4C4:0:0:0:1014")
+    assert set(parse_netsh_ipaddresses(sample)) == set(IPADDRESS_SAMPLES[name])
+
+
+@pytest.mark.parametrize("output", ["", "\r\n\r\n"])
+def test_empty_ipaddresses_output_is_no_address(output: str) -> None:
+    assert dict(parse_netsh_ipaddresses(output)) == {}
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("The following command was not found: interface ipv4 show ipaddresses level=verbose.\n", "no address block"),
+        # the redacted address of a published sample: a title without a usable address
+        (
+            "Address XXXX::XXXX:XXXX:XXXX:XXXX%11 Parameters\n" + "-" * 57 + "\nInterface Luid     : x\n",
+            "expected one IP address",
+        ),
+        ("Address 10.0.0.1 10.0.0.2\n" + "-" * 57 + "\nSkip as Source     : true\n", "expected one IP address"),
+        (
+            "Address 10.0.0.50 Parameters\n" + "-" * 57 + "\nInterface Luid     : x\nSkip as Source     : maybe\n",
+            r"address 10.0.0.50: 'Skip as Source' has value 'maybe'",
+        ),
+        (
+            "Adresse 10.0.0.50\n" + "-" * 57 + "\nSchnittstelle : x\nA : true\nB : false\n",
+            "2 true/false fields",
+        ),
+    ],
+)
+def test_bad_ipaddresses_output_raises(output: str, message: str) -> None:
+    with pytest.raises(FactsError, match=message):
+        parse_netsh_ipaddresses(output)
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=300), st.sampled_from(sorted(IPADDRESS_SAMPLES)))
+def test_ipaddresses_parser_only_raises_facts_error(junk: str, sample: str) -> None:
+    spliced = text(sample)[: len(junk)] + junk
+    for candidate in (junk, spliced):
+        with contextlib.suppress(FactsError):
+            parse_netsh_ipaddresses(candidate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,6 +654,8 @@ def raw_2008r2() -> dict[str, Any]:
             "39": "Element not found.\r\n\r\n",
             "24": text("netsh/ipv6_show_interface_win10_en.txt"),
         },
+        "netsh_ipv4_addresses": text("netsh/ipv4_show_ipaddresses_constructed.txt"),
+        "netsh_ipv6_addresses": text("netsh/ipv6_show_addresses_win10_en.txt"),
         "firewall": {
             "api": "advfirewall",
             "opmode_text": None,
@@ -594,6 +720,8 @@ def raw_2003() -> dict[str, Any]:
         ],
         "netsh_ipv4": {},
         "netsh_ipv6": {},
+        "netsh_ipv4_addresses": None,
+        "netsh_ipv6_addresses": None,
         "firewall": {
             "api": "netsh-firewall",
             "opmode_text": text("firewall/show_opmode_xp_en.txt"),
@@ -871,3 +999,54 @@ def test_label_as_wide_as_the_column_touches_the_colon() -> None:
     assert parse_netsh_interface(set_line(sample, "Schwacher Host empfängt", "enabled")) == WeakHost(
         False, True
     )
+
+
+# --------------------------------------------------------------------------------------------
+# SkipAsSource in the whole facts
+# --------------------------------------------------------------------------------------------
+
+
+def test_skip_as_source_merges_ipv4_and_ipv6() -> None:
+    facts = parse_facts(raw_2008r2())
+    assert dict(facts.skip_as_source) == {
+        **IPADDRESS_SAMPLES["netsh/ipv4_show_ipaddresses_constructed.txt"],
+        **IPADDRESS_SAMPLES["netsh/ipv6_show_addresses_win10_en.txt"],
+    }
+    assert facts.skips_as_source("10.0.0.50") is True
+    assert facts.skips_as_source("2A03:7220:8083:C4C4::1014") is False
+    assert facts.skips_as_source("fe80::bca3:1bf5:75db:1c7d%72") is False
+    assert facts.skips_as_source("10.0.0.99") is None
+    assert facts.to_dict()["skip_as_source"]["10.0.0.50"] is True
+
+
+def test_skip_as_source_is_empty_on_2003() -> None:
+    assert dict(parse_facts(raw_2003()).skip_as_source) == {}
+
+
+@pytest.mark.parametrize("key", ["netsh_ipv4_addresses", "netsh_ipv6_addresses"])
+def test_skip_as_source_keys_may_be_missing(key: str) -> None:
+    """Facts from a facts script that predates these keys read as null."""
+    raw = raw_2008r2()
+    del raw[key]
+    flags = dict(parse_facts(raw).skip_as_source)
+    assert ("10.0.0.50" in flags) == (key != "netsh_ipv4_addresses")
+    raw = raw_2008r2()
+    raw[key] = None
+    assert dict(parse_facts(raw).skip_as_source) == flags
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("netsh_ipv4_addresses", 3, "netsh_ipv4_addresses: expected a string or null, got an integer"),
+        ("netsh_ipv6_addresses", "Access is denied.\r\n", "netsh_ipv6_addresses: no address block"),
+        (
+            "netsh_ipv4_addresses",
+            "Address 10.0.0.50 Parameters\n" + "-" * 57 + "\nInterface Luid : x\nSkip as Source : yes\n",
+            r"netsh_ipv4_addresses: address 10.0.0.50: 'Skip as Source' has value 'yes'",
+        ),
+    ],
+)
+def test_malformed_address_listings_name_the_key(key: str, value: Any, message: str) -> None:
+    with pytest.raises(FactsError, match=message):
+        parse_facts(set_path(raw_2008r2(), (key,), value))

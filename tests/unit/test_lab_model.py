@@ -51,6 +51,8 @@ TOP_KEYS = {
     "adapters",
     "netsh_ipv4",
     "netsh_ipv6",
+    "netsh_ipv4_addresses",
+    "netsh_ipv6_addresses",
     "firewall",
     "iis",
     "http_listen_text",
@@ -142,7 +144,9 @@ def assert_facts_shape(facts: Any, family: str) -> None:
 
     if is_2003:
         assert facts["netsh_ipv4"] == {} and facts["netsh_ipv6"] == {}
+        assert facts["netsh_ipv4_addresses"] is None and facts["netsh_ipv6_addresses"] is None
     else:
+        assert isinstance(facts["netsh_ipv4_addresses"], str) and isinstance(facts["netsh_ipv6_addresses"], str)
         indexes = {str(a["interface_index"]) for a in facts["adapters"]}
         assert set(facts["netsh_ipv4"]) == indexes
         assert set(facts["netsh_ipv6"]) == indexes
@@ -583,7 +587,7 @@ def test_unknown_step_fails_like_powershell() -> None:
 
 
 def test_a_step_that_throws_fails_the_pipeline() -> None:
-    def boom(host: WindowsHost, params: dict[str, Any]) -> ScriptResult:
+    def boom(host: WindowsHost, params: dict[str, Any], variant: str) -> ScriptResult:
         raise StepFailed(f"cannot do {params['What']}")
 
     class Throwing(WindowsHost):
@@ -736,6 +740,11 @@ def test_facts_of_every_profile_parse_and_agree_with_the_model(profile: str) -> 
                 nic.weak_host_send_v6,
                 nic.weak_host_receive_v6,
             )
+        if host.os_family == "2003" or not host._skipassource_supported():
+            assert dict(parsed.skip_as_source) == {}
+        else:
+            assert parsed.skips_as_source(host.rip) is False
+            assert parsed.skips_as_source("127.0.0.1") is False
         if host.os_family == "2003" and not host.httpcfg_installed:
             assert parsed.http_listen is None
         else:

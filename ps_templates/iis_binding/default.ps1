@@ -1,0 +1,97 @@
+# dsrprep-step: iis_binding
+# IIS 7 and later (appcmd): adds or removes one binding of one site, then restarts that site
+# when asked and when it was running.
+param(
+    [string]$Ensure,
+    [string]$Site,
+    [string]$Protocol,
+    [string]$Ip,
+    [int]$Port,
+    [string]$HostHeader,
+    [bool]$Restart
+)
+$ErrorActionPreference = 'Stop'
+
+function Invoke-NativeCommand([string]$FilePath, [string[]]$Arguments, [int[]]$SuccessCodes = @(0)) {
+    # Native tools report failure only through their exit code and print the reason on stdout or
+    # stderr: stderr must not turn into a terminating error before the code has been read.
+    if ($null -eq (Get-Command $FilePath -CommandType Application -ErrorAction SilentlyContinue)) {
+        throw ('{0} was not found' -f $FilePath)
+    }
+    $ErrorActionPreference = 'Continue'
+    $output = [string](& $FilePath $Arguments 2>&1 | ForEach-Object { [string]$_ } | Out-String)
+    $code = $LASTEXITCODE
+    $ErrorActionPreference = 'Stop'
+    $shown = @($Arguments | ForEach-Object { if ($_ -match '\s') { '"' + $_ + '"' } else { $_ } })
+    $commandLine = ('{0} {1}' -f [IO.Path]::GetFileName($FilePath), ($shown -join ' '))
+    if ($SuccessCodes -notcontains $code) {
+        throw ('{0} failed (exit {1}): {2}' -f $commandLine, $code, $output.Trim())
+    }
+    return @{ code = $code; output = $output; command = $commandLine }
+}
+
+if ($Ensure -ne 'Present' -and $Ensure -ne 'Absent') { throw ("Ensure must be 'Present' or 'Absent', not '{0}'" -f $Ensure) }
+if ([string]::IsNullOrEmpty($Site)) { throw 'Site is empty' }
+if ([string]::IsNullOrEmpty($Protocol)) { throw 'Protocol is empty' }
+if ($Port -lt 1 -or $Port -gt 65535) { throw ('Port {0} is out of range' -f $Port) }
+
+# bindingInformation is "IP:port:host"; "*" is All Unassigned and an IPv6 address is bracketed.
+$ipPart = '*'
+if (-not [string]::IsNullOrEmpty($Ip) -and $Ip -ne '*') {
+    $parsed = $null
+    if (-not [System.Net.IPAddress]::TryParse($Ip.Trim('[', ']'), [ref]$parsed)) { throw ("Ip '{0}' is not an IP address" -f $Ip) }
+    $ipPart = $parsed.ToString()
+    if ($ipPart.Contains(':')) { $ipPart = '[' + $ipPart + ']' }
+}
+$hostPart = ''
+if ($null -ne $HostHeader) { $hostPart = $HostHeader.Trim() }
+$protocolName = $Protocol.Trim().ToLower()
+$information = ('{0}:{1}:{2}' -f $ipPart, $Port, $hostPart)
+
+$appcmd = Join-Path $env:windir 'system32\inetsrv\appcmd.exe'
+if (-not (Test-Path -LiteralPath $appcmd -PathType Leaf)) { throw ('{0} is missing: IIS 7 or later is not installed' -f $appcmd) }
+
+# The configuration as XML: attribute names and values are not translated, and a host header
+# may hold characters that the one-line listing does not quote. An unknown site makes appcmd fail.
+$listing = Invoke-NativeCommand $appcmd @('list', 'site', "/site.name:$Site", '/config', '/xml')
+# Nothing may precede the XML declaration.
+$document = [xml]($listing.output.Trim())
+$siteNodes = @($document.SelectNodes('/appcmd/SITE'))
+if ($siteNodes.Count -ne 1) { throw ("appcmd lists {0} sites named '{1}'" -f $siteNodes.Count, $Site) }
+$siteNode = $siteNodes[0]
+$state = $siteNode.GetAttribute('state')
+$bound = $false
+foreach ($binding in @($siteNode.SelectNodes('site/bindings/binding'))) {
+    if ($binding.GetAttribute('protocol') -eq $protocolName -and $binding.GetAttribute('bindingInformation') -eq $information) {
+        $bound = $true
+    }
+}
+
+$changed = $false
+$outputs = New-Object System.Collections.ArrayList
+$entry = ("[protocol='{0}',bindingInformation='{1}']" -f $protocolName, $information)
+if ($Ensure -eq 'Present' -and -not $bound) {
+    [void]$outputs.Add((Invoke-NativeCommand $appcmd @('set', 'site', "/site.name:$Site", ('/+bindings.' + $entry))).output)
+    $changed = $true
+} elseif ($Ensure -eq 'Absent' -and $bound) {
+    [void]$outputs.Add((Invoke-NativeCommand $appcmd @('set', 'site', "/site.name:$Site", ('/-bindings.' + $entry))).output)
+    $changed = $true
+}
+
+# A stopped site stays stopped: restarting is for picking up the new binding, not for starting.
+$restarted = $false
+if ($changed -and $Restart -and $state -eq 'Started') {
+    [void]$outputs.Add((Invoke-NativeCommand $appcmd @('stop', 'site', "/site.name:$Site")).output)
+    [void]$outputs.Add((Invoke-NativeCommand $appcmd @('start', 'site', "/site.name:$Site")).output)
+    $restarted = $true
+}
+
+$output = $null
+if ($outputs.Count -gt 0) { $output = ($outputs -join '') }
+@{
+    changed = $changed
+    site = $Site
+    binding = ('{0}/{1}' -f $protocolName, $information)
+    restarted = $restarted
+    output = $output
+}

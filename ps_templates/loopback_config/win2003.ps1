@@ -1,0 +1,253 @@
+# dsrprep-step: loopback_config
+# Windows Server 2003: makes the loopback's name and IPv4 addresses exactly as asked through WMI
+# EnableStatic, with no gateway and no DNS servers. 2003 is weak host and has no skipassource.
+param(
+    [string]$PnpDeviceId,
+    [string]$Name,
+    [string[]]$Addresses,
+    [string[]]$Masks,
+    [string[]]$Addresses6,
+    [bool]$SkipAsSource,
+    [string]$FallbackMask,
+    [bool]$Dhcp
+)
+$ErrorActionPreference = 'Stop'
+
+function Invoke-NativeCommand([string]$FilePath, [string[]]$Arguments, [int[]]$SuccessCodes = @(0)) {
+    # Native tools report failure only through their exit code and print the reason on stdout or
+    # stderr: stderr must not turn into a terminating error before the code has been read.
+    if ($null -eq (Get-Command $FilePath -CommandType Application -ErrorAction SilentlyContinue)) {
+        throw ('{0} was not found' -f $FilePath)
+    }
+    $ErrorActionPreference = 'Continue'
+    $output = [string](& $FilePath $Arguments 2>&1 | ForEach-Object { [string]$_ } | Out-String)
+    $code = $LASTEXITCODE
+    $ErrorActionPreference = 'Stop'
+    $shown = @($Arguments | ForEach-Object { if ($_ -match '\s') { '"' + $_ + '"' } else { $_ } })
+    $commandLine = ('{0} {1}' -f [IO.Path]::GetFileName($FilePath), ($shown -join ' '))
+    if ($SuccessCodes -notcontains $code) {
+        throw ('{0} failed (exit {1}): {2}' -f $commandLine, $code, $output.Trim())
+    }
+    return @{ code = $code; output = $output; command = $commandLine }
+}
+
+function ConvertTo-CanonicalIp([string]$Text) {
+    # WMI and netsh print IPv6 addresses with or without a zone and in any case: compare the
+    # parsed form. IPAddress.TryParse also accepts "10" (0.0.0.10), hence the shape test first.
+    if ([string]::IsNullOrEmpty($Text)) { return $null }
+    $candidate = $Text.Trim().Split('%')[0]
+    if ($candidate -notmatch '^[0-9]{1,3}(\.[0-9]{1,3}){3}$' -and $candidate -notmatch ':') { return $null }
+    $parsed = $null
+    if (-not [System.Net.IPAddress]::TryParse($candidate, [ref]$parsed)) { return $null }
+    return $parsed.ToString()
+}
+
+function Get-MarkerValue([string]$Name) {
+    $key = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey('SOFTWARE\dsrprep\DSR')
+    if ($null -eq $key) { return $null }
+    try {
+        $value = $key.GetValue($Name)
+        if ($null -eq $value) { return $null }
+        return [string]$value
+    } finally {
+        $key.Close()
+    }
+}
+
+function Resolve-Adapter([string]$PnpDeviceId) {
+    # '' names the loopback recorded by the loopback step, which may not have existed when the plan
+    # was made. Adapters are found by PNP device id: names are localized and renamed, and interface
+    # indexes change when an adapter is disabled and enabled again.
+    $id = $PnpDeviceId
+    if ([string]::IsNullOrEmpty($id)) {
+        $id = Get-MarkerValue 'LoopbackPnpId'
+        if ([string]::IsNullOrEmpty($id)) {
+            throw 'PnpDeviceId is empty and HKLM\SOFTWARE\dsrprep\DSR has no LoopbackPnpId'
+        }
+    }
+    $found = $null
+    foreach ($candidate in @(Get-WmiObject -Class Win32_NetworkAdapter)) {
+        if ([string]$candidate.PNPDeviceID -eq $id) { $found = $candidate; break }
+    }
+    if ($null -eq $found) { throw ("No network adapter has PNPDeviceID '{0}'" -f $id) }
+    $config = Get-WmiObject -Class Win32_NetworkAdapterConfiguration -Filter ('Index={0}' -f [int]$found.Index)
+    if ($null -eq $config) { throw ("Adapter '{0}' has no Win32_NetworkAdapterConfiguration" -f $id) }
+    return @{ adapter = $found; config = $config; pnp_device_id = [string]$found.PNPDeviceID }
+}
+
+function Get-CleanList($Items) {
+    # A bound [string[]] may be $null, or hold $null or "" entries: keep the real ones, trimmed.
+    $list = New-Object System.Collections.ArrayList
+    foreach ($item in @($Items)) {
+        if (-not [string]::IsNullOrEmpty([string]$item)) { [void]$list.Add(([string]$item).Trim()) }
+    }
+    return ,([object[]]$list.ToArray())
+}
+
+# IPConnectionMetric's highest value: with the fallback mask the loopback holds a route to the
+# whole subnet, and the NIC's route to it must always win.
+$FallbackMetric = 9999
+$HostMask = '255.255.255.255'
+
+$commands = New-Object System.Collections.ArrayList
+
+function Assert-WmiResult([string]$Method, $Result) {
+    # 0 done, 1 done once the machine restarts; anything else is a failure code.
+    $code = [int]$Result.ReturnValue
+    if ($code -ne 0 -and $code -ne 1) { throw ('{0} returned {1}' -f $Method, $code) }
+    return ($code -eq 1)
+}
+
+function Test-SameList([object[]]$Left, [object[]]$Right) {
+    if ($Left.Count -ne $Right.Count) { return $false }
+    for ($i = 0; $i -lt $Left.Count; $i++) {
+        if ([string]$Left[$i] -ne [string]$Right[$i]) { return $false }
+    }
+    return $true
+}
+
+# --- what was asked ------------------------------------------------------------------------------
+
+if ((Get-CleanList $Addresses6).Count -gt 0) {
+    throw 'Addresses6: IPv6 VIPs are not supported on Windows Server 2003 (its IPv6 stack is separate and has no weak host setting)'
+}
+if ($SkipAsSource) {
+    throw 'SkipAsSource: Windows Server 2003 has no skipassource option'
+}
+$addressList = Get-CleanList $Addresses
+$maskList = Get-CleanList $Masks
+if ($addressList.Count -ne $maskList.Count) {
+    throw ('Addresses has {0} entries but Masks has {1}' -f $addressList.Count, $maskList.Count)
+}
+$wantedAddresses = New-Object System.Collections.ArrayList
+$wantedMasks = New-Object System.Collections.ArrayList
+for ($i = 0; $i -lt $addressList.Count; $i++) {
+    $address = ConvertTo-CanonicalIp $addressList[$i]
+    $mask = ConvertTo-CanonicalIp $maskList[$i]
+    if ($null -eq $address -or $address.Contains(':')) { throw ("'{0}' is not an IPv4 address" -f $addressList[$i]) }
+    if ($null -eq $mask -or $mask.Contains(':')) { throw ("'{0}' is not an IPv4 mask" -f $maskList[$i]) }
+    [void]$wantedAddresses.Add($address)
+    [void]$wantedMasks.Add($mask)
+}
+$fallback = $null
+if (-not [string]::IsNullOrEmpty($FallbackMask)) {
+    $fallback = ConvertTo-CanonicalIp $FallbackMask
+    if ($null -eq $fallback -or $fallback.Contains(':')) { throw ("FallbackMask '{0}' is not an IPv4 mask" -f $FallbackMask) }
+}
+if (-not $Dhcp -and $wantedAddresses.Count -eq 0) {
+    throw 'Addresses is empty: EnableStatic needs at least one address (Dhcp=$true leaves the loopback on DHCP)'
+}
+
+$loopback = Resolve-Adapter $PnpDeviceId
+$adapter = $loopback.adapter
+$config = $loopback.config
+$adapterIndex = [int]$adapter.Index
+$changed = $false
+$degraded = $false
+$rebootRequired = $false
+
+# --- name ------------------------------------------------------------------------------------------
+
+$oldName = [string]$adapter.NetConnectionID
+if (-not [string]::IsNullOrEmpty($Name) -and $oldName -cne $Name) {
+    if ([string]::IsNullOrEmpty($oldName)) {
+        $adapter.NetConnectionID = $Name
+        [void]$adapter.Put()
+        [void]$commands.Add(('Win32_NetworkAdapter.NetConnectionID = {0}' -f $Name))
+    } else {
+        $renamed = Invoke-NativeCommand 'netsh.exe' @('interface', 'set', 'interface', "name=$oldName", "newname=$Name")
+        [void]$commands.Add($renamed.command)
+    }
+    $changed = $true
+}
+$connectionName = [string](Get-WmiObject -Class Win32_NetworkAdapter -Filter ('Index={0}' -f $adapterIndex)).NetConnectionID
+
+# --- IPv4 ------------------------------------------------------------------------------------------
+
+if ($Dhcp) {
+    if ([bool]$config.DHCPEnabled -eq $false) {
+        $rebootRequired = (Assert-WmiResult 'EnableDHCP' $config.EnableDHCP()) -or $rebootRequired
+        [void]$commands.Add('Win32_NetworkAdapterConfiguration.EnableDHCP()')
+        $changed = $true
+    }
+} else {
+    $currentAddresses = New-Object System.Collections.ArrayList
+    $currentMasks = New-Object System.Collections.ArrayList
+    $ips = @($config.IPAddress)
+    $subnets = @($config.IPSubnet)
+    for ($i = 0; $i -lt $ips.Count; $i++) {
+        $address = ConvertTo-CanonicalIp ([string]$ips[$i])
+        if ($null -eq $address -or $address.Contains(':')) { continue }
+        $mask = ''
+        if ($i -lt $subnets.Count) { $mask = ConvertTo-CanonicalIp ([string]$subnets[$i]) }
+        [void]$currentAddresses.Add($address)
+        [void]$currentMasks.Add($mask)
+    }
+    $static = -not [bool]$config.DHCPEnabled
+    $sameAddresses = Test-SameList $currentAddresses.ToArray() $wantedAddresses.ToArray()
+    $exact = $static -and $sameAddresses -and (Test-SameList $currentMasks.ToArray() $wantedMasks.ToArray())
+
+    # The fallback applied by an earlier run is what this host can do: leave it as it is.
+    $fallbackMasks = @($wantedAddresses | ForEach-Object { $fallback })
+    $fallbackInPlace = $static -and $sameAddresses -and $null -ne $fallback -and
+        $wantedMasks.Contains($HostMask) -and
+        (Test-SameList $currentMasks.ToArray() $fallbackMasks) -and
+        ([int]$config.IPConnectionMetric -eq $FallbackMetric)
+
+    if ($fallbackInPlace) {
+        $degraded = $true
+    } elseif (-not $exact) {
+        # EnableStatic replaces the whole list, so it always gets every address. It turns DHCP
+        # off and drops the APIPA address with it.
+        $result = $config.EnableStatic([string[]]$wantedAddresses.ToArray(), [string[]]$wantedMasks.ToArray())
+        [void]$commands.Add('Win32_NetworkAdapterConfiguration.EnableStatic(Addresses, Masks)')
+        $code = [int]$result.ReturnValue
+        if ($code -eq 66 -and $null -ne $fallback -and $wantedMasks.Contains($HostMask)) {
+            # 66: invalid subnet mask. Without a /32 the VIPs get the subnet's mask, which adds a
+            # subnet route through the loopback: the highest metric keeps the NIC's route first.
+            $result = $config.EnableStatic([string[]]$wantedAddresses.ToArray(), [string[]]$fallbackMasks)
+            [void]$commands.Add('Win32_NetworkAdapterConfiguration.EnableStatic(Addresses, FallbackMask)')
+            $rebootRequired = (Assert-WmiResult 'EnableStatic' $result) -or $rebootRequired
+            if ([int]$config.IPConnectionMetric -ne $FallbackMetric) {
+                $rebootRequired = (Assert-WmiResult 'SetIPConnectionMetric' $config.SetIPConnectionMetric($FallbackMetric)) -or $rebootRequired
+                [void]$commands.Add(('Win32_NetworkAdapterConfiguration.SetIPConnectionMetric({0})' -f $FallbackMetric))
+            }
+            $degraded = $true
+        } else {
+            $rebootRequired = (Assert-WmiResult 'EnableStatic' $result) -or $rebootRequired
+        }
+        $changed = $true
+    }
+
+    # --- gateways and DNS servers (read again after EnableStatic) ---
+    $config = Get-WmiObject -Class Win32_NetworkAdapterConfiguration -Filter ('Index={0}' -f $adapterIndex)
+    $gateways = @(@($config.DefaultIPGateway) | Where-Object { -not [string]::IsNullOrEmpty([string]$_) })
+    if ($gateways.Count -gt 0) {
+        # 2003's `interface ip` context knows interfaces by connection name only.
+        $cleared = Invoke-NativeCommand 'netsh.exe' @('interface', 'ip', 'delete', 'address', "name=$connectionName", 'gateway=all')
+        [void]$commands.Add($cleared.command)
+        $changed = $true
+    }
+    $dnsServers = @(@($config.DNSServerSearchOrder) | Where-Object { -not [string]::IsNullOrEmpty([string]$_) })
+    if ($dnsServers.Count -gt 0) {
+        # Called without a list, the method empties it.
+        $rebootRequired = (Assert-WmiResult 'SetDNSServerSearchOrder' $config.SetDNSServerSearchOrder()) -or $rebootRequired
+        [void]$commands.Add('Win32_NetworkAdapterConfiguration.SetDNSServerSearchOrder()')
+        $changed = $true
+    }
+}
+
+$config = Get-WmiObject -Class Win32_NetworkAdapterConfiguration -Filter ('Index={0}' -f $adapterIndex)
+$final = New-Object System.Collections.ArrayList
+foreach ($address in @($config.IPAddress)) {
+    if (-not [string]::IsNullOrEmpty([string]$address)) { [void]$final.Add([string]$address) }
+}
+
+@{
+    changed = $changed
+    degraded = $degraded
+    addresses = [object[]]$final.ToArray()
+    pnp_device_id = $loopback.pnp_device_id
+    reboot_required = $rebootRequired
+    commands = [object[]]$commands.ToArray()
+}

@@ -1,0 +1,138 @@
+"""plan() and rollback_plan(): pure functions of facts and the desired state."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from orchestrator.desired import Desired, NicSelector, Vip
+from orchestrator.facts import Facts, parse_facts
+from orchestrator.lab.model import WindowsHost, build_fleet
+from orchestrator.plan import STEP_ORDER, find_loopback, find_nic, plan, rollback_plan
+
+VIP = "10.20.0.200"
+
+
+def desired_for(host: WindowsHost, **changes: Any) -> Desired:
+    base = Desired(
+        vips=(Vip(VIP, (80,), "tcp"),), iis_sites=("Default Web Site",), nic=NicSelector("address", host.rip),
+        loopback_name="DSR Loopback", metric=254, skip_as_source=True, disable_dns_registration=True,
+        disable_netbios=True, weakhost_send_on_nic=False, firewall="rule", subnet_check="warn", devcon_path=None,
+        restart_site=True, http_listen=True, verify_peer=None, verify_tcp=True,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def facts_of(host: WindowsHost) -> Facts:
+    return parse_facts(host.facts())
+
+
+def first_host(profile: str, seed: int = 3, **where: Any) -> WindowsHost:
+    for candidate in build_fleet(40, seed=seed, profile=profile):
+        if all(getattr(candidate, k) == v for k, v in where.items()):
+            return candidate
+    raise LookupError(f"no {profile} host with {where}")
+
+
+@pytest.mark.parametrize("profile", ["2003", "2008", "2008r2", "2012r2", "2016", "2019", "2022"])
+def test_a_plain_host_gets_an_ordered_plan_with_reasons(profile: str) -> None:
+    host = first_host(profile)
+    facts = facts_of(host)
+    the_plan = plan(facts, desired_for(host, skip_as_source=profile != "2008"))
+    steps = [a.step for a in the_plan.actions]
+    assert the_plan.refusals == ()
+    assert steps[0] == "preflight"
+    assert steps == sorted(steps, key=STEP_ORDER.index)
+    assert "loopback_config" in steps
+    assert all(a.reason for a in the_plan.actions)
+    if profile == "2003":
+        assert "weak_host" not in steps and "skip_as_source" not in steps
+    else:
+        assert "weak_host" in steps
+
+
+def test_missing_loopback_is_created_and_then_named_through_the_marker() -> None:
+    host = first_host("2008r2")
+    host.nics = [n for n in host.nics if n.service_name != "msloop"]
+    facts = facts_of(host)
+    the_plan = plan(facts, desired_for(host))
+    by_step = {a.step: a for a in the_plan.actions}
+    assert by_step["loopback"].params["Ensure"] == "Present"
+    assert by_step["loopback_config"].params["PnpDeviceId"] == ""
+    assert by_step["loopback_config"].params["Addresses"] == [VIP]
+    assert by_step["loopback_config"].params["Masks"] == ["255.255.255.255"]
+    assert "VIP" not in by_step["loopback"].reason or "create" in by_step["loopback"].reason
+    loop_weak = [a for a in the_plan.actions if a.step == "weak_host" and a.params["InterfaceIndex"] == 0]
+    assert loop_weak and loop_weak[0].params["Send"] is True
+
+
+def test_not_elevated_refuses_only_when_something_must_change() -> None:
+    host = first_host("2012r2")
+    host.elevated = False
+    the_plan = plan(facts_of(host), desired_for(host))
+    assert any("not elevated" in r for r in the_plan.refusals)
+
+
+def test_vip_on_a_physical_nic_is_refused() -> None:
+    host = first_host("2016")
+    host.nics[0].addresses.append((VIP, "255.255.255.0"))
+    the_plan = plan(facts_of(host), desired_for(host))
+    assert any("physical adapter" in r and VIP in r for r in the_plan.refusals)
+
+
+def test_skip_as_source_on_2008_without_the_hotfix_is_refused() -> None:
+    host = first_host("2008")
+    host.hotfixes.discard("KB975808")
+    refused = plan(facts_of(host), desired_for(host, skip_as_source=True))
+    assert any("KB975808" in r for r in refused.refusals)
+    allowed = plan(facts_of(host), desired_for(host, skip_as_source=False))
+    assert not allowed.refusals
+
+
+def test_subnet_check_warns_or_refuses() -> None:
+    host = first_host("2019")
+    far = (Vip("192.0.2.10", (80,), "tcp"),)
+    warned = plan(facts_of(host), desired_for(host, vips=far, subnet_check="warn"))
+    assert any("outside" in w for w in warned.warnings) and not warned.refusals
+    refused = plan(facts_of(host), desired_for(host, vips=far, subnet_check="error"))
+    assert any("outside" in r for r in refused.refusals)
+
+
+def test_unknown_nic_is_refused() -> None:
+    host = first_host("2022")
+    the_plan = plan(facts_of(host), desired_for(host, nic=NicSelector("mac", "AA:BB:CC:DD:EE:FF")))
+    assert any("dsr_nic" in r for r in the_plan.refusals)
+    assert find_nic(facts_of(host), NicSelector("address", host.rip)) is not None
+
+
+def test_firewall_modes() -> None:
+    host = first_host("2016")
+    facts = facts_of(host)
+    if facts.firewall.profiles and any(facts.firewall.profiles.values()):
+        rules = [a for a in plan(facts, desired_for(host)).actions if a.step == "firewall_rule"]
+        assert rules and rules[0].params["Name"] == f"dsrprep {VIP} TCP 80"
+    skipped = plan(facts, desired_for(host, firewall="skip"))
+    assert not [a for a in skipped.actions if a.step.startswith("firewall")]
+
+
+def test_site_bound_to_all_unassigned_needs_no_binding() -> None:
+    for host in build_fleet(30, seed=4, profile="2012r2"):
+        facts = facts_of(host)
+        site = next(s for s in facts.iis.sites if s.name == "Default Web Site")
+        bindings = [a for a in plan(facts, desired_for(host)).actions if a.step == "iis_binding"]
+        star = any(b.is_all_unassigned and b.port == 80 for b in site.bindings)
+        assert (not bindings) == star
+
+
+def test_rollback_of_an_unchanged_host_is_empty() -> None:
+    host = first_host("2008r2")
+    facts = facts_of(host)
+    assert rollback_plan(facts, facts).actions == ()
+
+
+def test_find_loopback_prefers_the_marker() -> None:
+    host = first_host("2019")
+    facts = facts_of(host)
+    assert find_loopback(facts, desired_for(host).vips) is None or facts.marker
