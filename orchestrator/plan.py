@@ -473,14 +473,14 @@ def rollback_plan(before: Facts, now: Facts) -> Plan:
                 continue
             add(_action("weak_host", f"interface {index} IPv{version}: restore weak host flags",
                         InterfaceIndex=index, IpVersion=version, Receive=flags.receive, Send=flags.send))
-    # The loopback: remove it if dsrprep created it, else restore what it was.
+    # Loopbacks: remove the one dsrprep created; restore every other one to what it was.
     if created and lb_now is not None:
         add(_action("loopback", "remove the loopback adapter dsrprep created", Ensure="Absent",
                     PnpDeviceId=pnp, Vips=[], DevconPath=""))
-    elif lb_now is not None:
-        lb_before = before.adapter_by_pnp_id(pnp)
-        if lb_before is not None:
-            _restore_loopback(add, lb_before, lb_now, before, now)
+    for loopback in now.loopbacks():
+        lb_before = before.adapter_by_pnp_id(loopback.pnp_device_id)
+        if lb_before is not None and not (created and loopback.pnp_device_id == pnp):
+            _restore_loopback(add, lb_before, loopback, before, now)
     # Firewall rules, port openings and profiles.
     before_rules = {r.name for r in before.firewall.rules}
     for rule in now.firewall.rules:

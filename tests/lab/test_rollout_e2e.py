@@ -136,3 +136,116 @@ def partial(workdir: Path) -> Iterator[tuple[LabFleet, Path]]:
         inventory = workdir / "lab.yml"
         fleet.write_inventory(inventory)
         yield fleet, inventory
+
+
+def test_partially_configured_host_gets_only_the_missing_actions(workdir: Path) -> None:
+    with _fleet("2008r2", count=2, seed=5) as fleet:
+        inventory = workdir / "lab.yml"
+        fleet.write_inventory(inventory)
+        runs = str(workdir / "runs")
+        code, _doc = cli("rollout", str(inventory), "--yes", "--json", "--runs-dir", runs)
+        assert code == 0
+        # Make host 0 look configured by hand: loopback with the VIP, site bound, firewall open, but
+        # no marker, weak host left strong on the NIC, loopback metric and NetBIOS left as created.
+        handle = fleet.hosts[0]
+        model = handle.model
+        model.marker.clear()
+        nic = next(n for n in model.nics if n.addresses and n.addresses[0][0] == model.rip)
+        assert model.run("weak_host", {"InterfaceIndex": nic.interface_index, "IpVersion": 4, "Receive": False,
+                                       "Send": False}).failed is None
+        loopback = next(n for n in model.nics if n.service_name == "msloop" and any(
+            a == "10.20.0.200" for a, _m in n.addresses))
+        assert model.run("adapter_settings", {"PnpDeviceId": loopback.pnp_device_id, "Metric": 20,
+                                              "DnsRegistration": False, "NetBios": 0}).failed is None
+        partial_state = parse_facts(model.facts()).to_dict()
+        code, doc = cli("plan", str(inventory), "--json", "--runs-dir", runs)
+        assert code == 0
+        steps = [a["step"] for a in doc["hosts"][handle.name]["actions"]]
+        assert steps == ["preflight", "adapter_settings", "weak_host"], doc["hosts"][handle.name]
+        reasons = " ".join(a["reason"] for a in doc["hosts"][handle.name]["actions"])
+        assert "metric 20 -> 254" in reasons and "weak host receive off" in reasons
+        assert doc["hosts"][fleet.hosts[1].name]["actions"] == []
+        code, again = cli("rollout", str(inventory), "--yes", "--json", "--runs-dir", runs)
+        assert code == 0 and again["hosts"][handle.name]["status"] == "changed"
+        changed = [s["step"] for s in again["hosts"][handle.name]["steps"] if s["status"] == "changed"]
+        assert changed == ["adapter_settings", "weak_host"]
+        # Rolling that run back returns to the hand-made state: the loopback it did not create stays.
+        code, undone = cli("rollback", again["run_dir"], "--yes", "--json", "--limit", handle.name,
+                           "--runs-dir", runs)
+        assert code == 0, undone
+        steps = [a["step"] for a in undone["hosts"][handle.name]["actions"]]
+        assert "loopback" not in steps and {"adapter_settings", "weak_host"} <= set(steps)
+        restored = parse_facts(handle.model.facts()).to_dict()
+        assert restored["adapters"] == partial_state["adapters"]
+        assert restored["weak_host_v4"] == partial_state["weak_host_v4"]
+
+
+def test_connection_cut_mid_step_is_recovered_from_fresh_facts(workdir: Path) -> None:
+    with _fleet("2012r2", count=1, seed=8) as fleet:
+        handle = fleet.hosts[0]
+        handle.model.cut_on_step = "loopback_config"
+        inventory = workdir / "lab.yml"
+        fleet.write_inventory(inventory)
+        code, doc = cli("rollout", str(inventory), "--yes", "--json", "--runs-dir", str(workdir / "runs"))
+        assert code == 0, json.dumps(doc, indent=1)[:3000]
+        entry = doc["hosts"][handle.name]
+        assert entry["status"] == "changed"
+        lost = [s for s in entry["steps"] if s["status"] == "failed"]
+        assert [s["error"]["class"] for s in lost] == ["ConnectionLost"]
+        assert lost[0]["step"] == "loopback_config"
+        # The change had happened: fresh facts left loopback_config out of the new plan.
+        assert handle.counters.steps["loopback_config"] == 1
+        assert handle.counters.wsman["Create"] >= 3  # first pool, the one after the cut, verify's fresh one
+
+
+def test_wrong_order_on_2008_cuts_the_session_and_right_order_does_not(workdir: Path) -> None:
+    from orchestrator.errors import ConnectionLost
+    from orchestrator.inventory import load_inventory
+    from orchestrator.templates import render
+    from orchestrator.transport import PsrpSession
+
+    with _fleet("2008", count=2, seed=21) as fleet:
+        inventory = workdir / "lab.yml"
+        fleet.write_inventory(inventory)
+        inv = load_inventory(inventory)
+        for handle in fleet:
+            handle.model.firewall.public = True  # the profile the 2008 flip lands in blocks WinRM
+        vip = "10.20.0.200"
+        create = {"Ensure": "Present", "PnpDeviceId": "", "Vips": [vip], "DevconPath": ""}
+        config = {"PnpDeviceId": "", "Name": "DSR Loopback", "Addresses": [vip], "Masks": ["255.255.255.255"],
+                  "Addresses6": [], "SkipAsSource": False, "FallbackMask": "255.255.255.0", "Dhcp": False}
+        rule = {"Ensure": "Present", "Name": f"dsrprep {vip} TCP 80", "Vip": vip, "Protocol": "TCP", "Port": 80}
+
+        wrong, right = fleet.hosts
+        session = PsrpSession(inv.host(wrong.name).connection)
+        try:
+            session.run(render("loopback", "2008", create).text, create, timeout=60)
+            with pytest.raises(ConnectionLost):
+                session.run(render("loopback_config", "2008", config).text, config, timeout=60)
+        finally:
+            session.close()
+
+        session = PsrpSession(inv.host(right.name).connection)
+        try:
+            for step, params in (("firewall_rule", rule), ("loopback", create), ("loopback_config", config)):
+                session.run(render(step, "2008", params).text, params, timeout=60)
+        finally:
+            session.close()
+
+
+def test_peer_arp_check_from_the_inventory(workdir: Path) -> None:
+    import yaml
+
+    with _fleet("2016", count=2, seed=2) as fleet:
+        inventory = workdir / "lab.yml"
+        data = fleet.inventory()
+        first, peer = fleet.hosts
+        data["all"]["children"]["win2016"]["hosts"][first.name]["dsr_verify_peer"] = peer.name
+        inventory.write_text(yaml.safe_dump(data))
+        code, doc = cli("rollout", str(inventory), "--yes", "--limit", first.name, "--json",
+                        "--runs-dir", str(workdir / "runs"))
+        assert code == 0, json.dumps(doc, indent=1)[:3000]
+        assert doc["hosts"][first.name]["status"] == "changed"
+        assert peer.counters.steps["arp_check"] == 1
+        log = (Path(doc["run_dir"]) / "hosts" / f"{first.name}.jsonl").read_text()
+        assert '"event": "peer_arp"' in log and "00-0C-29-4C-42-01" in log.upper()

@@ -44,9 +44,21 @@ def test_every_planned_action_binds_the_declared_parameters(seed: int) -> None:
 
 
 def test_rollback_actions_bind_the_declared_parameters() -> None:
-    for host in build_fleet(14, seed=9, profile="mixed"):
+    seen: set[str] = set()
+    for host in build_fleet(21, seed=9, profile="mixed"):
+        host.hotfixes.add("KB975808")
         before = parse_facts(host.facts())
-        # A rollback plan from a host to itself is empty; from a host with its firewall rules and
-        # loopback to one without, it exercises every removal.
-        for action in rollback_plan(before, before).actions:
-            assert_binds_exactly(action, before.os.family.value)
+        desired = desired_for(host, firewall="disable" if host.rip.endswith("5") else "rule")
+        family = before.os.family.value
+        # Apply the plan to the model directly (no network): the state a rollout leaves behind.
+        for action in plan(before, desired).actions:
+            variant = select_template(action.step, family).variant
+            result = host.run(action.step, dict(action.params), variant=variant)
+            assert result.failed is None, (action.step, result.failed)
+        after = parse_facts(host.facts())
+        undo = rollback_plan(before, after)
+        assert undo.actions
+        for action in undo.actions:
+            assert_binds_exactly(action, family)
+            seen.add(action.step)
+    assert {"loopback", "weak_host", "firewall_rule", "firewall_state", "marker"} <= seen
