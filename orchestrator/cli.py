@@ -12,6 +12,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -28,6 +29,7 @@ from orchestrator.runner import (
     DEFAULT_FORKS,
     HostFacts,
     HostOutcome,
+    StepResult,
     gather_fleet_facts,
     rollback_fleet,
     rollout_fleet,
@@ -169,7 +171,8 @@ def _execute(command: str, runs_dir: Path, record: dict[str, Any], hosts: list[H
              work: Callable[[RunLog], list[OutcomeT]]) -> tuple[RunLog, list[OutcomeT], dict[str, int]]:
     """Run `work` under a new run directory; run.json says what ran, with what, and how it ended."""
     log = RunLog.create(runs_dir)
-    base = {"command": command, **record, "hosts": [h.name for h in hosts]}
+    base = {"command": command, **record, "hosts": [h.name for h in hosts],
+            "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
     log.write_run({**base, "state": "running"})
     try:
         outcomes = work(log)
@@ -289,6 +292,21 @@ class _PlanView:
         return data
 
 
+def _steps_cell(steps: Sequence[StepResult]) -> str:
+    """Changed steps in order, repeats counted; failed attempts spelled out."""
+    parts: list[str] = []
+    for s in steps:
+        if s.status == "failed":
+            parts.append(f"[red]{s.step} failed[/] ({s.error.error_class if s.error else 'error'})")
+        elif s.status == "changed":
+            if parts and parts[-1].split(" x")[0] == s.step:
+                count = int(parts[-1].split(" x")[1]) + 1 if " x" in parts[-1] else 2
+                parts[-1] = f"{s.step} x{count}"
+            else:
+                parts.append(s.step)
+    return ", ".join(parts) or "-"
+
+
 def _plan_table(title: str, outcomes: Sequence[HostOutcome], *, dry_run: bool) -> Table:
     table = Table(title=title, title_justify="left", show_lines=True)
     for column in ("host", "status", "steps" if not dry_run else "would change"):
@@ -300,7 +318,7 @@ def _plan_table(title: str, outcomes: Sequence[HostOutcome], *, dry_run: bool) -
         elif dry_run:
             detail = "\n".join(f"{a.step}: {a.reason}" for a in o.planned if a.step != "preflight") or "-"
         else:
-            detail = "\n".join(f"{s.step}: {s.status}" for s in o.steps if s.status != "ok") or "-"
+            detail = _steps_cell(o.steps)
         if o.warnings:
             detail += "\n" + "\n".join(f"[yellow]warning:[/] {w}" for w in o.warnings)
         table.add_row(o.host, _styled(status), detail)

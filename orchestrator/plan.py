@@ -317,7 +317,7 @@ def _plan_loopback(b: _Builder, loopback: Adapter | None, nic: Adapter) -> None:
     if metric != want_metric:
         drift.append(f"metric {metric if metric is not None else 'automatic'} -> {want_metric}")
     if dns_registration != want_dns:
-        drift.append("DNS registration on" if want_dns is False else "DNS registration off")
+        drift.append("DNS registration on -> off" if want_dns is False else "DNS registration off -> on")
     if netbios != want_netbios:
         drift.append(f"NetBIOS option {netbios if netbios is not None else 'default'} -> {want_netbios}")
     if drift:

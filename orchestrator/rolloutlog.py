@@ -27,8 +27,9 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
+    """Sortable by start time to the millisecond, unique by its random tail."""
+    now = now or datetime.now(UTC)
+    return f"{now.strftime('%Y%m%dT%H%M%S')}.{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 def redact(value: Any) -> Any:

@@ -183,11 +183,15 @@ class LabFleet:
         for handle in self.hosts:
             rip = handle.model.rip
             group = groups.setdefault(f"win{handle.model.os_family}", {"hosts": {}})
-            group["hosts"][handle.name] = {
+            entry: dict[str, Any] = {
                 "ansible_host": handle.address,
                 "ansible_port": handle.port,
                 "dsr_nic": {"address": rip},
             }
+            if handle.model.os_family == "2008" and "KB975808" not in handle.model.hotfixes:
+                # What an admin does once preflight says so: no SkipAsSource without the hotfix.
+                entry["dsr_skip_as_source"] = False
+            group["hosts"][handle.name] = entry
         return {
             "all": {
                 "vars": {
