@@ -36,8 +36,9 @@ STEP_ORDER: tuple[str, ...] = (
     "adapter_settings",
     "skip_as_source",
     "weak_host",
-    "http_listen",
     "iis_binding",
+    # Last: it restarts the HTTP service (and WinRM with it) once it has answered.
+    "http_listen",
     "marker",
 )
 # Steps that change addresses or adapters under the management connection (pypsrp issue 178).
@@ -505,10 +506,9 @@ def rollback_plan(before: Facts, now: Facts) -> Plan:
                         Enabled=True, Profiles=was_on))
     if not before.marker and now.marker:
         add(_action("marker", "remove dsrprep's marker", Ensure="Absent", Values={}))
-    order = list(reversed(STEP_ORDER))
-    # `marker` goes last in rollback too.
-    order.remove("marker")
-    order.append("marker")
+    # Reverse order, except that the HTTP restart and the marker stay last, as when applying.
+    order = [step for step in reversed(STEP_ORDER) if step not in ("http_listen", "marker")]
+    order += ["http_listen", "marker"]
     return Plan(actions=tuple(sorted(actions, key=lambda a: order.index(a.step))))
 
 

@@ -118,7 +118,7 @@ class HostConnection:
             self.close()
         return record
 
-    def take_facts(self) -> tuple[Any, Facts]:
+    def take_facts(self, policy: RetryPolicy | None = None) -> tuple[Any, Facts]:
         """The host's raw facts object and its parsed form (connecting first if needed)."""
         script = facts_script()
 
@@ -126,7 +126,8 @@ class HostConnection:
             self.attempts += 1
             return run_script(self.session(), script, timeout=self._timeout)
 
-        raw = call_with_retry(attempt, self._policy, sleep=self._sleep, on_failure=self._on_failure("facts"))
+        raw = call_with_retry(attempt, policy or self._policy, sleep=self._sleep,
+                              on_failure=self._on_failure("facts"))
         return raw, parse_facts(raw)
 
     def run(self, script: Script, *, timeout: float) -> Any:
@@ -210,6 +211,9 @@ def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int) -> lis
 
 STEP_TIMEOUT = 300.0
 MAX_RECOVERIES = 3
+# After a change the host may need a while to answer again (an HTTP service restart takes WinRM down
+# for seconds): reconnecting waits longer than a first connection does.
+RECONNECT_POLICY = RetryPolicy(attempts=6, base_delay=1.0, max_delay=10.0)
 # A step cut off mid-way may or may not have happened: reconnect and let fresh facts decide.
 _RECOVERABLE = frozenset({"ConnectionLost", "Timeout", "RemoteFault"})
 
@@ -309,7 +313,7 @@ def _apply(ctx: _Context, facts: Facts, actions: Sequence[Action],
                 raise HostFailed(action.step, info) from exc
             recoveries += 1
             ctx.conn.reconnect()
-            _raw, facts = ctx.conn.take_facts()
+            _raw, facts = ctx.conn.take_facts(RECONNECT_POLICY)
             fresh = replan(facts)
             if fresh.refusals:
                 raise HostFailed(action.step, ErrorInfo("PreflightRefused", "; ".join(fresh.refusals))) from exc
@@ -333,7 +337,7 @@ def _verify(ctx: _Context, before: Facts) -> Facts:
     """Fresh session, facts again (the plan must be empty), then the checks on the host and a peer."""
     desired = ctx.host.desired
     ctx.conn.close()  # proves that a new PSRP session still opens after the change
-    _raw, after = ctx.conn.take_facts()
+    _raw, after = ctx.conn.take_facts(RECONNECT_POLICY)
     remaining = plan(after, desired)
     ctx.logger.info("verify_plan", plan=remaining.to_dict())
     if remaining.refusals or remaining.actions:
@@ -465,7 +469,7 @@ def rollback_host(
             return outcome("ok")
         _apply(ctx, now, undo.actions, lambda f: rollback_plan(before, f))
         conn.close()
-        _raw, after = conn.take_facts()
+        _raw, after = conn.take_facts(RECONNECT_POLICY)
         left = rollback_plan(before, after)
         if left.actions:
             reasons = "; ".join(a.reason for a in left.actions)
