@@ -1,9 +1,15 @@
 """Template choice and parameter binding: ps_templates/<step>/<variant>.ps1 -> Template -> Script.
 
-Owns: loading the PowerShell templates shipped in the `ps_templates` package, reading their
-`param()` blocks with tree-sitter-powershell, choosing the variant for a host's OS family and
-checking the parameters a caller binds. Pure apart from reading package resources: the script
-text is never modified, values travel separately as PSRP parameters.
+Owns: loading the PowerShell templates shipped in the `ps_templates` package, expanding their
+includes, reading their `param()` blocks with tree-sitter-powershell, choosing the variant for a
+host's OS family and checking the parameters a caller binds. Pure apart from reading package
+resources: values are never spliced into the script text, they travel separately as PSRP parameters.
+
+Includes: functions several templates share live in `ps_templates/_lib/<name>.ps1` (a first line
+`# dsrprep-lib: <name>`, then only function definitions). A template line `# dsrprep-include: <name>`
+at the top level of the script, after `$ErrorActionPreference = 'Stop'`, is replaced by that file's
+text when the template is loaded, so `Template.text` is the whole, self-contained script that is
+sent. A lib includes nothing itself; a template lists every lib it needs, those its libs call too.
 
 Variant choice, most specific first:
 1. a variant covering exactly the host's family (`win2008.ps1`, or a `# dsrprep-os: 2008` header);
@@ -34,8 +40,14 @@ from orchestrator.pslint import node_text, parse, read_header, unwrap, variable_
 FAMILIES: tuple[str, ...] = ("2003", "2008", "2008r2", "2012", "2012r2", "2016", "2019", "2022")
 
 DEFAULT_VARIANT = "default"
-# Step ids and variant names appear in paths, logs and headers: keep them plain.
+# Step ids, variant and lib names appear in paths, logs and headers: keep them plain.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+# The folder of shared functions under the templates' root; it is not a step.
+LIB_FOLDER = "_lib"
+# Any comment that names dsrprep-include is read as an include line, so a misspelt one is refused
+# rather than sent as a comment.
+_INCLUDE_LIKE = re.compile(r"#[ \t]*dsrprep-include\b", re.IGNORECASE)
+_INCLUDE = re.compile(r"# dsrprep-include: (\S+)")
 
 
 class TemplateError(DsrError):
@@ -57,11 +69,21 @@ class Template:
     step: str
     variant: str  # "default", "win2003", ...
     path: str  # "ps_templates/<step>/<variant>.ps1"
-    text: str
+    text: str  # with every include expanded: the script as it is sent
     parameters: tuple[TemplateParam, ...]
+    includes: tuple[str, ...] = ()  # the libs expanded into `text`, in order
 
     def parameter(self, name: str) -> TemplateParam | None:
         return next((p for p in self.parameters if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class Lib:
+    """Shared functions a template pulls in with `# dsrprep-include: <name>`."""
+
+    name: str
+    path: str  # "ps_templates/_lib/<name>.ps1"
+    text: str
 
 
 @dataclass(frozen=True)
@@ -217,14 +239,102 @@ def _coverage(variant: str, text: str, path: str) -> OsCoverage | None:
     return coverage
 
 
+def _load_libs(folder: Traversable, prefix: str) -> dict[str, Lib]:
+    libs: dict[str, Lib] = {}
+    for file in sorted(folder.iterdir(), key=lambda t: t.name):
+        if not (file.is_file() and file.name.endswith(".ps1")):
+            continue
+        name = file.name.removesuffix(".ps1")
+        path = f"{prefix}/{file.name}"
+        if not _NAME.fullmatch(name):
+            raise TemplateError(f"{path}: a lib name is lower case letters, digits, - or _")
+        text = file.read_text(encoding="utf-8-sig")
+        _check_lib(text, name, path)
+        libs[name] = Lib(name, path, text)
+    return libs
+
+
+def _check_lib(text: str, name: str, path: str) -> None:
+    """A lib is its header line and function definitions only: safe to expand anywhere after the
+    preamble, and nothing in it runs until a template calls it."""
+    if text.split("\n", 1)[0].rstrip() != f"# dsrprep-lib: {name}":
+        raise TemplateError(f"{path}: the first line must be `# dsrprep-lib: {name}`")
+    root = parse(text).root_node
+    for node in walk(root):
+        if node.type == "comment" and _INCLUDE_LIKE.match(node_text(node)):
+            raise TemplateError(
+                f"{path}:{node.start_point.row + 1}: a lib cannot include another lib; "
+                "the templates that need both include both"
+            )
+    top = [
+        node
+        for child in root.named_children
+        for node in (child.named_children if child.type == "statement_list" else [child])
+        if node.type not in ("comment", "empty_statement")
+    ]
+    if not any(node.type == "function_statement" for node in top):
+        raise TemplateError(f"{path}: a lib defines at least one function")
+    for node in top:
+        if node.type != "function_statement":
+            raise TemplateError(
+                f"{path}:{node.start_point.row + 1}: a lib holds only function definitions, not {node.type}"
+            )
+
+
+def expand_includes(text: str, path: str, libs: Mapping[str, Lib]) -> tuple[str, tuple[str, ...]]:
+    """`text` with each `# dsrprep-include: <name>` line replaced by that lib's text, and the names
+    included, in order. TemplateError for an unknown lib, a lib included twice, or an include line
+    that is not a top-level comment line after `$ErrorActionPreference = 'Stop'`."""
+    root = parse(text).root_node
+    body = next((c for c in root.named_children if c.type == "statement_list"), None)
+    # The first statement after param(): `$ErrorActionPreference = 'Stop'` (the conventions lint
+    # checks that), which must stay first and before any function a lib brings.
+    first = None
+    if body is not None:
+        first = next((c for c in body.named_children if c.type not in ("comment", "empty_statement")), None)
+    rows: dict[int, str] = {}
+    for node in walk(root):
+        if node.type != "comment" or not _INCLUDE_LIKE.match(node_text(node)):
+            continue
+        line = node.start_point.row + 1
+        written = node_text(node).rstrip()
+        match = _INCLUDE.fullmatch(written)
+        if match is None or not _NAME.fullmatch(match.group(1)):
+            raise TemplateError(f"{path}:{line}: `{written}`: an include line is `# dsrprep-include: <lib>`")
+        name = match.group(1)
+        top_level = node.parent is not None and (
+            node.parent == root or (node.parent.type == "statement_list" and node.parent.parent == root)
+        )
+        if not top_level or node.start_point.column != 0:
+            raise TemplateError(f"{path}:{line}: `{written}` must be a line of its own at the top level of the script")
+        if first is None or node.start_byte < first.end_byte:
+            raise TemplateError(f"{path}:{line}: `{written}` must come after $ErrorActionPreference = 'Stop'")
+        if name not in libs:
+            known = ", ".join(sorted(libs)) or "none"
+            raise TemplateError(
+                f"{path}:{line}: includes unknown lib {name!r} (there is no {LIB_FOLDER}/{name}.ps1); libs: {known}"
+            )
+        if name in rows.values():
+            raise TemplateError(f"{path}:{line}: lib {name!r} is included twice")
+        rows[node.start_point.row] = name
+    if not rows:
+        return text, ()
+    lines = text.split("\n")
+    for row, name in rows.items():
+        lines[row] = libs[name].text.removesuffix("\n")
+    return "\n".join(lines), tuple(rows[row] for row in sorted(rows))
+
+
 class TemplateCatalog:
     """Every template under one root folder (the `ps_templates` package, or a folder in tests)."""
 
     def __init__(self, root: Traversable, prefix: str = "ps_templates") -> None:
         self._templates: dict[str, dict[str, Template]] = {}
         self._coverage: dict[str, dict[str, OsCoverage | None]] = {}
+        lib_folder = root / LIB_FOLDER
+        self._libs = _load_libs(lib_folder, f"{prefix}/{LIB_FOLDER}") if lib_folder.is_dir() else {}
         for folder in sorted(root.iterdir(), key=lambda t: t.name):
-            if not folder.is_dir():
+            if not folder.is_dir() or folder.name == LIB_FOLDER:
                 continue
             scripts = sorted(
                 (f for f in folder.iterdir() if f.is_file() and f.name.endswith(".ps1")), key=lambda t: t.name
@@ -245,8 +355,8 @@ class TemplateCatalog:
             if not _NAME.fullmatch(variant):
                 raise TemplateError(f"{path}: a variant name is lower case letters, digits, - or _")
             # utf-8-sig: an editor's byte order mark is not part of the script.
-            text = script.read_text(encoding="utf-8-sig")
-            templates[variant] = Template(step, variant, path, text, parse_parameters(text, path))
+            text, includes = expand_includes(script.read_text(encoding="utf-8-sig"), path, self._libs)
+            templates[variant] = Template(step, variant, path, text, parse_parameters(text, path), includes)
             this = _coverage(variant, text, path)
             twin = next((v for v, c in coverage.items() if c is not None and c == this), None)
             if twin is not None:
@@ -260,6 +370,9 @@ class TemplateCatalog:
 
     def all_templates(self) -> list[Template]:
         return [t for step in self.steps() for _, t in sorted(self._templates[step].items())]
+
+    def libs(self) -> list[Lib]:
+        return [self._libs[name] for name in sorted(self._libs)]
 
     def select(self, step: str, os_family: str) -> Template:
         if step not in self._templates:
@@ -334,6 +447,11 @@ def steps() -> list[str]:
 def all_templates() -> list[Template]:
     """Every shipped template, by step then variant."""
     return _catalog().all_templates()
+
+
+def all_libs() -> list[Lib]:
+    """Every shipped lib of shared functions, by name."""
+    return _catalog().libs()
 
 
 def select_template(step: str, os_family: str) -> Template:

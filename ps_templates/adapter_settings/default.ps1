@@ -9,45 +9,9 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
-function Get-MarkerValue([string]$Name) {
-    $key = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey('SOFTWARE\dsrprep\DSR')
-    if ($null -eq $key) { return $null }
-    try {
-        $value = $key.GetValue($Name)
-        if ($null -eq $value) { return $null }
-        return [string]$value
-    } finally {
-        $key.Close()
-    }
-}
-
-function Resolve-Adapter([string]$PnpDeviceId) {
-    # '' names the loopback recorded by the loopback step, which may not have existed when the plan
-    # was made. Adapters are found by PNP device id: names are localized and renamed, and interface
-    # indexes change when an adapter is disabled and enabled again.
-    $id = $PnpDeviceId
-    if ([string]::IsNullOrEmpty($id)) {
-        $id = Get-MarkerValue 'LoopbackPnpId'
-        if ([string]::IsNullOrEmpty($id)) {
-            throw 'PnpDeviceId is empty and HKLM\SOFTWARE\dsrprep\DSR has no LoopbackPnpId'
-        }
-    }
-    $found = $null
-    foreach ($candidate in @(Get-WmiObject -Class Win32_NetworkAdapter)) {
-        if ([string]$candidate.PNPDeviceID -eq $id) { $found = $candidate; break }
-    }
-    if ($null -eq $found) { throw ("No network adapter has PNPDeviceID '{0}'" -f $id) }
-    $config = Get-WmiObject -Class Win32_NetworkAdapterConfiguration -Filter ('Index={0}' -f [int]$found.Index)
-    if ($null -eq $config) { throw ("Adapter '{0}' has no Win32_NetworkAdapterConfiguration" -f $id) }
-    return @{ adapter = $found; config = $config; pnp_device_id = [string]$found.PNPDeviceID }
-}
-
-function Assert-WmiResult([string]$Method, $Result) {
-    # 0 done, 1 done once the machine restarts; anything else is a failure code.
-    $code = [int]$Result.ReturnValue
-    if ($code -ne 0 -and $code -ne 1) { throw ('{0} returned {1}' -f $Method, $code) }
-    return ($code -eq 1)
-}
+# dsrprep-include: marker
+# dsrprep-include: adapter
+# dsrprep-include: wmi
 
 function Test-AutomaticMetric([string]$SettingId) {
     # With the automatic metric WMI still reports a number (the computed one), and Windows may

@@ -7,68 +7,9 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
-function Invoke-NativeCommand([string]$FilePath, [string[]]$Arguments, [int[]]$SuccessCodes = @(0)) {
-    # Native tools report failure only through their exit code and print the reason on stdout or
-    # stderr: stderr must not turn into a terminating error before the code has been read.
-    if ($null -eq (Get-Command $FilePath -CommandType Application -ErrorAction SilentlyContinue)) {
-        throw ('{0} was not found' -f $FilePath)
-    }
-    $ErrorActionPreference = 'Continue'
-    $output = [string](& $FilePath $Arguments 2>&1 | ForEach-Object { [string]$_ } | Out-String)
-    $code = $LASTEXITCODE
-    $ErrorActionPreference = 'Stop'
-    $shown = @($Arguments | ForEach-Object { if ($_ -match '\s') { '"' + $_ + '"' } else { $_ } })
-    $commandLine = ('{0} {1}' -f [IO.Path]::GetFileName($FilePath), ($shown -join ' '))
-    if ($SuccessCodes -notcontains $code) {
-        throw ('{0} failed (exit {1}): {2}' -f $commandLine, $code, $output.Trim())
-    }
-    return @{ code = $code; output = $output; command = $commandLine }
-}
-
-function ConvertTo-CanonicalIp([string]$Text) {
-    # WMI and netsh print IPv6 addresses with or without a zone and in any case: compare the
-    # parsed form. IPAddress.TryParse also accepts "10" (0.0.0.10), hence the shape test first.
-    if ([string]::IsNullOrEmpty($Text)) { return $null }
-    $candidate = $Text.Trim().Split('%')[0]
-    if ($candidate -notmatch '^[0-9]{1,3}(\.[0-9]{1,3}){3}$' -and $candidate -notmatch ':') { return $null }
-    $parsed = $null
-    if (-not [System.Net.IPAddress]::TryParse($candidate, [ref]$parsed)) { return $null }
-    return $parsed.ToString()
-}
-
-function Start-HttpRestart {
-    # http.sys reads the IP listen list when it starts. WinRM listens through http.sys, so
-    # `net stop http /y` also stops WinRM and would end this very session before anything could be
-    # started again. The restart therefore runs in a process created through WMI, outside the
-    # WinRM session, after a pause that lets this result reach the caller; it starts again every
-    # service that depended on HTTP and was running (W3SVC, WinRM, ...). Its output goes to a log.
-    [void][Reflection.Assembly]::LoadWithPartialName('System.ServiceProcess')
-    $http = New-Object System.ServiceProcess.ServiceController('HTTP')
-    $services = New-Object System.Collections.ArrayList
-    foreach ($service in $http.DependentServices) {
-        if ($service.Status -eq [System.ServiceProcess.ServiceControllerStatus]::Running) {
-            [void]$services.Add($service.ServiceName)
-        }
-    }
-    $steps = New-Object System.Collections.ArrayList
-    [void]$steps.Add('ping -n 6 127.0.0.1 >nul')
-    [void]$steps.Add('net stop http /y')
-    foreach ($name in $services) {
-        if ($name -match '\s') { [void]$steps.Add(('net start "{0}"' -f $name)) } else { [void]$steps.Add(('net start {0}' -f $name)) }
-    }
-    $log = Join-Path $env:windir 'Temp\dsrprep-http-restart.log'
-    # The group starts with "(", not a quote, so cmd keeps any quotes inside it as they are.
-    $commandLine = ('cmd.exe /c ({0}) > {1} 2>&1' -f ($steps -join ' & '), $log)
-    $created = ([wmiclass]'root\cimv2:Win32_Process').Create($commandLine)
-    if ([int]$created.ReturnValue -ne 0) {
-        throw ('Win32_Process.Create returned {0} for: {1}' -f $created.ReturnValue, $commandLine)
-    }
-    return @{
-        services = [object[]]$services.ToArray()
-        log = $log
-        process_id = [int]$created.ProcessId
-    }
-}
+# dsrprep-include: native
+# dsrprep-include: ip
+# dsrprep-include: http_restart
 
 function Get-ListenList([string]$Text) {
     # A title, a dashed rule, then one address per line; nothing under the rule when empty.

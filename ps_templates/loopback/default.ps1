@@ -9,6 +9,10 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
+# dsrprep-include: native
+# dsrprep-include: ip
+# dsrprep-include: marker
+
 $HardwareId = '*msloop'
 
 # SetupAPI through P/Invoke, compiled only when a device has to be created or removed. Written in
@@ -190,47 +194,6 @@ namespace Dsrprep
     }
 }
 '@
-
-function Invoke-NativeCommand([string]$FilePath, [string[]]$Arguments, [int[]]$SuccessCodes = @(0)) {
-    # Native tools report failure only through their exit code and print the reason on stdout or
-    # stderr: stderr must not turn into a terminating error before the code has been read.
-    if ($null -eq (Get-Command $FilePath -CommandType Application -ErrorAction SilentlyContinue)) {
-        throw ('{0} was not found' -f $FilePath)
-    }
-    $ErrorActionPreference = 'Continue'
-    $output = [string](& $FilePath $Arguments 2>&1 | ForEach-Object { [string]$_ } | Out-String)
-    $code = $LASTEXITCODE
-    $ErrorActionPreference = 'Stop'
-    $shown = @($Arguments | ForEach-Object { if ($_ -match '\s') { '"' + $_ + '"' } else { $_ } })
-    $commandLine = ('{0} {1}' -f [IO.Path]::GetFileName($FilePath), ($shown -join ' '))
-    if ($SuccessCodes -notcontains $code) {
-        throw ('{0} failed (exit {1}): {2}' -f $commandLine, $code, $output.Trim())
-    }
-    return @{ code = $code; output = $output; command = $commandLine }
-}
-
-function ConvertTo-CanonicalIp([string]$Text) {
-    # WMI and netsh print IPv6 addresses with or without a zone and in any case: compare the
-    # parsed form. IPAddress.TryParse also accepts "10" (0.0.0.10), hence the shape test first.
-    if ([string]::IsNullOrEmpty($Text)) { return $null }
-    $candidate = $Text.Trim().Split('%')[0]
-    if ($candidate -notmatch '^[0-9]{1,3}(\.[0-9]{1,3}){3}$' -and $candidate -notmatch ':') { return $null }
-    $parsed = $null
-    if (-not [System.Net.IPAddress]::TryParse($candidate, [ref]$parsed)) { return $null }
-    return $parsed.ToString()
-}
-
-function Get-MarkerValue([string]$Name) {
-    $key = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey('SOFTWARE\dsrprep\DSR')
-    if ($null -eq $key) { return $null }
-    try {
-        $value = $key.GetValue($Name)
-        if ($null -eq $value) { return $null }
-        return [string]$value
-    } finally {
-        $key.Close()
-    }
-}
 
 function Set-MarkerValue([string]$Name, [string]$Value) {
     # CreateSubKey also creates the missing parent keys and opens the key for writing.

@@ -9,67 +9,10 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 
-function Invoke-NativeCommand([string]$FilePath, [string[]]$Arguments, [int[]]$SuccessCodes = @(0)) {
-    # Native tools report failure only through their exit code and print the reason on stdout or
-    # stderr: stderr must not turn into a terminating error before the code has been read.
-    if ($null -eq (Get-Command $FilePath -CommandType Application -ErrorAction SilentlyContinue)) {
-        throw ('{0} was not found' -f $FilePath)
-    }
-    $ErrorActionPreference = 'Continue'
-    $output = [string](& $FilePath $Arguments 2>&1 | ForEach-Object { [string]$_ } | Out-String)
-    $code = $LASTEXITCODE
-    $ErrorActionPreference = 'Stop'
-    $shown = @($Arguments | ForEach-Object { if ($_ -match '\s') { '"' + $_ + '"' } else { $_ } })
-    $commandLine = ('{0} {1}' -f [IO.Path]::GetFileName($FilePath), ($shown -join ' '))
-    if ($SuccessCodes -notcontains $code) {
-        throw ('{0} failed (exit {1}): {2}' -f $commandLine, $code, $output.Trim())
-    }
-    return @{ code = $code; output = $output; command = $commandLine }
-}
-
-function ConvertTo-CanonicalIp([string]$Text) {
-    # WMI and netsh print IPv6 addresses with or without a zone and in any case: compare the
-    # parsed form. IPAddress.TryParse also accepts "10" (0.0.0.10), hence the shape test first.
-    if ([string]::IsNullOrEmpty($Text)) { return $null }
-    $candidate = $Text.Trim().Split('%')[0]
-    if ($candidate -notmatch '^[0-9]{1,3}(\.[0-9]{1,3}){3}$' -and $candidate -notmatch ':') { return $null }
-    $parsed = $null
-    if (-not [System.Net.IPAddress]::TryParse($candidate, [ref]$parsed)) { return $null }
-    return $parsed.ToString()
-}
-
-function Get-MarkerValue([string]$Name) {
-    $key = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey('SOFTWARE\dsrprep\DSR')
-    if ($null -eq $key) { return $null }
-    try {
-        $value = $key.GetValue($Name)
-        if ($null -eq $value) { return $null }
-        return [string]$value
-    } finally {
-        $key.Close()
-    }
-}
-
-function Resolve-Adapter([string]$PnpDeviceId) {
-    # '' names the loopback recorded by the loopback step, which may not have existed when the plan
-    # was made. Adapters are found by PNP device id: names are localized and renamed, and interface
-    # indexes change when an adapter is disabled and enabled again.
-    $id = $PnpDeviceId
-    if ([string]::IsNullOrEmpty($id)) {
-        $id = Get-MarkerValue 'LoopbackPnpId'
-        if ([string]::IsNullOrEmpty($id)) {
-            throw 'PnpDeviceId is empty and HKLM\SOFTWARE\dsrprep\DSR has no LoopbackPnpId'
-        }
-    }
-    $found = $null
-    foreach ($candidate in @(Get-WmiObject -Class Win32_NetworkAdapter)) {
-        if ([string]$candidate.PNPDeviceID -eq $id) { $found = $candidate; break }
-    }
-    if ($null -eq $found) { throw ("No network adapter has PNPDeviceID '{0}'" -f $id) }
-    $config = Get-WmiObject -Class Win32_NetworkAdapterConfiguration -Filter ('Index={0}' -f [int]$found.Index)
-    if ($null -eq $config) { throw ("Adapter '{0}' has no Win32_NetworkAdapterConfiguration" -f $id) }
-    return @{ adapter = $found; config = $config; pnp_device_id = [string]$found.PNPDeviceID }
-}
+# dsrprep-include: native
+# dsrprep-include: ip
+# dsrprep-include: marker
+# dsrprep-include: adapter
 
 function Get-AddressBlocks([string]$Text, [string]$Wanted) {
     # `show ipaddresses level=verbose` (IPv4) and `show addresses level=verbose` (IPv6) print one

@@ -1,4 +1,4 @@
-"""The built wheel carries the package, the console script and every PowerShell template."""
+"""The built wheel carries the package, the console script and every PowerShell template and lib."""
 
 from __future__ import annotations
 
@@ -45,4 +45,6 @@ def test_wheel_installs_templates_into_a_fresh_venv(tmp_path: Path) -> None:
     assert str(env_dir) in listed["origin"]
     expected = sorted(f"{p.parent.name}/{p.name}" for p in (ROOT / "ps_templates").glob("*/*.ps1"))
     assert expected and listed["templates"] == expected
+    # The templates' include lines are expanded from _lib when they are loaded: the libs must ship.
+    assert any(t.startswith("_lib/") for t in expected)
     assert (env_dir / "bin" / "dsrprep").exists()

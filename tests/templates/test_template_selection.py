@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,20 +23,15 @@ from orchestrator.templates import (
     parse_parameters,
 )
 
+# The `write_catalog` fixture (conftest.py): files below a fresh root -> the catalog they make.
+WriteCatalog = Callable[[dict[str, str]], TemplateCatalog]
+
 
 def _template(step: str, *, params: str = "", extra_header: str = "", body: str = "") -> str:
     return (
         f"# dsrprep-step: {step}\n{extra_header}# Test template.\n"
         f"param(\n{params}\n)\n$ErrorActionPreference = 'Stop'\n{body}@{{ ok = $true }}\n"
     )
-
-
-def _catalog(root: Path, files: dict[str, str]) -> TemplateCatalog:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return TemplateCatalog(root)
 
 
 # -- the pure choice ---------------------------------------------------------------------------------
@@ -138,9 +134,8 @@ def test_choice_is_the_most_specific_cover(coverage: dict[str, OsCoverage | None
 # -- catalogs on disk --------------------------------------------------------------------------------
 
 
-def test_catalog_selects_by_file_name_and_header(tmp_path: Path) -> None:
-    catalog = _catalog(
-        tmp_path,
+def test_catalog_selects_by_file_name_and_header(write_catalog: WriteCatalog, tmp_path: Path) -> None:
+    catalog = write_catalog(
         {
             "adapter/default.ps1": _template("adapter"),
             "adapter/win2003.ps1": _template("adapter"),
@@ -174,10 +169,8 @@ def test_catalog_selects_by_file_name_and_header(tmp_path: Path) -> None:
     ]
 
 
-def test_unknown_step_names_the_known_ones(tmp_path: Path) -> None:
-    catalog = _catalog(
-        tmp_path, {"facts/default.ps1": _template("facts"), "iis/default.ps1": _template("iis")}
-    )
+def test_unknown_step_names_the_known_ones(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog({"facts/default.ps1": _template("facts"), "iis/default.ps1": _template("iis")})
     with pytest.raises(TemplateError, match=r"'loopback'.*known steps: facts, iis"):
         catalog.select("loopback", "2008")
 
@@ -187,10 +180,8 @@ def test_unknown_step_in_the_shipped_templates() -> None:
         templates.select_template("no-such-step", "2008")
 
 
-def test_no_default_and_no_cover(tmp_path: Path) -> None:
-    catalog = _catalog(
-        tmp_path, {"netcfg/win2012.ps1": _template("netcfg", extra_header="# dsrprep-os: 2012+\n")}
-    )
+def test_no_default_and_no_cover(write_catalog: WriteCatalog) -> None:
+    catalog = write_catalog({"netcfg/win2012.ps1": _template("netcfg", extra_header="# dsrprep-os: 2012+\n")})
     assert catalog.select("netcfg", "2019").variant == "win2012"
     with pytest.raises(TemplateError, match=r"no default\.ps1 and no variant for OS family 2008"):
         catalog.select("netcfg", "2008")
@@ -228,9 +219,9 @@ def test_no_default_and_no_cover(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_malformed_catalogs_are_refused(tmp_path: Path, files: dict[str, str], message: str) -> None:
+def test_malformed_catalogs_are_refused(write_catalog: WriteCatalog, files: dict[str, str], message: str) -> None:
     with pytest.raises(TemplateError, match=message):
-        _catalog(tmp_path, files)
+        write_catalog(files)
 
 
 def test_byte_order_mark_is_not_part_of_the_text(tmp_path: Path) -> None:
@@ -278,9 +269,8 @@ PARAMS = "    [Parameter(Mandatory=$true)][string]$Vip,\n    [int[]]$Ports = @(8
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> TemplateCatalog:
-    return _catalog(
-        tmp_path,
+def catalog(write_catalog: WriteCatalog) -> TemplateCatalog:
+    return write_catalog(
         {
             "vip/default.ps1": _template("vip", params=PARAMS),
             "vip/win2003.ps1": _template("vip", params=PARAMS, body="# 2003 way\n"),
