@@ -18,15 +18,17 @@ from typing import Annotated, Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.errors import ErrorInfo
 from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
 from orchestrator.report import facts_row
 from orchestrator.retry import RetryPolicy
-from orchestrator.rolloutlog import RunLog, read_run, recorded_facts_before
+from orchestrator.rolloutlog import RunLog, read_run, recorded_rollout
 from orchestrator.runner import (
     DEFAULT_FORKS,
+    FleetInterrupted,
     HostFacts,
     HostOutcome,
     StepResult,
@@ -79,7 +81,7 @@ InventoryOutOpt = Annotated[Path, typer.Option("--inventory-out", "-o", help="Wr
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     return typer.Exit(code)
 
 
@@ -176,10 +178,20 @@ def _execute(command: str, runs_dir: Path, record: dict[str, Any], hosts: list[H
     log.write_run({**base, "state": "running"})
     try:
         outcomes = work(log)
+    except FleetInterrupted as exc:
+        interrupted: list[OutcomeT] = exc.outcomes
+        log.close()
+        log.write_run({**base, "state": "interrupted", "summary": _summary(interrupted),
+                       "outcomes": {o.host: o.status for o in interrupted}})
+        err.print(f"interrupted: {_summary_text(interrupted)}; log: {log.path}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         log.write_run({**base, "state": "interrupted"})
         err.print(f"interrupted; log: {log.path}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BaseException:
+        log.write_run({**base, "state": "crashed"})
+        raise
     finally:
         log.close()
     summary = _summary(outcomes)
@@ -188,6 +200,10 @@ def _execute(command: str, runs_dir: Path, record: dict[str, Any], hosts: list[H
     log.write_run({**base, "state": "finished", "summary": summary,
                    "outcomes": {o.host: o.status for o in outcomes}})
     return log, outcomes, summary
+
+
+def _summary_text(outcomes: Sequence[_Outcome]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(_summary(outcomes).items()))
 
 
 def _summary(outcomes: Sequence[_Outcome]) -> dict[str, int]:
@@ -242,7 +258,7 @@ def _print_facts(inv: Inventory, outcomes: list[HostFacts], log: RunLog) -> None
     for outcome in outcomes:
         if outcome.facts is None:
             error = outcome.error or ErrorInfo("Error", "unknown")
-            table.add_row(outcome.host, f"[red]{outcome.status}[/]", f"{error.error_class}: {error.message}",
+            table.add_row(outcome.host, f"[red]{outcome.status}[/]", escape(f"{error.error_class}: {error.message}"),
                           "", "", "", "", "")
             continue
         row = facts_row(inv.host(outcome.host), outcome.facts)
@@ -252,8 +268,7 @@ def _print_facts(inv: Inventory, outcomes: list[HostFacts], log: RunLog) -> None
 
 
 def _print_summary(outcomes: Sequence[_Outcome], log: RunLog) -> None:
-    summary = _summary(outcomes)
-    out.print(", ".join(f"{k} {v}" for k, v in sorted(summary.items())) + f"; log: {log.path}")
+    out.print(f"{_summary_text(outcomes)}; log: {log.path}", markup=False)
 
 
 _STATUS_STYLE = {"ok": "green", "changed": "yellow", "rolled_back": "cyan", "failed": "red",
@@ -314,13 +329,13 @@ def _plan_table(title: str, outcomes: Sequence[HostOutcome], *, dry_run: bool) -
     for o in outcomes:
         status = plan_status(o) if dry_run else o.status
         if o.error is not None:
-            detail = f"{o.failed_step + ': ' if o.failed_step else ''}{o.error.error_class}: {o.error.message}"
+            detail = escape(f"{o.failed_step + ': ' if o.failed_step else ''}{o.error.error_class}: {o.error.message}")
         elif dry_run:
-            detail = "\n".join(f"{a.step}: {a.reason}" for a in o.planned if a.step != "preflight") or "-"
+            detail = "\n".join(escape(f"{a.step}: {a.reason}") for a in o.planned if a.step != "preflight") or "-"
         else:
             detail = _steps_cell(o.steps)
         if o.warnings:
-            detail += "\n" + "\n".join(f"[yellow]warning:[/] {w}" for w in o.warnings)
+            detail += "\n" + "\n".join(f"[yellow]warning:[/] {escape(w)}" for w in o.warnings)
         table.add_row(o.host, _styled(status), detail)
     return table
 
@@ -374,7 +389,8 @@ def render(
                                    peers=_peers(inv), dry_run=True)
         finally:
             log.close()
-    if outcome.status != "ok" and not outcome.planned:
+    if outcome.status != "ok":
+        # A refused or unreachable host would be sent nothing, so there is nothing to show.
         error = outcome.error or ErrorInfo("Error", "unknown")
         raise _fail(f"{host}: {error.error_class}: {error.message}", EXIT_HOSTS_FAILED)
     family = outcome.os_family or "default"
@@ -397,7 +413,11 @@ def render(
 def _confirm(question: str, yes: bool) -> None:
     if yes:
         return
-    if not typer.confirm(question, default=False):
+    try:
+        accepted = typer.confirm(question, default=False)
+    except typer.Abort:  # end of input at the prompt
+        accepted = False
+    if not accepted:
         err.print("declined; nothing changed.")
         raise typer.Exit(EXIT_DECLINED)
 
@@ -451,13 +471,16 @@ def rollback(
     hosts = [h for h in _select(inv, limit) if h.name in in_run]
     work: list[tuple[Host, dict[str, Any]]] = []
     for h in hosts:
-        before = recorded_facts_before(run_dir, h.name)
-        if before is None:
-            err.print(f"{h.name}: no facts were recorded before the rollout (it changed nothing); skipped")
+        recorded = recorded_rollout(run_dir, h.name)
+        if recorded.facts_before is None:
+            err.print(f"{h.name}: the rollout took no facts from it (unreachable?): skipped", markup=False)
+        elif not recorded.changed:
+            err.print(f"{h.name}: the rollout changed nothing there: skipped", markup=False)
         else:
-            work.append((h, before))
+            work.append((h, recorded.facts_before))
     if not work:
-        raise _fail(f"{run_dir}: no selected host has recorded facts to return to")
+        out.print(f"{run_dir}: no selected host was changed by that rollout: nothing to roll back", markup=False)
+        raise typer.Exit(EXIT_OK)
     _confirm(f"Roll back {len(work)} host(s) to their state before run {record.get('run_id')}?", yes)
     selected = [h for h, _raw in work]
     log, outcomes, summary = _execute(
@@ -530,7 +553,7 @@ def demo(
                 lambda log: rollout_fleet(selected, session_factory=psrp_session, log=log, policy=RetryPolicy(),
                                           peers=_peers(inv), dry_run=dry_run))
             out.print(_plan_table(f"{title} (log: {_log.path})", outcomes, dry_run=dry_run))
-            out.print(", ".join(f"{k} {v}" for k, v in sorted(_summary(outcomes).items())))
+            out.print(_summary_text(outcomes))
             return outcomes
 
         run("1. plan: what would change", dry_run=True)

@@ -3,7 +3,7 @@
 `plan(facts, desired)` returns the ordered actions that take a host to the DSR state (empty for a
 compliant host) plus refusals: reasons that forbid touching the host at all. The same function
 serves `plan` (dry run), `rollout`, verification (the plan after applying must be empty) and drift
-checks. `rollback_plan(before, now)` returns the actions that take a host from its current facts
+checks. `rollback_plan(before, now, desired)` returns the actions that take a host from its current facts
 back to the facts recorded before a run, for what dsrprep changed only. Step ids, parameters and
 their meaning are in docs/steps.md.
 """
@@ -154,6 +154,17 @@ def _rule_name(vip: Vip, port: int) -> str:
     return f"dsrprep {vip.address} {vip.protocol.upper()} {port}"
 
 
+def _rule_addresses(text: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of a firewall rule's LocalAddresses ("10.0.0.5/255.255.255.255,..."); junk drops out."""
+    found = set()
+    for part in text.split(","):
+        try:
+            found.add(ipaddress.ip_address(part.split("/")[0].strip()))
+        except ValueError:
+            continue
+    return found
+
+
 def _is_link_local(address: str) -> bool:
     return ipaddress.ip_address(address).is_link_local
 
@@ -222,6 +233,8 @@ def _change_blockers(facts: Facts, desired: Desired) -> list[str]:
                        "(use the 64-bit Microsoft.PowerShell endpoint)")
     if _pv(facts.powershell_version) < (2,):
         reasons.append(f"PowerShell {facts.powershell_version}: 2.0 or newer is needed (install WMF 2.0, KB968930)")
+    if not any(v.version == 4 for v in desired.vips):
+        reasons.append("dsr_vips has no IPv4 VIP: an IPv6-only loopback is not supported")
     if facts.os.family is OsFamily.WIN2003 and any(v.version == 6 for v in desired.vips):
         reasons.append("IPv6 VIPs on Windows Server 2003 are not supported (its IPv6 stack is separate)")
     if desired.skip_as_source and facts.os.family is OsFamily.WIN2008 and not skip_as_source_supported(facts):
@@ -262,6 +275,10 @@ def _plan_firewall(b: _Builder) -> None:
     if legacy:
         if fw.enabled is False:
             return
+        if fw.exceptions_enabled is False:
+            b.problems.append("Windows Firewall is on with 'Don't allow exceptions': port openings have no "
+                              "effect (allow exceptions, or set dsr_firewall: disable or skip)")
+            return
         for vip in b.desired.vips:
             for port in vip.ports:
                 opened = any(p.enabled and p.port == port and p.protocol.upper() == vip.protocol.upper()
@@ -281,9 +298,14 @@ def _plan_firewall(b: _Builder) -> None:
                 b.add("firewall_rule", f"no firewall rule for {vip.address} {vip.protocol.upper()} {port}",
                       Ensure="Present", Name=name, Vip=vip.address, Protocol=vip.protocol.upper(), Port=port)
             elif not (rule.enabled and rule.action == 1 and rule.direction == 1 and rule.profiles == ALL_PROFILES
-                      and vip.address in rule.local_addresses and rule.local_ports == str(port)):
-                b.add("firewall_rule", f"firewall rule '{name}' differs from what DSR needs",
-                      Ensure="Present", Name=name, Vip=vip.address, Protocol=vip.protocol.upper(), Port=port)
+                      and _rule_addresses(rule.local_addresses) == {ipaddress.ip_address(vip.address)}
+                      and rule.local_ports == str(port)):
+                # netsh cannot edit a rule in place from a template that checks by name: replace it.
+                reason = f"firewall rule '{name}' differs from what DSR needs: replace it"
+                b.add("firewall_rule", reason, Ensure="Absent", Name=name, Vip=vip.address,
+                      Protocol=vip.protocol.upper(), Port=port)
+                b.add("firewall_rule", reason, Ensure="Present", Name=name, Vip=vip.address,
+                      Protocol=vip.protocol.upper(), Port=port)
 
 
 def _plan_loopback(b: _Builder, loopback: Adapter | None, nic: Adapter) -> None:
@@ -411,6 +433,9 @@ def _plan_iis(b: _Builder) -> None:
     if not b.facts.iis.installed:
         b.problems.append("IIS is not installed but dsr_iis_sites names sites (set dsr_iis_sites: [] to skip IIS)")
         return
+    if not b.facts.iis.sites_known:
+        b.problems.append(f"IIS {b.facts.iis.version} is installed but its site list could not be read")
+        return
     for name in b.desired.iis_sites:
         site = _find_site(b.facts, name)
         if site is None:
@@ -419,17 +444,35 @@ def _plan_iis(b: _Builder) -> None:
             continue
         pending = []
         for vip in b.desired.vips:
+            if vip.protocol != "tcp":
+                continue  # IIS serves TCP only
             for port in vip.ports:
                 served = [x for x in site.bindings if x.port == port]
                 if not served:
                     continue  # the site does not serve this port; nothing of the VIP's to add
-                if any(x.is_all_unassigned or _same_ip(x.ip, vip.address) for x in served):
+                if any(x.is_all_unassigned for x in served):
                     continue
-                pending.append((vip, port, served[0].protocol))
-        for i, (vip, port, protocol) in enumerate(pending):
-            b.add("iis_binding", f"site '{site.name}' not bound to {vip.address}:{port}", Ensure="Present",
-                  Site=site.name, Protocol=protocol, Ip=vip.address, Port=port, HostHeader="",
+                # The VIP answers with the same host headers as the real IP does.
+                for binding in served:
+                    if any(_same_ip(x.ip, vip.address) and x.host == binding.host for x in served):
+                        continue
+                    if (vip, port, binding.protocol, binding.host) not in pending:
+                        pending.append((vip, port, binding.protocol, binding.host))
+                        if binding.protocol == "https":
+                            b.warnings.append(f"site '{site.name}': https on {vip.address}:{port} needs a "
+                                              "certificate bound to that address (netsh http add sslcert)")
+        for i, (vip, port, protocol, host_header) in enumerate(pending):
+            b.add("iis_binding", f"site '{site.name}' not bound to {vip.address}:{port}"
+                  + (f" for host '{host_header}'" if host_header else ""), Ensure="Present",
+                  Site=site.name, Protocol=protocol, Ip=vip.address, Port=port, HostHeader=host_header,
                   Restart=b.desired.restart_site and i == len(pending) - 1)
+    served_ports = {x.port for name in b.desired.iis_sites if (site := _find_site(b.facts, name))
+                    for x in site.bindings}
+    for vip in b.desired.vips:
+        unserved = [p for p in vip.ports if vip.protocol == "tcp" and p not in served_ports]
+        if unserved:
+            b.warnings.append(f"VIP {vip.address} port(s) {', '.join(map(str, unserved))}: no site of "
+                              "dsr_iis_sites serves them, so nothing is bound or checked there")
 
 
 def _same_ip(a: str, b: str) -> bool:
@@ -442,50 +485,59 @@ def _same_ip(a: str, b: str) -> bool:
 # -- rollback --------------------------------------------------------------------------------------
 
 
-def rollback_plan(before: Facts, now: Facts) -> Plan:
-    """Actions that return a host to `before` for what dsrprep changed; empty when nothing to undo."""
+def rollback_plan(before: Facts, now: Facts, desired: Desired) -> Plan:
+    """Actions that return a host to `before`, limited to what dsrprep can have changed there.
+
+    Only the VIPs' bindings on the desired sites, VIP entries of a listen list that was not empty,
+    the weak host flags of the NIC and of dsrprep's loopback, that loopback, rules and port openings
+    named by dsrprep, and firewall profiles when dsrprep was told to switch them off are touched.
+    Anything unknown in `before` (an unreadable site list or listen list) is left alone.
+    """
     actions: list[Action] = []
     add = actions.append
+    vips = {ipaddress.ip_address(v.address) for v in desired.vips}
     pnp = now.marker.get(MARKER_PNP, "")
-    lb_now = now.adapter_by_pnp_id(pnp) if pnp else None
-    created = (lb_now is not None and now.marker.get(MARKER_CREATED) == "1"
-               and before.adapter_by_pnp_id(pnp) is None)
-    removed_indexes = {lb_now.interface_index} if created and lb_now is not None else set()
+    lb_now = find_loopback(now, desired.vips)
+    created = (lb_now is not None and pnp.casefold() == lb_now.pnp_device_id.casefold()
+               and now.marker.get(MARKER_CREATED) == "1" and before.adapter_by_pnp_id(pnp) is None)
 
-    # IIS bindings and listen-list entries dsrprep added.
-    for site_now in now.iis.sites:
-        site_before = _find_site(before, site_now.name)
-        old = set(site_before.bindings) if site_before else set()
-        new = [x for x in site_now.bindings if x not in old]
-        for i, x in enumerate(new):
-            add(_action("iis_binding", f"site '{site_now.name}': remove binding {x.ip}:{x.port}", Ensure="Absent",
-                        Site=site_now.name, Protocol=x.protocol, Ip=x.ip, Port=x.port, HostHeader=x.host,
-                        Restart=i == len(new) - 1))
-    if now.http_listen and before.http_listen is not None:
+    if before.iis.sites_known:
+        for name in desired.iis_sites:
+            site_now, site_before = _find_site(now, name), _find_site(before, name)
+            if site_now is None or site_before is None:
+                continue
+            new = [x for x in site_now.bindings
+                   if x not in site_before.bindings and _ip_in(x.ip, vips)]
+            for i, x in enumerate(new):
+                add(_action("iis_binding", f"site '{site_now.name}': remove binding {x.ip}:{x.port}",
+                            Ensure="Absent", Site=site_now.name, Protocol=x.protocol, Ip=x.ip, Port=x.port,
+                            HostHeader=x.host, Restart=desired.restart_site and i == len(new) - 1))
+    if now.http_listen and before.http_listen:  # dsrprep never adds to an empty (or unreadable) list
         for address in now.http_listen:
-            if address not in before.http_listen:
+            if address not in before.http_listen and _ip_in(address, vips):
                 add(_action("http_listen", f"remove {address} from the http.sys listen list", Ensure="Absent",
                             Address=address))
-    # Weak host flags, on every interface that existed before and still does.
-    for version, table_before in ((4, before.weak_host_v4), (6, before.weak_host_v6)):
-        for index, flags in table_before.items():
-            current = now.weak_host(index, version)
-            if index in removed_indexes or current is None or current == flags:
+    nic = find_nic(before, desired.nic)
+    touched = [a for a in (nic, None if created else lb_now) if a is not None and a.interface_index is not None]
+    for adapter in touched:
+        index = adapter.interface_index
+        assert index is not None
+        for version, table_before in ((4, before.weak_host_v4), (6, before.weak_host_v6)):
+            flags, current = table_before.get(index), now.weak_host(index, version)
+            if flags is None or current is None or current == flags:
                 continue
             add(_action("weak_host", f"interface {index} IPv{version}: restore weak host flags",
                         InterfaceIndex=index, IpVersion=version, Receive=flags.receive, Send=flags.send))
-    # Loopbacks: remove the one dsrprep created; restore every other one to what it was.
     if created and lb_now is not None:
         add(_action("loopback", "remove the loopback adapter dsrprep created", Ensure="Absent",
-                    PnpDeviceId=pnp, Vips=[], DevconPath=""))
-    for loopback in now.loopbacks():
-        lb_before = before.adapter_by_pnp_id(loopback.pnp_device_id)
-        if lb_before is not None and not (created and loopback.pnp_device_id == pnp):
-            _restore_loopback(add, lb_before, loopback, before, now)
-    # Firewall rules, port openings and profiles.
+                    PnpDeviceId=lb_now.pnp_device_id, Vips=[], DevconPath=""))
+    elif lb_now is not None:
+        lb_before = before.adapter_by_pnp_id(lb_now.pnp_device_id)
+        if lb_before is not None:
+            _restore_loopback(add, lb_before, lb_now, before, now)
     before_rules = {r.name for r in before.firewall.rules}
     for rule in now.firewall.rules:
-        if rule.name not in before_rules:
+        if rule.name.startswith("dsrprep ") and rule.name not in before_rules:
             add(_action("firewall_rule", f"remove firewall rule '{rule.name}'", Ensure="Absent", Name=rule.name,
                         Vip="", Protocol={6: "TCP", 17: "UDP"}.get(rule.protocol, "TCP"),
                         Port=int(rule.local_ports) if rule.local_ports.isdigit() else 0))
@@ -495,21 +547,29 @@ def rollback_plan(before: Facts, now: Facts) -> Plan:
         if opening.name.startswith("dsrprep ") and key not in before_openings:
             add(_action("firewall_rule", f"remove port opening '{opening.name}'", Ensure="Absent",
                         Name=opening.name, Vip="", Protocol=opening.protocol, Port=opening.port))
-    if now.firewall.api == "netsh-firewall":
-        if before.firewall.enabled and now.firewall.enabled is False:
-            add(_action("firewall_state", "turn Windows Firewall back on", Enabled=True, Profiles=[]))
-    else:
-        was_on = sorted(n for n, on in (before.firewall.profiles or {}).items()
-                        if on and not (now.firewall.profiles or {}).get(n, False))
-        if was_on:
-            add(_action("firewall_state", f"turn firewall profiles back on: {', '.join(was_on)}",
-                        Enabled=True, Profiles=was_on))
+    if desired.firewall == "disable":
+        if now.firewall.api == "netsh-firewall":
+            if before.firewall.enabled and now.firewall.enabled is False:
+                add(_action("firewall_state", "turn Windows Firewall back on", Enabled=True, Profiles=[]))
+        else:
+            was_on = sorted(n for n, on in (before.firewall.profiles or {}).items()
+                            if on and not (now.firewall.profiles or {}).get(n, False))
+            if was_on:
+                add(_action("firewall_state", f"turn firewall profiles back on: {', '.join(was_on)}",
+                            Enabled=True, Profiles=was_on))
     if not before.marker and now.marker:
         add(_action("marker", "remove dsrprep's marker", Ensure="Absent", Values={}))
     # Reverse order, except that the HTTP restart and the marker stay last, as when applying.
     order = [step for step in reversed(STEP_ORDER) if step not in ("http_listen", "marker")]
     order += ["http_listen", "marker"]
     return Plan(actions=tuple(sorted(actions, key=lambda a: order.index(a.step))))
+
+
+def _ip_in(text: str, addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+    try:
+        return ipaddress.ip_address(text.strip("[]")) in addresses
+    except ValueError:
+        return False
 
 
 def _restore_loopback(add: Any, lb_before: Adapter, lb_now: Adapter, before: Facts, now: Facts) -> None:

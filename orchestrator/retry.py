@@ -47,18 +47,24 @@ def call_with_retry(
     `on_failure(attempt, exc)` sees every failed attempt (for the log) before the decision is made.
     """
 
-    def record(state: tenacity.RetryCallState) -> None:
-        if on_failure is not None and state.outcome is not None and state.outcome.failed:
-            exc = state.outcome.exception()
-            if exc is not None:
-                on_failure(state.attempt_number, exc)
+    attempt = 0
+
+    def tracked() -> T:
+        # tenacity reports only the failures it will retry; the log wants every one.
+        nonlocal attempt
+        attempt += 1
+        try:
+            return fn()
+        except Exception as exc:
+            if on_failure is not None:
+                on_failure(attempt, exc)
+            raise
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
         wait=tenacity.wait_exponential(multiplier=policy.base_delay, max=policy.max_delay),
         retry=tenacity.retry_if_exception(policy.should_retry),
-        after=record,
         sleep=sleep,
         reraise=True,
     )
-    return retrying(fn)
+    return retrying(tracked)

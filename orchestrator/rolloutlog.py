@@ -21,7 +21,9 @@ from typing import Any
 
 import structlog
 
-_SECRET_KEY = re.compile(r"pass(word)?|secret|credential|token", re.IGNORECASE)
+# Keys whose values are secrets, whatever their depth. Names, not patterns: a host called
+# "passport01" or "tokyo-web" is data.
+_SECRET_KEY = re.compile(r"(.*_)?(password|passwd|secret|token|credentials?)", re.IGNORECASE)
 _REDACTED = "***"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -36,7 +38,7 @@ def redact(value: Any) -> Any:
     """A copy of `value` with every secret-named key's value replaced."""
     if isinstance(value, Mapping):
         return {
-            k: (_REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact(v))
+            k: (_REDACTED if isinstance(k, str) and _SECRET_KEY.fullmatch(k) else redact(v))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -167,13 +169,25 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def recorded_facts_before(run_dir: Path, host: str) -> dict[str, Any] | None:
-    """The raw facts a rollout took from `host` before changing anything, or None if it took none."""
+@dataclass(frozen=True)
+class HostRecord:
+    """What a rollout's log says about one host: the facts before any change, and whether it changed."""
+
+    facts_before: dict[str, Any] | None
+    changed: bool
+
+
+def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
     path = run_dir / "hosts" / host_file_name(host)
     if not path.exists():
-        return None
+        return HostRecord(None, False)
+    before: dict[str, Any] | None = None
+    changed = False
     for event in read_host_log(path).events:
-        if event.get("event") == "facts_before" and isinstance(event.get("raw"), dict):
-            raw: dict[str, Any] = event["raw"]
-            return raw
-    return None
+        if event.get("host") != host:
+            continue  # another host whose name maps to the same file
+        if before is None and event.get("event") == "facts_before" and isinstance(event.get("raw"), dict):
+            before = event["raw"]
+        if event.get("event") == "step_result" and event.get("status") == "changed":
+            changed = True
+    return HostRecord(before, changed)

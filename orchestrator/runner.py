@@ -7,9 +7,11 @@ host's log as it happens.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -195,16 +197,45 @@ def gather_fleet_facts(
             on_done(outcome)
         return outcome
 
-    return in_pool(work, hosts, forks)
+    return in_pool(work, hosts, forks, interrupted=lambda host: HostFacts(
+        host.name, "interrupted", error=ErrorInfo("Interrupted", "not started: the run was interrupted")))
 
 
-def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int) -> list[T]:
-    """`work` for every host, at most `forks` at once, results in the hosts' order."""
+class FleetInterrupted(Exception):
+    """Ctrl-C during a fleet run: the outcomes as far as they got, every host accounted for."""
+
+    def __init__(self, outcomes: list[Any]) -> None:
+        super().__init__("interrupted")
+        self.outcomes = outcomes
+
+
+def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
+            interrupted: Callable[[Host], T], cancel: threading.Event | None = None) -> list[T]:
+    """`work` for every host, at most `forks` at once, results in the hosts' order.
+
+    On Ctrl-C, hosts not started yet are given `interrupted(host)`, running ones are asked (through
+    `cancel`) to stop at their next step boundary and are waited for; then FleetInterrupted carries
+    every outcome.
+    """
     hosts = list(hosts)
     if not hosts:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts))), thread_name_prefix="host") as pool:
-        return list(pool.map(work, hosts))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts))), thread_name_prefix="host")
+    futures = [pool.submit(work, host) for host in hosts]
+    try:
+        return [future.result() for future in futures]
+    except KeyboardInterrupt:
+        if cancel is not None:
+            cancel.set()
+        for future in futures:
+            future.cancel()
+        pool.shutdown(wait=True)
+        raise FleetInterrupted([
+            future.result() if future.done() and not future.cancelled() else interrupted(host)
+            for host, future in zip(hosts, futures, strict=True)
+        ]) from None
+    finally:
+        pool.shutdown(wait=True)
 
 
 # -- rollout and rollback of one host ---------------------------------------------------------------
@@ -214,8 +245,10 @@ MAX_RECOVERIES = 3
 # After a change the host may need a while to answer again (an HTTP service restart takes WinRM down
 # for seconds): reconnecting waits longer than a first connection does.
 RECONNECT_POLICY = RetryPolicy(attempts=6, base_delay=1.0, max_delay=10.0)
-# A step cut off mid-way may or may not have happened: reconnect and let fresh facts decide.
-_RECOVERABLE = frozenset({"ConnectionLost", "Timeout", "RemoteFault"})
+# A step cut off mid-way may or may not have happened: reconnect and let fresh facts decide. A host
+# that stops answering right after a network change is the same story.
+_RECOVERABLE = frozenset({"ConnectionLost", "Timeout", "RemoteFault", "Unreachable"})
+DEFAULT_RESTART_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -277,69 +310,116 @@ class HostFailed(Exception):
         self.error = error
 
 
+class HostInterrupted(Exception):
+    """The run was cancelled (Ctrl-C) between two steps of this host."""
+
+
 @dataclass
 class _Context:
     host: Host
     conn: HostConnection
     logger: Any
     clock: Callable[[], float]
+    sleep: Callable[[float], None]
     peers: Mapping[str, Host]
     steps: list[StepResult]
+    cancel: threading.Event
+
+    @property
+    def changed_something(self) -> bool:
+        return any(s.status == "changed" for s in self.steps)
 
 
 def _apply(ctx: _Context, facts: Facts, actions: Sequence[Action],
            replan: Callable[[Facts], Plan]) -> Facts:
-    """Run `actions` in order; after a cut connection reconnect, re-read facts and re-plan.
+    """Run `actions` in order; when the host's state may have moved under us, re-read facts and re-plan.
 
+    That is after a lost connection or a timeout (the step may or may not have happened), after a
+    fallback the host chose (a `degraded` result) and after a service restart the step scheduled.
     Returns the facts as of the last re-read (or the ones passed in).
     """
     queue = list(actions)
-    recoveries = 0
+    replans = 0
+    sequence = 0
+
+    def refresh(step: str, cause: BaseException | None = None) -> list[Action]:
+        nonlocal facts, replans
+        replans += 1
+        if replans > MAX_RECOVERIES:
+            raise HostFailed(step, ErrorInfo("NotConverging", f"state still moving after {MAX_RECOVERIES} re-plans"))
+        ctx.conn.reconnect()
+        _raw, facts = ctx.conn.take_facts(RECONNECT_POLICY)
+        fresh = replan(facts)
+        if fresh.refusals:
+            raise HostFailed(step, ErrorInfo("PreflightRefused", "; ".join(fresh.refusals))) from cause
+        remaining = [a for a in fresh.actions if a.step != "preflight"]
+        ctx.logger.info("replanned", step=step, actions=[a.to_dict() for a in remaining])
+        return remaining
+
     while queue:
+        if ctx.cancel.is_set():
+            raise HostInterrupted()
         action = queue.pop(0)
+        sequence += 1
         script = render(action.step, facts.os.family.value, action.params)
         started = ctx.clock()
-        ctx.logger.info("step_start", step=action.step, reason=action.reason, attempt=recoveries + 1,
-                        template=script.template_path, sha256=script.sha256, params=dict(script.parameters))
+        ctx.logger.info("step_start", step=action.step, action=sequence, attempt=replans + 1,
+                        reason=action.reason, template=script.template_path, sha256=script.sha256,
+                        params=dict(script.parameters))
         try:
             result = ctx.conn.run(script, timeout=STEP_TIMEOUT)
         except DsrError as exc:
             info = ErrorInfo.of(exc)
-            step = StepResult(action.step, action.reason, "failed", recoveries + 1, ctx.clock() - started,
-                              error=info)
+            step = StepResult(action.step, action.reason, "failed", replans + 1, ctx.clock() - started, error=info)
             ctx.steps.append(step)
-            ctx.logger.warning("step_result", **step.to_dict())
-            if info.error_class not in _RECOVERABLE or recoveries >= MAX_RECOVERIES:
+            ctx.logger.warning("step_result", action=sequence, **step.to_dict())
+            if info.error_class not in _RECOVERABLE:
                 raise HostFailed(action.step, info) from exc
-            recoveries += 1
-            ctx.conn.reconnect()
-            _raw, facts = ctx.conn.take_facts(RECONNECT_POLICY)
-            fresh = replan(facts)
-            if fresh.refusals:
-                raise HostFailed(action.step, ErrorInfo("PreflightRefused", "; ".join(fresh.refusals))) from exc
-            ctx.logger.info("replanned", step=action.step, actions=[a.to_dict() for a in fresh.actions])
-            queue = list(fresh.actions)
+            queue = refresh(action.step, exc)
             continue
         changed = bool(result.get("changed")) if isinstance(result, Mapping) else True
-        step = StepResult(action.step, action.reason, "changed" if changed else "ok", recoveries + 1,
+        step = StepResult(action.step, action.reason, "changed" if changed else "ok", replans + 1,
                           ctx.clock() - started, result=result)
         ctx.steps.append(step)
-        ctx.logger.info("step_result", **step.to_dict())
-        if isinstance(result, Mapping) and result.get("degraded"):
-            # Windows chose a fallback (2003 refusing /32): what is left to do follows from the new state.
-            _raw, facts = ctx.conn.take_facts()
-            queue = [a for a in replan(facts).actions if a.step != "preflight"]
-            ctx.logger.info("replanned", step=action.step, actions=[a.to_dict() for a in queue])
+        ctx.logger.info("step_result", action=sequence, **step.to_dict())
+        if isinstance(result, Mapping) and result.get("restart_scheduled"):
+            # The step restarts a service WinRM depends on, a few seconds after answering: wait for
+            # the restart to begin, then reconnect patiently and let fresh facts decide what is left.
+            restart = result.get("restart")
+            delay = restart.get("delay_seconds") if isinstance(restart, Mapping) else None
+            ctx.sleep(float(delay) + 1.0 if isinstance(delay, int | float) else DEFAULT_RESTART_WAIT)
+            queue = refresh(action.step)
+        elif isinstance(result, Mapping) and result.get("degraded"):
+            # Windows chose a fallback (2003 refusing /32): what is left follows from the new state.
+            queue = refresh(action.step)
     return facts
 
 
 def _verify(ctx: _Context, before: Facts) -> Facts:
-    """Fresh session, facts again (the plan must be empty), then the checks on the host and a peer."""
+    """Fresh session, facts again (the plan must be empty), then the checks on the host and a peer.
+
+    Verification changes nothing, so a connection lost in the middle of it is simply tried again.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return _verify_once(ctx, before)
+        except DsrError as exc:
+            info = ErrorInfo.of(exc)
+            if info.error_class not in _RECOVERABLE or attempt > MAX_RECOVERIES:
+                raise HostFailed("verify", info) from exc
+            ctx.logger.warning("attempt_failed", step="verify", attempt=attempt, error_class=info.error_class,
+                               error=info.message, will_retry=True)
+            ctx.conn.reconnect()
+
+
+def _verify_once(ctx: _Context, before: Facts) -> Facts:
     desired = ctx.host.desired
     ctx.conn.close()  # proves that a new PSRP session still opens after the change
     _raw, after = ctx.conn.take_facts(RECONNECT_POLICY)
     remaining = plan(after, desired)
-    ctx.logger.info("verify_plan", plan=remaining.to_dict())
+    ctx.logger.info("verify_plan", step="verify", plan=remaining.to_dict())
     if remaining.refusals or remaining.actions:
         reasons = list(remaining.refusals) + [a.reason for a in remaining.actions if a.step != "preflight"]
         raise HostFailed("verify", ErrorInfo("NotCompliant", "still to change after apply: " + "; ".join(reasons)))
@@ -361,12 +441,17 @@ def _peer_arp(ctx: _Context, after: Facts) -> list[str]:
     desired = ctx.host.desired
     peer = ctx.peers.get(desired.verify_peer or "")
     if peer is None:
-        return [f"verify peer {desired.verify_peer} is not in the selected inventory"]
+        return [f"verify peer {desired.verify_peer} is not in the inventory"]
     macs = [a.mac for a in after.physical_adapters() if a.mac]
     problems = []
     session = ctx.conn.to(peer)
     try:
-        _raw, peer_facts = session.take_facts()
+        try:
+            _raw, peer_facts = session.take_facts()
+        except (DsrError, FactsError) as exc:
+            # The peer's trouble is not this host's: the check could not be made.
+            info = ErrorInfo.of(exc)
+            return [f"verify peer {peer.name} could not be asked ({info.error_class}: {info.message})"]
         for vip in desired.vips:
             if vip.version != 4:
                 continue
@@ -382,6 +467,63 @@ def _peer_arp(ctx: _Context, after: Facts) -> list[str]:
     return problems
 
 
+@dataclass
+class _Record:
+    """What a host run learns as it goes, for its outcome whatever way it ends."""
+
+    planned: tuple[Action, ...] = ()
+    warnings: tuple[str, ...] = ()
+    family: str | None = None
+
+
+def _run_host(
+    host: Host,
+    kind: str,
+    body: Callable[[_Context, _Record], str],
+    *,
+    session_factory: SessionFactory,
+    log: RunLog,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    peers: Mapping[str, Host],
+    cancel: threading.Event | None,
+) -> HostOutcome:
+    """Run `body` for one host and turn however it ends into exactly one terminal outcome."""
+    logger = log.host_logger(host.name, address=host.connection.address)
+    conn = HostConnection(host, session_factory=session_factory, logger=logger, policy=policy, sleep=sleep)
+    ctx = _Context(host, conn, logger, clock, sleep, peers, [], cancel or threading.Event())
+    record = _Record()
+    started = clock()
+
+    def outcome(status: str, **kw: Any) -> HostOutcome:
+        return HostOutcome(host.name, status, planned=record.planned, steps=tuple(ctx.steps),
+                           warnings=record.warnings, duration=clock() - started, os_family=record.family, **kw)
+
+    try:
+        result = outcome(body(ctx, record))
+    except HostFailed as exc:
+        result = outcome("failed", failed_step=exc.step, error=exc.error)
+    except HostInterrupted:
+        result = outcome("interrupted", error=ErrorInfo("Interrupted", "the run was interrupted between two steps"))
+    except (DsrError, FactsError) as exc:
+        info = ErrorInfo.of(exc)
+        if ctx.changed_something:
+            # The host was changed and then stopped answering: that is a failure of the change.
+            result = outcome("failed", failed_step=ctx.steps[-1].step, error=info)
+        else:
+            result = outcome(status_of(info), error=info)
+    except Exception as exc:  # failures are data: nothing about one host may stop the others
+        result = outcome("failed", error=internal_error(exc))
+    finally:
+        with suppress(Exception):
+            conn.close()
+    with suppress(Exception):  # a log that cannot be written must not take the outcome with it
+        logger.info("host_done", step=kind, status=result.status, failed_step=result.failed_step,
+                    error=result.error.to_dict() if result.error else None)
+    return result
+
+
 def rollout_host(
     host: Host,
     *,
@@ -392,47 +534,27 @@ def rollout_host(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     dry_run: bool = False,
+    cancel: threading.Event | None = None,
 ) -> HostOutcome:
     """Facts, plan, apply, verify one host. With `dry_run`, stop after the plan: nothing changes."""
-    logger = log.host_logger(host.name, address=host.connection.address)
-    conn = HostConnection(host, session_factory=session_factory, logger=logger, policy=policy, sleep=sleep)
-    ctx = _Context(host, conn, logger, clock, peers or {}, [])
-    started = clock()
-    planned: tuple[Action, ...] = ()
-    warnings: tuple[str, ...] = ()
-    family: str | None = None
 
-    def outcome(status: str, **kw: Any) -> HostOutcome:
-        result = HostOutcome(host.name, status, planned=planned, steps=tuple(ctx.steps), warnings=warnings,
-                             duration=clock() - started, os_family=family, **kw)
-        logger.info("host_done", step="rollout", status=status, failed_step=result.failed_step,
-                    error=result.error.to_dict() if result.error else None)
-        return result
-
-    try:
-        raw, before = conn.take_facts()
-        family = before.os.family.value
-        logger.info("facts_before", step="facts", raw=raw)
+    def body(ctx: _Context, record: _Record) -> str:
+        raw, before = ctx.conn.take_facts()
+        record.family = before.os.family.value
+        ctx.logger.info("facts_before", step="facts", raw=raw)
         the_plan = plan(before, host.desired)
-        planned, warnings = the_plan.actions, the_plan.warnings
-        logger.info("plan", step="plan", plan=the_plan.to_dict(), dry_run=dry_run)
+        record.planned, record.warnings = the_plan.actions, the_plan.warnings
+        ctx.logger.info("plan", step="plan", plan=the_plan.to_dict(), dry_run=dry_run)
         if the_plan.refusals:
-            return outcome("failed", failed_step="preflight",
-                           error=ErrorInfo("PreflightRefused", "; ".join(the_plan.refusals)))
+            raise HostFailed("preflight", ErrorInfo("PreflightRefused", "; ".join(the_plan.refusals)))
         if dry_run or not the_plan.actions:
-            return outcome("ok")
+            return "ok"
         _apply(ctx, before, the_plan.actions, lambda f: plan(f, host.desired))
         _verify(ctx, before)
-        return outcome("changed")
-    except HostFailed as exc:
-        return outcome("failed", failed_step=exc.step, error=exc.error)
-    except (DsrError, FactsError) as exc:
-        info = ErrorInfo.of(exc)
-        return outcome(status_of(info), error=info)
-    except Exception as exc:  # failures are data: nothing about one host may stop the others
-        return outcome("failed", error=internal_error(exc))
-    finally:
-        conn.close()
+        return "changed"
+
+    return _run_host(host, "rollout", body, session_factory=session_factory, log=log, policy=policy,
+                     sleep=sleep, clock=clock, peers=peers or {}, cancel=cancel)
 
 
 def rollback_host(
@@ -444,46 +566,33 @@ def rollback_host(
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    cancel: threading.Event | None = None,
 ) -> HostOutcome:
     """Return one host to the facts recorded before a run, for what dsrprep changed."""
-    logger = log.host_logger(host.name, address=host.connection.address)
-    conn = HostConnection(host, session_factory=session_factory, logger=logger, policy=policy, sleep=sleep)
-    ctx = _Context(host, conn, logger, clock, {}, [])
-    started = clock()
-    planned: tuple[Action, ...] = ()
 
-    def outcome(status: str, **kw: Any) -> HostOutcome:
-        result = HostOutcome(host.name, status, planned=planned, steps=tuple(ctx.steps),
-                             duration=clock() - started, **kw)
-        logger.info("host_done", step="rollback", status=status, failed_step=result.failed_step,
-                    error=result.error.to_dict() if result.error else None)
-        return result
-
-    try:
+    def body(ctx: _Context, record: _Record) -> str:
         before = parse_facts(before_raw)
-        _raw, now = conn.take_facts()
-        undo = rollback_plan(before, now)
-        planned = undo.actions
-        logger.info("rollback_plan", step="rollback", plan=undo.to_dict())
+        _raw, now = ctx.conn.take_facts()
+        record.family = now.os.family.value
+        undo = rollback_plan(before, now, host.desired)
+        record.planned = undo.actions
+        ctx.logger.info("rollback_plan", step="rollback", plan=undo.to_dict())
         if not undo.actions:
-            return outcome("ok")
-        _apply(ctx, now, undo.actions, lambda f: rollback_plan(before, f))
-        conn.close()
-        _raw, after = conn.take_facts(RECONNECT_POLICY)
-        left = rollback_plan(before, after)
+            return "ok"
+        _apply(ctx, now, undo.actions, lambda f: rollback_plan(before, f, host.desired))
+        ctx.conn.close()
+        _raw, after = ctx.conn.take_facts(RECONNECT_POLICY)
+        left = rollback_plan(before, after, host.desired)
         if left.actions:
-            reasons = "; ".join(a.reason for a in left.actions)
-            return outcome("failed", failed_step="verify", error=ErrorInfo("NotRestored", reasons))
-        return outcome("rolled_back")
-    except HostFailed as exc:
-        return outcome("failed", failed_step=exc.step, error=exc.error)
-    except (DsrError, FactsError) as exc:
-        info = ErrorInfo.of(exc)
-        return outcome(status_of(info), error=info)
-    except Exception as exc:  # failures are data: nothing about one host may stop the others
-        return outcome("failed", error=internal_error(exc))
-    finally:
-        conn.close()
+            raise HostFailed("verify", ErrorInfo("NotRestored", "; ".join(a.reason for a in left.actions)))
+        return "rolled_back"
+
+    return _run_host(host, "rollback", body, session_factory=session_factory, log=log, policy=policy,
+                     sleep=sleep, clock=clock, peers={}, cancel=cancel)
+
+
+def _not_started(host: Host) -> HostOutcome:
+    return HostOutcome(host.name, "interrupted", error=ErrorInfo("Interrupted", "not started: the run was interrupted"))
 
 
 def rollout_fleet(
@@ -498,10 +607,11 @@ def rollout_fleet(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[HostOutcome]:
     """Roll out (or, with dry_run, only plan) every host, at most `forks` at once, in the hosts' order."""
+    cancel = threading.Event()
     return in_pool(
         lambda host: rollout_host(host, session_factory=session_factory, log=log, policy=policy, peers=peers,
-                                  sleep=sleep, dry_run=dry_run),
-        hosts, forks)
+                                  sleep=sleep, dry_run=dry_run, cancel=cancel),
+        hosts, forks, interrupted=_not_started, cancel=cancel)
 
 
 def rollback_fleet(
@@ -515,7 +625,8 @@ def rollback_fleet(
 ) -> list[HostOutcome]:
     """Roll back every (host, facts recorded before the run) pair."""
     before = {host.name: raw for host, raw in work}
+    cancel = threading.Event()
     return in_pool(
         lambda host: rollback_host(host, before[host.name], session_factory=session_factory, log=log,
-                                   policy=policy, sleep=sleep),
-        [host for host, _raw in work], forks)
+                                   policy=policy, sleep=sleep, cancel=cancel),
+        [host for host, _raw in work], forks, interrupted=_not_started, cancel=cancel)

@@ -117,6 +117,9 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
     if isinstance(exc, WinRMTransportError):
         if exc.code == 401:
             return AuthError(f"authentication failed: HTTP {exc.code}")
+        if exc.code in (404, 503):
+            # http.sys answers these while the WinRM service is stopped or restarting.
+            return Unreachable(f"the WinRM service is not answering (HTTP {exc.code})")
         return ProtocolError(f"unexpected HTTP {exc.code} answer from the WinRM service")
     if isinstance(exc, WinRMError):
         return ProtocolError(f"{type(exc).__name__}: {exc}")
@@ -157,6 +160,9 @@ class PsrpSession:
         cert_validation: bool | str = c.cert_validation
         if c.cert_validation and c.ca_cert:
             cert_validation = c.ca_cert
+        extra: dict[str, Any] = {}
+        if c.auth == "certificate":
+            extra = {"certificate_pem": c.certificate_pem, "certificate_key_pem": c.certificate_key_pem}
         return WSMan(
             c.address,
             port=c.port,
@@ -171,6 +177,7 @@ class PsrpSession:
             read_timeout=c.read_timeout,
             operation_timeout=c.operation_timeout,
             encryption=c.message_encryption,
+            **extra,
         )
 
     def open(self) -> None:
@@ -178,8 +185,12 @@ class PsrpSession:
             return
         with _mapped("connect"):
             wsman = self._make_wsman()
-            pool = RunspacePool(wsman, configuration_name=self._connection.configuration_name)
-            pool.open()
+            try:
+                pool = RunspacePool(wsman, configuration_name=self._connection.configuration_name)
+                pool.open()
+            except BaseException:
+                _close_wsman(wsman)
+                raise
         self._wsman, self._pool = wsman, pool
 
     def run(self, script: str, parameters: Mapping[str, Any], *, timeout: float) -> RunResult:
@@ -215,12 +226,19 @@ class PsrpSession:
             ps.stop()
 
     def close(self) -> None:
-        pool, self._pool, self._wsman = self._pool, None, None
-        if pool is None:
-            return
-        # Best effort: a remote shell that is not deleted times out on its own.
-        with suppress(Exception):
-            pool.close()
+        pool, wsman, self._pool, self._wsman = self._pool, self._wsman, None, None
+        if pool is not None:
+            # Best effort: a remote shell that is not deleted times out on its own.
+            with suppress(Exception):
+                pool.close()
+        if wsman is not None:
+            _close_wsman(wsman)
+
+
+def _close_wsman(wsman: WSMan) -> None:
+    """Release the HTTP session and its sockets (a reconnect must not leak them)."""
+    with suppress(Exception):
+        wsman.close()
 
 
 def psrp_session(connection: Connection) -> Session:

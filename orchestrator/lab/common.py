@@ -45,12 +45,17 @@ class LabFaults:
     fault_on_request:   answer the Nth WS-Management request (1-based, counting every POST that
                         carries a SOAP body) with a WSMan fault instead of handling it.
     drop_on_request:    close the TCP connection without answering the Nth such request.
+    down_from/until:    the service restart window (set by the host model's http_listen step).
     """
 
     unreachable: bool = False
     latency: float = 0.0
     fault_on_request: int | None = None
     drop_on_request: int | None = None
+    # WinRM is down (an HTTP service restart) between these time.monotonic() instants: requests then
+    # get their connection closed unanswered.
+    down_from: float = 0.0
+    down_until: float = 0.0
 
 
 @dataclass

@@ -67,6 +67,7 @@ import contextlib
 import ipaddress
 import random
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable
@@ -108,6 +109,10 @@ LOOPBACK_MAC = "02:00:4C:4F:4F:50"
 ALL_PROFILES = 0x7FFFFFFF
 # The load balancer's MAC as `arp -a` prints it (VMware's OUI: the lab LB is a VM).
 DEFAULT_LB_MAC = "00-0C-29-4C-42-01"
+# The http_listen step's service restart: it begins this long after the step answers and keeps
+# WinRM away for this long (seconds). Windows takes about five seconds to begin.
+HTTP_RESTART_DELAY = 0.3
+HTTP_RESTART_OUTAGE = 0.5
 HOST_MASK = "255.255.255.255"
 APIPA_MASK = "255.255.0.0"
 # The highest interface metric: the 2003 fallback keeps the loopback's subnet route the loser.
@@ -1375,10 +1380,16 @@ class WindowsHost:
         """What Start-HttpRestart reports. The restart itself (HTTP, then W3SVC and WinRM again)
         happens seconds after the result is sent; the lab's http.sys list is effective at once."""
         seed = zlib.crc32(f"{self.name}|{self.http_listen}".encode())
+        # The lab restarts faster than Windows (about five seconds there), but the same way: WinRM
+        # goes away shortly after the result was sent, and comes back.
+        now = time.monotonic()
+        self.faults.down_from = now + HTTP_RESTART_DELAY
+        self.faults.down_until = now + HTTP_RESTART_DELAY + HTTP_RESTART_OUTAGE
         return Hashtable(
             services=["W3SVC", "WinRM"],
             log=f"{self._windir()}\\Temp\\dsrprep-http-restart.log",
             process_id=1000 + seed % 8000 * 4,
+            delay_seconds=HTTP_RESTART_DELAY,
         )
 
     def _step_http_listen(self, params: dict[str, Any], variant: str) -> ScriptResult:

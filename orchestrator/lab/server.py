@@ -673,6 +673,12 @@ class LabServer:
 
     def _handle_post(self, conn: _Handler) -> None:
         self.counters.count_http()
+        if self.faults.down_from <= time.monotonic() < self.faults.down_until:
+            # The HTTP service is restarting: nothing answers.
+            conn.close_connection = True
+            with contextlib.suppress(OSError):
+                conn.connection.shutdown(socket.SHUT_RDWR)
+            return
         try:
             length = int(conn.headers.get("Content-Length") or 0)
         except ValueError:

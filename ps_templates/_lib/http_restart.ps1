@@ -31,5 +31,7 @@ function Start-HttpRestart {
         services = [object[]]$services.ToArray()
         log = $log
         process_id = [int]$created.ProcessId
+        # `ping -n 6` waits about five seconds before `net stop http`.
+        delay_seconds = 5
     }
 }

@@ -129,7 +129,7 @@ def test_site_bound_to_all_unassigned_needs_no_binding() -> None:
 def test_rollback_of_an_unchanged_host_is_empty() -> None:
     host = first_host("2008r2")
     facts = facts_of(host)
-    assert rollback_plan(facts, facts).actions == ()
+    assert rollback_plan(facts, facts, desired_for(host)).actions == ()
 
 
 def test_find_loopback_prefers_the_marker() -> None:

@@ -56,7 +56,7 @@ def test_rollback_actions_bind_the_declared_parameters() -> None:
             result = host.run(action.step, dict(action.params), variant=variant)
             assert result.failed is None, (action.step, result.failed)
         after = parse_facts(host.facts())
-        undo = rollback_plan(before, after)
+        undo = rollback_plan(before, after, desired)
         assert undo.actions
         for action in undo.actions:
             assert_binds_exactly(action, family)
