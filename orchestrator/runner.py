@@ -231,7 +231,8 @@ def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
             future.cancel()
         pool.shutdown(wait=True)
         raise FleetInterrupted([
-            future.result() if future.done() and not future.cancelled() else interrupted(host)
+            future.result() if future.done() and not future.cancelled() and future.exception() is None
+            else interrupted(host)
             for host, future in zip(hosts, futures, strict=True)
         ]) from None
     finally:

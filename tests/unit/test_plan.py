@@ -136,3 +136,57 @@ def test_find_loopback_prefers_the_marker() -> None:
     host = first_host("2019")
     facts = facts_of(host)
     assert find_loopback(facts, desired_for(host).vips) is None or facts.marker
+
+
+def _apply_in_model(host: WindowsHost, the_plan_actions: Any, family: str) -> None:
+    from orchestrator.templates import select_template
+
+    for action in the_plan_actions:
+        result = host.run(action.step, dict(action.params), variant=select_template(action.step, family).variant)
+        assert result.failed is None, (action.step, result.failed)
+
+
+def test_rollback_leaves_alone_what_dsrprep_did_not_change() -> None:
+    host = first_host("2012r2")
+    desired = desired_for(host)
+    before = facts_of(host)
+    family = before.os.family.value
+    _apply_in_model(host, plan(before, desired).actions, family)
+    # Someone else adds a binding on another port and turns on weak host send on the NIC.
+    site = next(s for s in host.sites if s.name == "Default Web Site")
+    site.bindings.append(("http", "*:8081:"))
+    now = facts_of(host)
+    undo = rollback_plan(before, now, desired)
+    bindings = [a for a in undo.actions if a.step == "iis_binding"]
+    assert all(a.params["Ip"] == VIP for a in bindings)
+    assert not any(a.params.get("Port") == 8081 for a in undo.actions)
+
+
+def test_a_rule_that_differs_is_replaced_and_the_plan_converges() -> None:
+    host = first_host("2019")
+    host.firewall.domain = host.firewall.private = host.firewall.public = True
+    desired = desired_for(host)
+    family = facts_of(host).os.family.value
+    _apply_in_model(host, plan(facts_of(host), desired).actions, family)
+    assert plan(facts_of(host), desired).actions == ()
+    rule = next(r for r in host.firewall.rules if r.name.startswith("dsrprep "))
+    rule.enabled = False
+    fix = plan(facts_of(host), desired)
+    assert [(a.step, a.params["Ensure"]) for a in fix.actions if a.step == "firewall_rule"] == [
+        ("firewall_rule", "Absent"), ("firewall_rule", "Present")]
+    _apply_in_model(host, fix.actions, family)
+    assert plan(facts_of(host), desired).actions == ()
+
+
+def test_ipv6_only_vips_are_refused() -> None:
+    host = first_host("2016")
+    the_plan = plan(facts_of(host), desired_for(host, vips=(Vip("fd00::200", (80,), "tcp"),)))
+    assert any("IPv6-only" in r for r in the_plan.refusals)
+
+
+def test_host_headers_are_kept_for_the_vip_binding() -> None:
+    host = first_host("2016")
+    site = next(s for s in host.sites if s.name == "Default Web Site")
+    site.bindings[:] = [("http", f"{host.rip}:80:www.example.com")]
+    bindings = [a for a in plan(facts_of(host), desired_for(host)).actions if a.step == "iis_binding"]
+    assert [(a.params["Ip"], a.params["HostHeader"]) for a in bindings] == [(VIP, "www.example.com")]

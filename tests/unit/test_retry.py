@@ -63,3 +63,12 @@ def test_delays_grow_and_are_capped() -> None:
     call_with_retry(fn, RetryPolicy(attempts=6, base_delay=1.0, max_delay=3.0), sleep=slept.append)
     assert slept == sorted(slept)
     assert max(slept) <= 3.0
+
+
+def test_every_failed_attempt_is_reported_even_when_not_retried() -> None:
+    seen: list[tuple[int, str]] = []
+    fn = Flaky([AuthError("denied")])
+    with pytest.raises(AuthError):
+        call_with_retry(fn, RetryPolicy(attempts=3), sleep=lambda _s: None,
+                        on_failure=lambda n, e: seen.append((n, type(e).__name__)))
+    assert seen == [(1, "AuthError")]

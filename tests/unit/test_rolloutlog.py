@@ -62,3 +62,9 @@ def test_host_file_names_are_safe() -> None:
 
 def test_redact_is_deep() -> None:
     assert redact({"a": [{"secret": 1, "b": 2}]}) == {"a": [{"secret": "***", "b": 2}]}
+
+
+def test_host_names_that_look_like_secret_words_are_data() -> None:
+    data = {"outcomes": {"passport01": "changed", "tokyo-web": "ok"}, "ansible_password": "x", "token": "y"}
+    assert redact(data) == {"outcomes": {"passport01": "changed", "tokyo-web": "ok"},
+                            "ansible_password": "***", "token": "***"}

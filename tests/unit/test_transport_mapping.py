@@ -63,3 +63,8 @@ def test_psobjects_become_plain_dicts_recursively() -> None:
         "flags": {"a": True},
         "none": None,
     }
+
+
+@pytest.mark.parametrize("code", [404, 503])
+def test_winrm_service_down_is_unreachable(code: int) -> None:
+    assert isinstance(map_error(WinRMTransportError("http", code, "down"), phase="run"), Unreachable)
