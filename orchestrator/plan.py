@@ -329,10 +329,19 @@ def _plan_loopback(b: _Builder, loopback: Adapter | None, nic: Adapter) -> None:
         pnp = loopback.pnp_device_id
         config_reasons = _loopback_config_drift(loopback, d, v4, v6, fallback_mask if degraded else None)
         metric, dns_registration, netbios = loopback.metric, loopback.dns_registration, loopback.netbios
+    # Addresses on an adopted loopback that are not ours (another service's VIPs) stay where they are;
+    # only the APIPA address DHCP left behind goes.
+    kept4 = [a for a in (loopback.addresses if loopback else ()) if a.version == 4
+             and a.address not in v4 and not _is_link_local(a.address)]
+    kept6 = [a.address for a in (loopback.addresses if loopback else ()) if a.version == 6
+             and not _is_link_local(a.address) and not any(_same_ip(a.address, v) for v in v6)]
+    if kept4 or kept6:
+        b.warnings.append("the loopback also holds " + ", ".join([a.address for a in kept4] + kept6)
+                          + ": left as they are")
     if config_reasons:
         b.add("loopback_config", "; ".join(config_reasons), PnpDeviceId=pnp, Name=d.loopback_name,
-              Addresses=v4, Masks=[HOST_MASK] * len(v4), Addresses6=v6, SkipAsSource=skip,
-              FallbackMask=fallback_mask, Dhcp=False)
+              Addresses=v4 + [a.address for a in kept4], Masks=[HOST_MASK] * len(v4) + [a.mask for a in kept4],
+              Addresses6=v6 + kept6, SkipAsSource=skip, FallbackMask=fallback_mask, Dhcp=False)
     want_metric = DEGRADED_METRIC if degraded else d.metric
     want_dns = False if d.disable_dns_registration else (True if dns_registration is None else dns_registration)
     want_netbios = 2 if d.disable_netbios else (0 if netbios is None else netbios)
@@ -373,10 +382,9 @@ def _loopback_config_drift(lb: Adapter, d: Desired, v4: list[str], v6: list[str]
         wanted = ipaddress.ip_address(vip)
         if not any(ipaddress.ip_address(a) == wanted and m == "128" for a, m in held6.items()):
             reasons.append(f"VIP {vip} missing on loopback (/128)")
-    extra = [a for a in held4 if a not in v4] + [a for a in held6 if not any(
-        ipaddress.ip_address(a) == ipaddress.ip_address(v) for v in v6)]
-    if extra:
-        reasons.append("other addresses on loopback: " + ", ".join(extra))
+    apipa = [a for a in held4 if a not in v4 and _is_link_local(a)]
+    if apipa:
+        reasons.append("APIPA address on loopback: " + ", ".join(apipa))
     if lb.gateways:
         reasons.append("gateway on loopback: " + ", ".join(lb.gateways))
     if lb.dns_servers:
@@ -388,6 +396,9 @@ def _plan_weak_host(b: _Builder, loopback: Adapter | None, nic: Adapter) -> None
     if not b.facts.weak_host_configurable:
         return
     versions = sorted({v.version for v in b.desired.vips})
+    if 6 in versions and nic.interface_index is not None and b.facts.weak_host(nic.interface_index, 6) is None:
+        b.problems.append(f"IPv6 VIPs but NIC '{nic.connection_id}' has no IPv6 interface (netsh shows none)")
+        return
     for version in versions:
         if nic.interface_index is not None:
             current = b.facts.weak_host(nic.interface_index, version)

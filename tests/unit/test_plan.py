@@ -190,3 +190,18 @@ def test_host_headers_are_kept_for_the_vip_binding() -> None:
     site.bindings[:] = [("http", f"{host.rip}:80:www.example.com")]
     bindings = [a for a in plan(facts_of(host), desired_for(host)).actions if a.step == "iis_binding"]
     assert [(a.params["Ip"], a.params["HostHeader"]) for a in bindings] == [(VIP, "www.example.com")]
+
+
+def test_an_adopted_loopback_keeps_addresses_that_are_not_ours() -> None:
+    host = first_host("2016")
+    desired = desired_for(host)
+    family = facts_of(host).os.family.value
+    _apply_in_model(host, plan(facts_of(host), desired).actions, family)
+    loopback = next(n for n in host.nics if n.service_name == "msloop" and any(a == VIP for a, _ in n.addresses))
+    loopback.addresses.append(("10.20.0.201", "255.255.255.255"))  # another service's VIP
+    loopback.connection_id = "Loopback by hand"
+    host.marker.clear()
+    the_plan = plan(facts_of(host), desired)
+    config = next(a for a in the_plan.actions if a.step == "loopback_config")
+    assert config.params["Addresses"] == [VIP, "10.20.0.201"]
+    assert any("10.20.0.201" in w for w in the_plan.warnings)
