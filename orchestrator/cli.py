@@ -512,17 +512,16 @@ def lab_serve(
     except FleetError as exc:
         raise _fail(str(exc)) from None
     stop = threading.Event()
+    # Both explicitly: a shell that starts this in the background hands it SIGINT ignored.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     with fleet:
         fleet.write_inventory(inventory_out)
         out.print(f"lab fleet: {len(fleet.hosts)} hosts ({profile}, seed {seed}); inventory: {inventory_out}")
         for handle in fleet.hosts:
             out.print(f"  {handle.name:<8} {handle.model.os_family:<7} {handle.url}")
         out.print("Ctrl-C stops the fleet.")
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
     out.print("lab fleet stopped.")
 
