@@ -234,6 +234,8 @@ class Firewall:
     port_openings: tuple[PortOpening, ...]
     exceptions_enabled: bool | None  # 2003 only
     interface_modes: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    # 2008+: an enabled inbound rule lets WinRM (5985/5986) in on the Public profile; None: unknown.
+    winrm_public: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -920,6 +922,12 @@ class _Reader:
             raise self._fail(key, "an integer or null", value)
         return value
 
+    def opt_bool(self, key: str) -> bool | None:
+        value = self._get(key, optional=True)
+        if value is not None and not isinstance(value, bool):
+            raise self._fail(key, "a boolean or null", value)
+        return value
+
     def bool_(self, key: str) -> bool:
         value = self._get(key)
         if not isinstance(value, bool):
@@ -1089,6 +1097,7 @@ def _parse_firewall(r: _Reader) -> Firewall:
             rules=rules,
             port_openings=(),
             exceptions_enabled=None,
+            winrm_public=r.opt_bool("winrm_public"),
         )
     raise FactsError(f"{r._child_path('api')}: expected 'netsh-firewall' or 'advfirewall', got {api!r}")
 

@@ -214,6 +214,8 @@ def plan(facts: Facts, desired: Desired) -> Plan:
         _plan_http_listen(b)
         _plan_iis(b)
     blockers = _change_blockers(facts, desired) if b.actions else []
+    if any(a.step in ("loopback", "loopback_config") for a in b.actions):
+        blockers += _profile_flip_blockers(facts, loopback)
     actions = sorted(b.actions, key=lambda a: STEP_ORDER.index(a.step))
     if actions:
         vips = [v.address for v in desired.vips]
@@ -241,6 +243,23 @@ def _change_blockers(facts: Facts, desired: Desired) -> list[str]:
         reasons.append(f"SkipAsSource wanted but {SKIP_AS_SOURCE_HOTFIX} is not installed on this Windows "
                        "Server 2008: install it, or set dsr_skip_as_source: false")
     return reasons
+
+
+def _profile_flip_blockers(facts: Facts, loopback: Adapter | None) -> list[str]:
+    """Windows Server 2008 (not R2) has one firewall profile for the whole machine: the loopback's
+    unidentified network switches it to Public. If WinRM is not let in there, the change locks out
+    the very session making it."""
+    fw = facts.firewall
+    if facts.os.family is not OsFamily.WIN2008 or not (fw.profiles or {}).get("public"):
+        return []
+    already_public = fw.current_profiles is not None and fw.current_profiles & 4
+    if already_public or fw.winrm_public is not False:
+        return []
+    if loopback is not None and any(a.version == 4 and not _is_link_local(a.address) for a in loopback.addresses):
+        return []  # the loopback already has an address: its network is already there
+    return ["Windows Server 2008: the loopback's unidentified network will switch the whole machine to the "
+            "Public firewall profile, where no rule lets WinRM in, cutting off management: allow WinRM "
+            "(TCP 5985/5986) on the Public profile first, then run again"]
 
 
 def _check_subnet(b: _Builder, nic: Adapter) -> None:

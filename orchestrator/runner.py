@@ -343,9 +343,10 @@ def _apply(ctx: _Context, facts: Facts, actions: Sequence[Action],
     replans = 0
     sequence = 0
 
-    def refresh(step: str, cause: BaseException | None = None) -> list[Action]:
+    def refresh(step: str, cause: BaseException | None = None, *, expected: bool = False) -> list[Action]:
+        # `expected`: the step announced it (a service restart), so it does not count as a recovery.
         nonlocal facts, replans
-        replans += 1
+        replans += 0 if expected else 1
         if replans > MAX_RECOVERIES:
             raise HostFailed(step, ErrorInfo("NotConverging", f"state still moving after {MAX_RECOVERIES} re-plans"))
         ctx.conn.reconnect()
@@ -389,7 +390,7 @@ def _apply(ctx: _Context, facts: Facts, actions: Sequence[Action],
             restart = result.get("restart")
             delay = restart.get("delay_seconds") if isinstance(restart, Mapping) else None
             ctx.sleep(float(delay) + 1.0 if isinstance(delay, int | float) else DEFAULT_RESTART_WAIT)
-            queue = refresh(action.step)
+            queue = refresh(action.step, expected=True)
         elif isinstance(result, Mapping) and result.get("degraded"):
             # Windows chose a fallback (2003 refusing /32): what is left follows from the new state.
             queue = refresh(action.step)

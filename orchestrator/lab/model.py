@@ -427,9 +427,15 @@ class WindowsHost:
                 profiles=None,
                 current_profiles=None,
                 rules=[],
+                winrm_public=None,
             )
         return Hashtable(
             api="advfirewall",
+            winrm_public=any(
+                r.enabled and r.direction == 1 and r.action == 1 and r.profiles & 4
+                and bool({"5985", "5986", "*"} & set(r.local_ports.split(",")))
+                for r in fw.rules
+            ),
             opmode_text=None,
             portopening_text=None,
             profiles=Hashtable(domain=fw.domain, private=fw.private, public=fw.public),
@@ -2348,6 +2354,10 @@ def _build_firewall(spec: FamilySpec, rng: random.Random, nics: list[Nic], has_l
         # An unidentified network is public; 2008 applies one profile, the most restrictive, to the
         # whole machine, 2008 R2+ one per network.
         current = 4 if spec.family == "2008" else 1 | 4
+    # `winrm quickconfig` allows WinRM on Domain and Private only. A 2008 host managed over WinRM with
+    # its Public profile on has been given Public too (its machine-wide profile can turn Public);
+    # tests take that away to see dsrprep refuse.
+    winrm_profiles = 1 | 2 | (4 if spec.family == "2008" and mode != "off" else 0)
     return AdvFirewall(
         domain=mode == "on",
         private=mode != "off",
@@ -2355,6 +2365,6 @@ def _build_firewall(spec: FamilySpec, rng: random.Random, nics: list[Nic], has_l
         current_profiles=current,
         rules=[
             FirewallRule("World Wide Web Services (HTTP Traffic-In)", True, 1, 1, 6, "*", "80", ALL_PROFILES),
-            FirewallRule("Windows Remote Management (HTTP-In)", True, 1, 1, 6, "*", "5985", 1 | 2),
+            FirewallRule("Windows Remote Management (HTTP-In)", True, 1, 1, 6, "*", "5985", winrm_profiles),
         ],
     )

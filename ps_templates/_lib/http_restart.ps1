@@ -17,7 +17,9 @@ function Start-HttpRestart {
     $steps = New-Object System.Collections.ArrayList
     [void]$steps.Add('ping -n 6 127.0.0.1 >nul')
     [void]$steps.Add('net stop http /y')
-    foreach ($name in $services) {
+    # WinRM first: management comes back before slower services such as W3SVC.
+    $ordered = @($services | Where-Object { $_ -eq 'WinRM' }) + @($services | Where-Object { $_ -ne 'WinRM' })
+    foreach ($name in $ordered) {
         if ($name -match '\s') { [void]$steps.Add(('net start "{0}"' -f $name)) } else { [void]$steps.Add(('net start {0}' -f $name)) }
     }
     $log = Join-Path $env:windir 'Temp\dsrprep-http-restart.log'

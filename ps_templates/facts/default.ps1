@@ -157,11 +157,19 @@ if ($isLegacy) {
         profiles = $null
         current_profiles = $null
         rules = [object[]]$ruleList.ToArray()
+        winrm_public = $null
     }
 } else {
     $policy = New-Object -ComObject HNetCfg.FwPolicy2
+    # Is WinRM let in on the Public profile? On 2008 a new loopback's unidentified network moves
+    # the whole machine to Public, and without such a rule the management session is shut out.
+    $winrmPublic = $false
     # Only our own rules: the full rule table is hundreds of entries the plan does not need.
     foreach ($rule in $policy.Rules) {
+        if ($rule.Enabled -and [int]$rule.Direction -eq 1 -and [int]$rule.Action -eq 1 -and ([int]$rule.Profiles -band 4)) {
+            $rulePorts = @(([string]$rule.LocalPorts) -split ',')
+            if ($rulePorts -contains '5985' -or $rulePorts -contains '5986' -or $rulePorts -contains '*') { $winrmPublic = $true }
+        }
         if (-not ([string]$rule.Name).StartsWith('dsrprep')) { continue }
         [void]$ruleList.Add(@{
             name = [string]$rule.Name
@@ -185,6 +193,7 @@ if ($isLegacy) {
         }
         current_profiles = [int]$policy.CurrentProfileTypes
         rules = [object[]]$ruleList.ToArray()
+        winrm_public = $winrmPublic
     }
 }
 
@@ -239,8 +248,10 @@ if ($isLegacy) {
     $httpcfg = $null
     $command = Get-Command 'httpcfg.exe' -ErrorAction SilentlyContinue
     if ($null -ne $command) { $httpcfg = @($command)[0].Definition }
-    if ($null -eq $httpcfg -and $null -ne $env:ProgramFiles) {
-        $candidate = Join-Path $env:ProgramFiles 'Support Tools\httpcfg.exe'
+    # 64-bit 2003 installs the 32-bit Support Tools under Program Files (x86).
+    foreach ($root in @($env:ProgramFiles, ${env:ProgramFiles(x86)})) {
+        if ($null -ne $httpcfg -or $null -eq $root) { continue }
+        $candidate = Join-Path $root 'Support Tools\httpcfg.exe'
         if (Test-Path -LiteralPath $candidate) { $httpcfg = $candidate }
     }
     if ($null -ne $httpcfg) { $httpListenText = Get-NativeText $httpcfg @('query', 'iplisten') }

@@ -15,8 +15,10 @@ function Find-Httpcfg {
     # httpcfg.exe comes with the Windows Server 2003 Support Tools, which many servers lack.
     $command = Get-Command 'httpcfg.exe' -CommandType Application -ErrorAction SilentlyContinue
     if ($null -ne $command) { return @($command)[0].Definition }
-    if ($null -ne $env:ProgramFiles) {
-        $candidate = Join-Path $env:ProgramFiles 'Support Tools\httpcfg.exe'
+    # 64-bit 2003 installs the 32-bit Support Tools under Program Files (x86).
+    foreach ($root in @($env:ProgramFiles, ${env:ProgramFiles(x86)})) {
+        if ($null -eq $root) { continue }
+        $candidate = Join-Path $root 'Support Tools\httpcfg.exe'
         if (Test-Path -LiteralPath $candidate -PathType Leaf) { return $candidate }
     }
     throw 'httpcfg.exe was not found (Windows Server 2003 Support Tools)'

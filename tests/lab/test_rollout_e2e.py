@@ -249,3 +249,23 @@ def test_peer_arp_check_from_the_inventory(workdir: Path) -> None:
         assert peer.counters.steps["arp_check"] == 1
         log = (Path(doc["run_dir"]) / "hosts" / f"{first.name}.jsonl").read_text()
         assert '"event": "peer_arp"' in log and "00-0C-29-4C-42-01" in log.upper()
+
+
+def test_2008_without_winrm_on_public_is_refused_before_the_profile_flip(workdir: Path) -> None:
+    with _fleet("2008", count=1, seed=11) as fleet:
+        model = fleet.hosts[0].model
+        model.nics = [n for n in model.nics if n.service_name != "msloop"]
+        model.firewall.public = True
+        model.firewall.current_profiles = 1  # domain network: the flip is still to come
+        for rule in model.firewall.rules:
+            if rule.local_ports == "5985":
+                rule.profiles = 1 | 2  # what `winrm quickconfig` leaves: Domain and Private only
+        inventory = workdir / "lab.yml"
+        fleet.write_inventory(inventory)
+        before = parse_facts(model.facts()).to_dict()
+        code, doc = cli("rollout", str(inventory), "--yes", "--json", "--runs-dir", str(workdir / "runs"))
+        assert code == 1
+        entry = doc["hosts"][fleet.hosts[0].name]
+        assert entry["status"] == "failed" and entry["failed_step"] == "preflight"
+        assert "Public firewall profile" in entry["error"]["message"]
+        assert parse_facts(model.facts()).to_dict() == before

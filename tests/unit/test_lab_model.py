@@ -79,7 +79,7 @@ ADAPTER_TYPES: dict[str, tuple[type, ...]] = {
     "domain_dns_registration": (bool,),
     "netbios": (int,),
 }
-FIREWALL_KEYS = {"api", "opmode_text", "portopening_text", "profiles", "current_profiles", "rules"}
+FIREWALL_KEYS = {"api", "opmode_text", "portopening_text", "profiles", "current_profiles", "rules", "winrm_public"}
 RULE_TYPES: dict[str, type] = {
     "name": str,
     "enabled": bool,
