@@ -44,7 +44,10 @@ foreach ($binding in @($setting.ServerBindings)) {
 
 $changed = $false
 if ($Ensure -eq 'Present' -and -not $bound) {
-    $new = ([wmiclass]'root\MicrosoftIISv2:ServerBinding').CreateInstance()
+    # Through the setting's own connection: the IIS 6 provider wants packet privacy, which a plain
+    # [wmiclass] connection does not ask for.
+    $bindingPath = New-Object System.Management.ManagementPath('ServerBinding')
+    $new = (New-Object System.Management.ManagementClass($setting.psbase.Scope, $bindingPath, $null)).CreateInstance()
     $new.IP = $ipText
     $new.Port = [string]$Port
     $new.Hostname = $hostText
