@@ -20,6 +20,7 @@ $HardwareId = '*msloop'
 # would need .NET 3.5). Every null stays inside C#: PowerShell 2.0 turns a $null string into "".
 $SetupApiSource = @'
 using System;
+using Microsoft.Win32;
 using System.ComponentModel;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -108,10 +109,15 @@ namespace Dsrprep
                     throw Failure("SetupDiSetDeviceRegistryProperty(SPDRP_HARDWAREID)");
                 if (!SetupDiCallClassInstaller(DIF_REGISTERDEVICE, set, ref data))
                     throw Failure("SetupDiCallClassInstaller(DIF_REGISTERDEVICE)");
+                string instanceId = null;
                 try
                 {
                     DeviceResult result = new DeviceResult();
                     result.InstanceId = InstanceId(set, ref data);
+                    // Recorded before the driver install, which can block for minutes: should the
+                    // session end meanwhile, the next run finds this device instead of adding another.
+                    instanceId = result.InstanceId;
+                    RecordMarker(instanceId, true);
                     // FORCE also reinstalls the driver of every other *msloop device; NONINTERACTIVE
                     // makes a would-be dialog an error: a WinRM host has no desktop to show it on.
                     bool reboot;
@@ -124,6 +130,8 @@ namespace Dsrprep
                 {
                     // A registered device without its driver would stay behind as an unknown device.
                     SetupDiCallClassInstaller(DIF_REMOVE, set, ref data);
+                    if (instanceId != null)
+                        RecordMarker(instanceId, false);
                     throw;
                 }
             }
@@ -170,6 +178,31 @@ namespace Dsrprep
             SP_DEVINFO_DATA data = new SP_DEVINFO_DATA();
             data.cbSize = Marshal.SizeOf(typeof(SP_DEVINFO_DATA));
             return data;
+        }
+
+        // The same values the script writes under HKLM\SOFTWARE\dsrprep\DSR; cleared only if they
+        // still name this device.
+        static void RecordMarker(string instanceId, bool created)
+        {
+            RegistryKey key = Registry.LocalMachine.CreateSubKey(@"SOFTWARE\dsrprep\DSR");
+            try
+            {
+                if (created)
+                {
+                    key.SetValue("LoopbackPnpId", instanceId, RegistryValueKind.String);
+                    key.SetValue("LoopbackCreated", "1", RegistryValueKind.String);
+                }
+                else if (string.Equals(key.GetValue("LoopbackPnpId") as string, instanceId,
+                                       StringComparison.OrdinalIgnoreCase))
+                {
+                    key.DeleteValue("LoopbackPnpId", false);
+                    key.DeleteValue("LoopbackCreated", false);
+                }
+            }
+            finally
+            {
+                key.Close();
+            }
         }
 
         static string InstanceId(IntPtr set, ref SP_DEVINFO_DATA data)
@@ -302,7 +335,8 @@ if ($Ensure -eq 'Present') {
             $device = [Dsrprep.LoopbackDevice]::Create($inf, $HardwareId)
             $newId = $device.InstanceId
             $rebootRequired = $device.RebootRequired
-            # Recorded at once: should the adapter never show up below, rollback can still remove it.
+            # Create() recorded the device in the marker before installing its driver; again here
+            # in the script's own way, so both paths leave the same values.
             Set-MarkerValue 'LoopbackPnpId' $newId
             Set-MarkerValue 'LoopbackCreated' '1'
         }
