@@ -66,7 +66,18 @@ if ($Ensure -eq 'Present' -and -not $bound) {
 $restarted = $false
 if ($changed -and $Restart -and $state -eq 'Started') {
     [void]$outputs.Add((Invoke-NativeCommand $appcmd @('stop', 'site', "/site.name:$Site")).output)
-    [void]$outputs.Add((Invoke-NativeCommand $appcmd @('start', 'site', "/site.name:$Site")).output)
+    try {
+        [void]$outputs.Add((Invoke-NativeCommand $appcmd @('start', 'site', "/site.name:$Site")).output)
+    } catch {
+        # The site served traffic a moment ago: take the binding change back and start it as it was
+        # (a binding already used by another site makes the start fail), then report the failure.
+        $failure = $_
+        $undo = '/-bindings.'
+        if ($Ensure -eq 'Absent') { $undo = '/+bindings.' }
+        try { [void](Invoke-NativeCommand $appcmd @('set', 'site', "/site.name:$Site", ($undo + $entry))) } catch { ; }
+        try { [void](Invoke-NativeCommand $appcmd @('start', 'site', "/site.name:$Site")) } catch { ; }
+        throw $failure
+    }
     $restarted = $true
 }
 
