@@ -552,7 +552,7 @@ def demo(
                 lambda log: rollout_fleet(selected, session_factory=psrp_session, log=log, policy=RetryPolicy(),
                                           peers=_peers(inv), dry_run=dry_run))
             out.print(_plan_table(f"{title} (log: {_log.path})", outcomes, dry_run=dry_run))
-            out.print(_summary_text(outcomes))
+            out.print(_summary_text([_PlanView(o) for o in outcomes] if dry_run else outcomes))
             return outcomes
 
         run("1. plan: what would change", dry_run=True)
