@@ -1087,7 +1087,10 @@ def _parse_firewall(r: _Reader) -> Firewall:
             interface_modes=opmode.interfaces,
         )
     if api == "advfirewall":
-        profiles_reader = r.child("profiles")
+        profiles_reader = r.opt_child("profiles")
+        if profiles_reader is None:  # the firewall service did not answer: state unknown
+            return Firewall(api=api, enabled=None, profiles=None, current_profiles=None, rules=rules,
+                            port_openings=(), exceptions_enabled=None)
         profiles = {name: profiles_reader.bool_(name) for name in ("domain", "private", "public")}
         return Firewall(
             api=api,

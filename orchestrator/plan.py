@@ -285,8 +285,11 @@ def _plan_firewall(b: _Builder) -> None:
         if legacy:
             if fw.enabled:
                 b.add("firewall_state", "Windows Firewall is on (dsr_firewall: disable)", Enabled=False, Profiles=[])
+        elif fw.profiles is None:
+            b.problems.append("the Windows Firewall state could not be read (is the Windows Firewall service "
+                              "running?): start it, or set dsr_firewall: skip")
         else:
-            on = sorted(name for name, enabled in (fw.profiles or {}).items() if enabled)
+            on = sorted(name for name, enabled in fw.profiles.items() if enabled)
             if on:
                 b.add("firewall_state", f"firewall profiles on: {', '.join(on)} (dsr_firewall: disable)",
                       Enabled=False, Profiles=on)
@@ -306,7 +309,11 @@ def _plan_firewall(b: _Builder) -> None:
                     b.add("firewall_rule", f"no port opening for {vip.protocol.upper()} {port}", Ensure="Present",
                           Name=_rule_name(vip, port), Vip=vip.address, Protocol=vip.protocol.upper(), Port=port)
         return
-    if fw.profiles is not None and not any(fw.profiles.values()):
+    if fw.profiles is None:
+        b.problems.append("the Windows Firewall state could not be read (is the Windows Firewall service "
+                          "running?): start it, or set dsr_firewall: skip")
+        return
+    if not any(fw.profiles.values()):
         return
     rules = {r.name: r for r in fw.rules}
     for vip in b.desired.vips:

@@ -160,6 +160,7 @@ if ($isLegacy) {
         winrm_public = $null
     }
 } else {
+  try {
     $policy = New-Object -ComObject HNetCfg.FwPolicy2
     # Is WinRM let in on the Public profile? On 2008 a new loopback's unidentified network moves
     # the whole machine to Public, and without such a rule the management session is shut out.
@@ -195,6 +196,19 @@ if ($isLegacy) {
         rules = [object[]]$ruleList.ToArray()
         winrm_public = $winrmPublic
     }
+  } catch {
+    # The firewall API answers nothing while the Windows Firewall service (MpsSvc) is stopped: the
+    # state is unknown, which the plan reports, rather than the whole facts step failing.
+    $firewall = @{
+        api = 'advfirewall'
+        opmode_text = $null
+        portopening_text = $null
+        profiles = $null
+        current_profiles = $null
+        rules = @()
+        winrm_public = $null
+    }
+  }
 }
 
 # --- IIS and http.sys ---------------------------------------------------------------------------

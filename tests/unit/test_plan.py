@@ -205,3 +205,16 @@ def test_an_adopted_loopback_keeps_addresses_that_are_not_ours() -> None:
     config = next(a for a in the_plan.actions if a.step == "loopback_config")
     assert config.params["Addresses"] == [VIP, "10.20.0.201"]
     assert any("10.20.0.201" in w for w in the_plan.warnings)
+
+
+def test_unreadable_firewall_state_is_a_refusal_unless_skipped() -> None:
+    host = first_host("2019")
+    raw = host.facts()
+    raw["firewall"]["profiles"] = None
+    raw["firewall"]["current_profiles"] = None
+    raw["firewall"]["winrm_public"] = None
+    facts = parse_facts(raw)
+    assert facts.firewall.profiles is None and facts.firewall.enabled is None
+    refused = plan(facts, desired_for(host))
+    assert any("Windows Firewall state could not be read" in r for r in refused.refusals)
+    assert not plan(facts, desired_for(host, firewall="skip")).refusals
