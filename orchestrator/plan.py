@@ -454,10 +454,11 @@ def _plan_http_listen(b: _Builder) -> None:
     if not listen:
         return
     held = {ipaddress.ip_address(a) for a in listen}
-    for vip in b.desired.vips:
-        if ipaddress.ip_address(vip.address) not in held:
-            b.add("http_listen", f"http.sys listens only on {', '.join(listen)}: add VIP {vip.address}",
-                  Ensure="Present", Address=vip.address)
+    missing = [v.address for v in b.desired.vips if ipaddress.ip_address(v.address) not in held]
+    if missing:
+        # One action, so that the HTTP service restarts once for all of them.
+        b.add("http_listen", f"http.sys listens only on {', '.join(listen)}: add {', '.join(missing)}",
+              Ensure="Present", Addresses=missing)
 
 
 def _find_site(facts: Facts, name: str) -> Site | None:
@@ -550,10 +551,10 @@ def rollback_plan(before: Facts, now: Facts, desired: Desired) -> Plan:
                             Ensure="Absent", Site=site_now.name, Protocol=x.protocol, Ip=x.ip, Port=x.port,
                             HostHeader=x.host, Restart=desired.restart_site and i == len(new) - 1))
     if now.http_listen and before.http_listen:  # dsrprep never adds to an empty (or unreadable) list
-        for address in now.http_listen:
-            if address not in before.http_listen and _ip_in(address, vips):
-                add(_action("http_listen", f"remove {address} from the http.sys listen list", Ensure="Absent",
-                            Address=address))
+        added = [a for a in now.http_listen if a not in before.http_listen and _ip_in(a, vips)]
+        if added:
+            add(_action("http_listen", f"remove {', '.join(added)} from the http.sys listen list",
+                        Ensure="Absent", Addresses=added))
     nic = find_nic(before, desired.nic)
     touched = [a for a in (nic, None if created else lb_now) if a is not None and a.interface_index is not None]
     for adapter in touched:

@@ -1401,33 +1401,39 @@ class WindowsHost:
     def _step_http_listen(self, params: dict[str, Any], variant: str) -> ScriptResult:
         _expect_variant("http_listen", variant, DEFAULT_VARIANT, "win2003")
         present = _ensure(params)
-        address = _p_str(params, "Address")
-        if not _is_ip(address):
-            raise StepFailed(f"'{address}' is not an IP address")
-        canonical = _normal_ip(address)
-        listed = any(_normal_ip(a) == canonical for a in self.http_listen)
-        verb = "add" if present else "delete"
+        addresses = [str(a) for a in _p_list(params, "Addresses")]
+        if not addresses:
+            raise StepFailed("Addresses is empty")
+        for address in addresses:
+            if not _is_ip(address):
+                raise StepFailed(f"'{address}' is not an IP address")
+        wanted = [_normal_ip(a) for a in addresses]
         if variant == DEFAULT_VARIANT:
             self._netsh(["http", "show", "iplisten"], admin=False)
-            if present == listed:
-                return _result(False, address=canonical, restart_scheduled=False, restart=None, output=None)
-            self._netsh(["http", verb, "iplisten", f"ipaddress={address}"])
-            output = _text(["", f"IP address successfully {verb}{'ed' if present else 'd'}", ""])
-        else:
-            if not self.spec.is_2003 or not self.httpcfg_installed:
-                raise StepFailed("httpcfg.exe was not found (Windows Server 2003 Support Tools)")
-            if present == listed:
-                return _result(False, address=canonical, restart_scheduled=False, restart=None, output=None)
-            call = "HttpSetServiceConfiguration" if present else "HttpDeleteServiceConfiguration"
-            if not self.elevated:
-                command = _command_line("httpcfg.exe", ["set" if present else "delete", "iplisten", "-i", address])
-                raise StepFailed(f"{command} failed (status 5): {call} completed with 5.")
-            output = _text([f"{call} completed with 0."])
-        if present:
-            self.http_listen.append(address)
-        else:
-            self.http_listen = [a for a in self.http_listen if _normal_ip(a) != canonical]
-        return _result(True, address=canonical, restart_scheduled=True, restart=self._http_restart(), output=output)
+        elif not self.spec.is_2003 or not self.httpcfg_installed:
+            raise StepFailed("httpcfg.exe was not found (Windows Server 2003 Support Tools)")
+        current = [_normal_ip(a) for a in self.http_listen]
+        todo = [a for a in wanted if (a in current) != present]
+        if not todo:
+            return _result(False, addresses=wanted, restart_scheduled=False, restart=None, output=None)
+        verb = "add" if present else "delete"
+        outputs = []
+        for address in todo:
+            if variant == DEFAULT_VARIANT:
+                self._netsh(["http", verb, "iplisten", f"ipaddress={address}"])
+                outputs.append(_text(["", f"IP address successfully {verb}{'ed' if present else 'd'}", ""]))
+            else:
+                call = "HttpSetServiceConfiguration" if present else "HttpDeleteServiceConfiguration"
+                if not self.elevated:
+                    command = _command_line("httpcfg.exe", ["set" if present else "delete", "iplisten", "-i", address])
+                    raise StepFailed(f"{command} failed (status 5): {call} completed with 5.")
+                outputs.append(_text([f"{call} completed with 0."]))
+            if present:
+                self.http_listen.append(address)
+            else:
+                self.http_listen = [a for a in self.http_listen if _normal_ip(a) != address]
+        return _result(True, addresses=wanted, restart_scheduled=True, restart=self._http_restart(),
+                       output="".join(outputs))
 
     def _step_iis_binding(self, params: dict[str, Any], variant: str) -> ScriptResult:
         _expect_variant("iis_binding", variant, DEFAULT_VARIANT, "win2003")

@@ -1,9 +1,9 @@
 # dsrprep-step: http_listen
-# 2008+: adds or removes one address in the http.sys IP listen list (`netsh http`), then has the
-# HTTP service restarted, since http.sys reads the list only when it starts.
+# 2008+: adds or removes addresses in the http.sys IP listen list (`netsh http`), then has the
+# HTTP service restarted once, since http.sys reads the list only when it starts.
 param(
     [string]$Ensure,
-    [string]$Address
+    [string[]]$Addresses
 )
 $ErrorActionPreference = 'Stop'
 
@@ -22,27 +22,38 @@ function Get-ListenList([string]$Text) {
 }
 
 if ($Ensure -ne 'Present' -and $Ensure -ne 'Absent') { throw ("Ensure must be 'Present' or 'Absent', not '{0}'" -f $Ensure) }
-$canonical = ConvertTo-CanonicalIp $Address
-if ($null -eq $canonical) { throw ("'{0}' is not an IP address" -f $Address) }
+if ($null -eq $Addresses -or $Addresses.Count -eq 0) { throw 'Addresses is empty' }
+$wanted = New-Object System.Collections.ArrayList
+foreach ($address in $Addresses) {
+    $canonical = ConvertTo-CanonicalIp $address
+    if ($null -eq $canonical) { throw ("'{0}' is not an IP address" -f $address) }
+    [void]$wanted.Add($canonical)
+}
 
 $shown = Invoke-NativeCommand 'netsh.exe' @('http', 'show', 'iplisten')
-$listed = (Get-ListenList $shown.output) -contains $canonical
+$current = Get-ListenList $shown.output
 
 $changed = $false
-$output = $null
+$outputs = New-Object System.Collections.ArrayList
 $restart = $null
-if ($Ensure -eq 'Present' -and -not $listed) {
-    $output = (Invoke-NativeCommand 'netsh.exe' @('http', 'add', 'iplisten', "ipaddress=$Address")).output
-    $changed = $true
-} elseif ($Ensure -eq 'Absent' -and $listed) {
-    $output = (Invoke-NativeCommand 'netsh.exe' @('http', 'delete', 'iplisten', "ipaddress=$Address")).output
-    $changed = $true
+foreach ($canonical in $wanted) {
+    $listed = $current -contains $canonical
+    if ($Ensure -eq 'Present' -and -not $listed) {
+        [void]$outputs.Add((Invoke-NativeCommand 'netsh.exe' @('http', 'add', 'iplisten', "ipaddress=$canonical")).output)
+        $changed = $true
+    } elseif ($Ensure -eq 'Absent' -and $listed) {
+        [void]$outputs.Add((Invoke-NativeCommand 'netsh.exe' @('http', 'delete', 'iplisten', "ipaddress=$canonical")).output)
+        $changed = $true
+    }
 }
+# One restart for every address changed: each restart takes IIS and WinRM down for seconds.
 if ($changed) { $restart = Start-HttpRestart }
+$output = $null
+if ($outputs.Count -gt 0) { $output = ($outputs -join '') }
 
 @{
     changed = $changed
-    address = $canonical
+    addresses = [object[]]$wanted.ToArray()
     restart_scheduled = $changed
     restart = $restart
     output = $output

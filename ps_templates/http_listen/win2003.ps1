@@ -1,9 +1,9 @@
 # dsrprep-step: http_listen
-# Windows Server 2003: adds or removes one address in the http.sys IP listen list with httpcfg
+# Windows Server 2003: adds or removes addresses in the http.sys IP listen list with httpcfg
 # (Support Tools), then has the HTTP service restarted, since http.sys reads the list at start.
 param(
     [string]$Ensure,
-    [string]$Address
+    [string[]]$Addresses
 )
 $ErrorActionPreference = 'Stop'
 
@@ -37,32 +37,46 @@ function Invoke-Httpcfg([string]$Path, [string[]]$Arguments, [int[]]$Accepted) {
 }
 
 if ($Ensure -ne 'Present' -and $Ensure -ne 'Absent') { throw ("Ensure must be 'Present' or 'Absent', not '{0}'" -f $Ensure) }
-$canonical = ConvertTo-CanonicalIp $Address
-if ($null -eq $canonical) { throw ("'{0}' is not an IP address" -f $Address) }
+if ($null -eq $Addresses -or $Addresses.Count -eq 0) { throw 'Addresses is empty' }
+$wanted = New-Object System.Collections.ArrayList
+foreach ($address in $Addresses) {
+    $canonical = ConvertTo-CanonicalIp $address
+    if ($null -eq $canonical) { throw ("'{0}' is not an IP address" -f $address) }
+    [void]$wanted.Add($canonical)
+}
 
 $httpcfg = Find-Httpcfg
 # Records "IP : <address>" each followed by a dashed line.
 $query = Invoke-Httpcfg $httpcfg @('query', 'iplisten') @(0, 1168)
-$listed = $false
+$current = New-Object System.Collections.ArrayList
 foreach ($line in @($query.output -split "`r?`n")) {
-    if ($line -match '^\s*[^:]+:\s*(\S+)\s*$' -and (ConvertTo-CanonicalIp $matches[1]) -eq $canonical) { $listed = $true }
+    if ($line -match '^\s*[^:]+:\s*(\S+)\s*$') {
+        $listedAddress = ConvertTo-CanonicalIp $matches[1]
+        if ($null -ne $listedAddress) { [void]$current.Add($listedAddress) }
+    }
 }
 
 $changed = $false
-$output = $null
+$outputs = New-Object System.Collections.ArrayList
 $restart = $null
-if ($Ensure -eq 'Present' -and -not $listed) {
-    $output = (Invoke-Httpcfg $httpcfg @('set', 'iplisten', '-i', $Address) @(0)).output
-    $changed = $true
-} elseif ($Ensure -eq 'Absent' -and $listed) {
-    $output = (Invoke-Httpcfg $httpcfg @('delete', 'iplisten', '-i', $Address) @(0)).output
-    $changed = $true
+foreach ($canonical in $wanted) {
+    $listed = $current -contains $canonical
+    if ($Ensure -eq 'Present' -and -not $listed) {
+        [void]$outputs.Add((Invoke-Httpcfg $httpcfg @('set', 'iplisten', '-i', $canonical) @(0)).output)
+        $changed = $true
+    } elseif ($Ensure -eq 'Absent' -and $listed) {
+        [void]$outputs.Add((Invoke-Httpcfg $httpcfg @('delete', 'iplisten', '-i', $canonical) @(0)).output)
+        $changed = $true
+    }
 }
+# One restart for every address changed: each restart takes IIS and WinRM down for seconds.
 if ($changed) { $restart = Start-HttpRestart }
+$output = $null
+if ($outputs.Count -gt 0) { $output = ($outputs -join '') }
 
 @{
     changed = $changed
-    address = $canonical
+    addresses = [object[]]$wanted.ToArray()
     restart_scheduled = $changed
     restart = $restart
     output = $output

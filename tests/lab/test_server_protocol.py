@@ -519,7 +519,7 @@ def test_a_fleet_host_runs_real_templates_and_drops_the_session_its_step_cuts_of
         pool = session()
         pool.open()
         # The win2003 variant on 2008 is the wrong template; its failure comes back as a script error.
-        wrong = step(pool, "http_listen", "2003", Ensure="Present", Address=vip)
+        wrong = step(pool, "http_listen", "2003", Ensure="Present", Addresses=[vip])
         assert wrong.had_errors and "httpcfg.exe was not found" in errors_of(wrong)[0]
         created = step(pool, "loopback", "2008", Ensure="Present", PnpDeviceId="", Vips=[vip], DevconPath="")
         assert not created.had_errors and created.output[0]["created"] is True

@@ -121,7 +121,7 @@ def apply_plan(host: WindowsHost) -> list[Step]:
                                     "Send": False}))
         steps.append(("weak_host", {"InterfaceIndex": 0, "IpVersion": 4, "Receive": True, "Send": True}))
     if facts.http_listen:
-        steps.append(("http_listen", {"Ensure": "Present", "Address": VIP}))
+        steps.append(("http_listen", {"Ensure": "Present", "Addresses": [VIP]}))
     site = next(s for s in facts.iis.sites if s.name == "Default Web Site")
     if not any(b.port == 80 and b.is_all_unassigned for b in site.bindings):
         steps.append(("iis_binding", binding_params()))
@@ -149,7 +149,7 @@ def rollback_plan(host: WindowsHost, before: Facts, created: bool) -> list[Step]
     if not any(b.port == 80 and b.is_all_unassigned for b in site.bindings):
         steps.append(("iis_binding", binding_params("Absent")))
     if before.http_listen:
-        steps.append(("http_listen", {"Ensure": "Absent", "Address": VIP}))
+        steps.append(("http_listen", {"Ensure": "Absent", "Addresses": [VIP]}))
     if not host.spec.is_2003:
         assert nic.interface_index is not None
         original = before.weak_host(nic.interface_index, 4)
@@ -328,11 +328,11 @@ def test_default_variants_fail_on_2003() -> None:
     assert failed(host, "skip_as_source", {"PnpDeviceId": "", "Address": VIP, "Mask": HOST_MASK, "Enabled": True}) == (
         "The adapter has no InterfaceIndex: skipassource needs Windows Server 2008 or later"
     )
-    assert failed(host, "http_listen", {"Ensure": "Present", "Address": VIP}, variant="default") == (
+    assert failed(host, "http_listen", {"Ensure": "Present", "Addresses": [VIP]}, variant="default") == (
         "netsh.exe http show iplisten failed (exit 1): The following command was not found: http show iplisten."
     )
     # No Support Tools: the 2003 variant has nothing to run either.
-    assert failed(host, "http_listen", {"Ensure": "Present", "Address": VIP}) == (
+    assert failed(host, "http_listen", {"Ensure": "Present", "Addresses": [VIP]}) == (
         "httpcfg.exe was not found (Windows Server 2003 Support Tools)"
     )
     assert host.facts() == before
@@ -341,7 +341,7 @@ def test_default_variants_fail_on_2003() -> None:
 def test_2003_variants_on_newer_windows() -> None:
     host = find_host("2016", lambda h: True)
     assert host.natural_variant("iis_binding") == "default"
-    assert failed(host, "http_listen", {"Ensure": "Present", "Address": VIP}, variant="win2003") == (
+    assert failed(host, "http_listen", {"Ensure": "Present", "Addresses": [VIP]}, variant="win2003") == (
         "httpcfg.exe was not found (Windows Server 2003 Support Tools)"
     )
     message = failed(host, "iis_binding", binding_params(), variant="win2003")
@@ -666,10 +666,10 @@ def test_weak_host_by_interface_index_and_ip_version() -> None:
 
 def test_http_listen_and_iis_binding_on_iis6_and_iis7() -> None:
     legacy = find_host("2003", lambda h: h.httpcfg_installed and bool(h.http_listen))
-    out = ok(legacy, "http_listen", {"Ensure": "Present", "Address": VIP})
+    out = ok(legacy, "http_listen", {"Ensure": "Present", "Addresses": [VIP]})
     assert out["output"] == "HttpSetServiceConfiguration completed with 0.\r\n"
     assert facts_of(legacy).http_listen == (legacy.rip, VIP)
-    assert ok(legacy, "http_listen", {"Ensure": "Present", "Address": VIP})["changed"] is False
+    assert ok(legacy, "http_listen", {"Ensure": "Present", "Addresses": [VIP]})["changed"] is False
     assert ok(legacy, "iis_binding", binding_params())["changed"] is True
     metabase = legacy.facts()["iis"]["metabase_sites"]
     assert f"{VIP}:80:" in next(s for s in metabase if s["name"] == "Default Web Site")["bindings"]
@@ -687,7 +687,7 @@ def test_http_listen_and_iis_binding_on_iis6_and_iis7() -> None:
     assert f"http/{VIP}:80:" in modern.facts()["iis"]["appcmd_sites_text"]
     message = failed(modern, "iis_binding", {**binding_params(), "Site": "Nope"})
     assert message.endswith('failed (exit 1168): ERROR ( message:Cannot find SITE object with identifier "Nope". )')
-    assert ok(modern, "http_listen", {"Ensure": "Absent", "Address": VIP})["changed"] is False
+    assert ok(modern, "http_listen", {"Ensure": "Absent", "Addresses": [VIP]})["changed"] is False
 
 
 def test_marker_values_and_removal() -> None:
@@ -724,7 +724,7 @@ def test_verify_sees_what_is_missing() -> None:
     # A listen list without the VIP keeps http.sys off it.
     host.http_listen = [host.rip]
     assert ok(host, "verify", params)["tcp"][2]["ok"] is False
-    ok(host, "http_listen", {"Ensure": "Present", "Address": VIP})
+    ok(host, "http_listen", {"Ensure": "Present", "Addresses": [VIP]})
     assert ok(host, "verify", params)["tcp"][2]["ok"] is True
     host.sites[0].state = "Stopped"
     assert not any(t["ok"] for t in ok(host, "verify", params)["tcp"])
@@ -863,13 +863,13 @@ def test_site_restart_only_for_a_running_site_and_iis6_keeps_a_binding() -> None
 
 def test_http_listen_reports_the_scheduled_restart() -> None:
     host = find_host("2012r2", lambda h: bool(h.http_listen))
-    out = ok(host, "http_listen", {"Ensure": "Present", "Address": VIP})
-    assert out["restart_scheduled"] is True and out["address"] == VIP
+    out = ok(host, "http_listen", {"Ensure": "Present", "Addresses": [VIP]})
+    assert out["restart_scheduled"] is True and out["addresses"] == [VIP]
     assert out["restart"]["services"] == ["W3SVC", "WinRM"]
     assert out["restart"]["log"] == "C:\\Windows\\Temp\\dsrprep-http-restart.log"
     assert out["output"] == "\r\nIP address successfully added\r\n\r\n"
-    assert ok(host, "http_listen", {"Ensure": "Present", "Address": VIP})["restart"] is None
-    assert ok(host, "http_listen", {"Ensure": "Absent", "Address": VIP})["changed"] is True
+    assert ok(host, "http_listen", {"Ensure": "Present", "Addresses": [VIP]})["restart"] is None
+    assert ok(host, "http_listen", {"Ensure": "Absent", "Addresses": [VIP]})["changed"] is True
     assert facts_of(host).http_listen == (host.rip,)
 
 

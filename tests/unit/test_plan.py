@@ -218,3 +218,11 @@ def test_unreadable_firewall_state_is_a_refusal_unless_skipped() -> None:
     refused = plan(facts, desired_for(host))
     assert any("Windows Firewall state could not be read" in r for r in refused.refusals)
     assert not plan(facts, desired_for(host, firewall="skip")).refusals
+
+
+def test_all_missing_vips_go_into_one_listen_list_change() -> None:
+    host = next(h for h in build_fleet(40, seed=3, profile="2012r2") if h.http_listen)
+    vips = (Vip(VIP, (80,), "tcp"), Vip("10.20.0.201", (80,), "tcp"))
+    listen = [a for a in plan(facts_of(host), desired_for(host, vips=vips)).actions if a.step == "http_listen"]
+    assert len(listen) == 1
+    assert listen[0].params["Addresses"] == [VIP, "10.20.0.201"]
