@@ -155,13 +155,13 @@ class Adapter:
         return self.service_name.lower() == "msloop"
 
     def has_address(self, address: str) -> bool:
-        wanted = _normalize_ip(address)
-        return any(_normalize_ip(a.address) == wanted for a in self.addresses)
+        wanted = normalize_ip(address)
+        return any(normalize_ip(a.address) == wanted for a in self.addresses)
 
     def address(self, address: str) -> Address | None:
-        wanted = _normalize_ip(address)
+        wanted = normalize_ip(address)
         for item in self.addresses:
-            if _normalize_ip(item.address) == wanted:
+            if normalize_ip(item.address) == wanted:
                 return item
         return None
 
@@ -336,7 +336,7 @@ class Facts:
 
     def skips_as_source(self, address: str) -> bool | None:
         """The SkipAsSource flag of `address`, in any spelling; None when it is not known."""
-        return self.skip_as_source.get(_normalize_ip(address))
+        return self.skip_as_source.get(normalize_ip(address))
 
     def weak_host(self, interface_index: int, ip_version: int = 4) -> WeakHost | None:
         table = self.weak_host_v4 if ip_version == 4 else self.weak_host_v6
@@ -359,7 +359,8 @@ class Facts:
 # --------------------------------------------------------------------------------------------
 
 
-def _normalize_ip(text: str) -> str:
+def normalize_ip(text: str) -> str:
+    """An address as Python spells it (zone dropped), for comparing what Windows and people write."""
     try:
         return str(ipaddress.ip_address(text.split("%", 1)[0]))
     except ValueError:

@@ -41,12 +41,6 @@ STEP_ORDER: tuple[str, ...] = (
     "http_listen",
     "marker",
 )
-# Steps that change addresses or adapters under the management connection (pypsrp issue 178).
-# http_listen restarts the HTTP service, and WinRM with it, just after it returns.
-NETWORK_STEPS = frozenset({"loopback", "loopback_config", "skip_as_source", "weak_host", "firewall_state",
-                           "http_listen"})
-
-
 @dataclass(frozen=True)
 class Action:
     """One template run: which step, with which parameters, and why."""
@@ -54,10 +48,6 @@ class Action:
     step: str
     params: Mapping[str, Any]
     reason: str
-
-    @property
-    def may_cut_connection(self) -> bool:
-        return self.step in NETWORK_STEPS
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "reason": self.reason, "params": _plain(self.params)}
@@ -461,7 +451,7 @@ def _plan_http_listen(b: _Builder) -> None:
               Ensure="Present", Addresses=missing)
 
 
-def _find_site(facts: Facts, name: str) -> Site | None:
+def find_site(facts: Facts, name: str) -> Site | None:
     return next((s for s in facts.iis.sites if s.name.casefold() == name.casefold()), None)
 
 
@@ -475,7 +465,7 @@ def _plan_iis(b: _Builder) -> None:
         b.problems.append(f"IIS {b.facts.iis.version} is installed but its site list could not be read")
         return
     for name in b.desired.iis_sites:
-        site = _find_site(b.facts, name)
+        site = find_site(b.facts, name)
         if site is None:
             known = ", ".join(s.name for s in b.facts.iis.sites) or "none"
             b.problems.append(f"IIS site '{name}' not found (sites: {known})")
@@ -504,7 +494,7 @@ def _plan_iis(b: _Builder) -> None:
                   + (f" for host '{host_header}'" if host_header else ""), Ensure="Present",
                   Site=site.name, Protocol=protocol, Ip=vip.address, Port=port, HostHeader=host_header,
                   Restart=b.desired.restart_site and i == len(pending) - 1)
-    served_ports = {x.port for name in b.desired.iis_sites if (site := _find_site(b.facts, name))
+    served_ports = {x.port for name in b.desired.iis_sites if (site := find_site(b.facts, name))
                     for x in site.bindings}
     for vip in b.desired.vips:
         unserved = [p for p in vip.ports if vip.protocol == "tcp" and p not in served_ports]
@@ -541,7 +531,7 @@ def rollback_plan(before: Facts, now: Facts, desired: Desired) -> Plan:
 
     if before.iis.sites_known:
         for name in desired.iis_sites:
-            site_now, site_before = _find_site(now, name), _find_site(before, name)
+            site_now, site_before = find_site(now, name), find_site(before, name)
             if site_now is None or site_before is None:
                 continue
             new = [x for x in site_now.bindings

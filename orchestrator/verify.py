@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.desired import Desired
 from orchestrator.facts import Event, Facts
-from orchestrator.plan import HOST_MASK, degraded_mask, find_loopback, find_nic
+from orchestrator.plan import HOST_MASK, degraded_mask, find_loopback, find_nic, find_site
 
 _ARP_ROW = re.compile(r"^\s*(?P<ip>[0-9a-fA-F.:]+)\s+(?P<mac>(?:[0-9a-fA-F]{2}[-:]){5}[0-9a-fA-F]{2})\s+\S+")
 
@@ -20,8 +20,7 @@ _ARP_ROW = re.compile(r"^\s*(?P<ip>[0-9a-fA-F.:]+)\s+(?P<mac>(?:[0-9a-fA-F]{2}[-
 def verify_ports(facts: Facts, desired: Desired) -> list[int]:
     """The VIP ports some desired IIS site actually serves: those a TCP check can expect to answer."""
     wanted = {port for vip in desired.vips for port in vip.ports}
-    names = {n.casefold() for n in desired.iis_sites}
-    served = {b.port for s in facts.iis.sites if s.name.casefold() in names for b in s.bindings}
+    served = {b.port for name in desired.iis_sites if (site := find_site(facts, name)) for b in site.bindings}
     return sorted(wanted & served)
 
 

@@ -75,6 +75,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from orchestrator.facts import normalize_ip
 from orchestrator.lab.common import Hashtable, LabFaults, ScriptResult
 from orchestrator.lab.profiles import FAMILIES, FAMILY_SPECS, PROFILES, FamilySpec, NicHardware
 
@@ -213,12 +214,12 @@ class Nic:
         return [(a, m) for a, m in self.addresses if ":" in a]
 
     def has_address(self, address: str) -> bool:
-        wanted = _normal_ip(address)
-        return any(_normal_ip(a) == wanted for a, _ in self.addresses)
+        wanted = normalize_ip(address)
+        return any(normalize_ip(a) == wanted for a, _ in self.addresses)
 
     def mask_of(self, address: str) -> str | None:
-        wanted = _normal_ip(address)
-        return next((m for a, m in self.addresses if _normal_ip(a) == wanted), None)
+        wanted = normalize_ip(address)
+        return next((m for a, m in self.addresses if normalize_ip(a) == wanted), None)
 
 
 @dataclass
@@ -635,11 +636,11 @@ class WindowsHost:
             if not _is_ip(vip):
                 problems.append(f"'{vip}' is not an IP address")
                 continue
-            wanted[_normal_ip(vip)] = vip
+            wanted[normalize_ip(vip)] = vip
         holders = []
         for nic in sorted(self.nics, key=lambda n: n.index):
             for address, _ in nic.addresses:
-                held = wanted.get(_normal_ip(address))
+                held = wanted.get(normalize_ip(address))
                 if held is None:
                     continue
                 name = nic.connection_id or nic.description
@@ -901,10 +902,10 @@ class WindowsHost:
                 found = next((n for n in loopbacks if n.pnp_device_id == wanted), None)
         if found is None:
             # A loopback already holding a VIP is adopted rather than duplicated.
-            wanted_ips = {_normal_ip(v) for v in vips if _is_ip(v)}
+            wanted_ips = {normalize_ip(v) for v in vips if _is_ip(v)}
             found = next(
                 (n for n in sorted(loopbacks, key=lambda n: n.index)
-                 if any(_normal_ip(a) in wanted_ips for a, _ in n.addresses)),
+                 if any(normalize_ip(a) in wanted_ips for a, _ in n.addresses)),
                 None,
             )
         created = found is None
@@ -984,26 +985,14 @@ class WindowsHost:
         if any(a.startswith("fe80::") for n in self.nics for a, _ in n.addresses):
             addresses.append(("fe80::" + ":".join(f"{(seed >> s) & 0xFFFF:x}" for s in (0, 5, 11, 16)), "64"))
         luids = [int(n.if_luid.rsplit("_", 1)[1]) for n in self.nics if n.if_luid.startswith("ethernet_")]
-        return Nic(
+        return _unconfigured_loopback(
+            spec,
             index=index,
             interface_index=ifindex,
             connection_id=f"{spec.connection_name} {suffix}",
             description=description,
-            service_name=LOOPBACK_SERVICE,
             pnp_device_id=pnp,
-            mac=LOOPBACK_MAC,
             addresses=addresses,
-            dhcp_enabled=True,
-            gateways=[],
-            dns_servers=[],
-            metric=spec.loopback_metric,
-            dns_registration=True,
-            domain_dns_registration=False,
-            netbios=0,
-            weak_host_send=spec.is_2003,
-            weak_host_receive=spec.is_2003,
-            weak_host_send_v6=spec.is_2003,
-            weak_host_receive_v6=spec.is_2003,
             if_luid="" if spec.is_2003 else f"ethernet_{max(luids, default=spec.luid_base) + 1}",
             apipa=apipa,
         )
@@ -1019,7 +1008,7 @@ class WindowsHost:
                 raise StepFailed(f"'{address}' is not an IPv4 address")
             if not _is_ip(mask) or ":" in mask:
                 raise StepFailed(f"'{mask}' is not an IPv4 mask")
-            pairs.append((_normal_ip(address), _normal_ip(mask)))
+            pairs.append((normalize_ip(address), normalize_ip(mask)))
         return pairs
 
     def _step_loopback_config(self, params: dict[str, Any], variant: str) -> ScriptResult:
@@ -1040,7 +1029,7 @@ class WindowsHost:
         for item in _p_list(params, "Addresses6"):
             if not _is_ip(item) or ":" not in item:
                 raise StepFailed(f"'{item}' is not an IPv6 address")
-            wanted6.append(_normal_ip(item))
+            wanted6.append(normalize_ip(item))
         fallback = _p_str(params, "FallbackMask")
         if variant != DEFAULT_VARIANT and fallback and (not _is_ip(fallback) or ":" in fallback):
             raise StepFailed(f"FallbackMask '{fallback}' is not an IPv4 mask")
@@ -1059,8 +1048,8 @@ class WindowsHost:
             if variant == DEFAULT_VARIANT:
                 changed, degraded = self._configure_netsh(run, nic, name, pairs, wanted6, skip, dhcp), False
             else:
-                changed, degraded = self._configure_wmi(run, nic, name, pairs, _normal_ip(fallback) if fallback else "",
-                                                        dhcp)
+                fallback_mask = normalize_ip(fallback) if fallback else ""
+                changed, degraded = self._configure_wmi(run, nic, name, pairs, fallback_mask, dhcp)
         except StepFailed:
             # The script ends in an error, but what it did stays done: the profile flip with it.
             if self._network_identified(nic):
@@ -1120,13 +1109,13 @@ class WindowsHost:
             v4.append((address, mask))
         nic.addresses = v4 + v6
         if skip:
-            nic.skip_as_source.add(_normal_ip(address))
+            nic.skip_as_source.add(normalize_ip(address))
 
     def _delete_address(self, run: _Commands, nic: Nic, address: str) -> None:
         run.netsh(["interface", "ipv6" if ":" in address else "ipv4", "delete", "address",
                    str(nic.interface_index), address])
-        key = _normal_ip(address)
-        nic.addresses = [(a, m) for a, m in nic.addresses if _normal_ip(a) != key]
+        key = normalize_ip(address)
+        nic.addresses = [(a, m) for a, m in nic.addresses if normalize_ip(a) != key]
         nic.skip_as_source.discard(key)
 
     def _reset_address(self, run: _Commands, nic: Nic, address: str, mask: str, skip: bool, old_mask: str) -> None:
@@ -1149,7 +1138,7 @@ class WindowsHost:
         if dhcp:
             changed = self._enable_dhcp(run, nic) or changed
         else:
-            current4 = [(_normal_ip(a), m) for a, m in nic.ipv4()]
+            current4 = [(normalize_ip(a), m) for a, m in nic.ipv4()]
             flag_first = None
             if nic.dhcp_enabled:
                 # `set address ... static` turns DHCP off and replaces every IPv4 address.
@@ -1176,7 +1165,7 @@ class WindowsHost:
                     changed = True
             if flag_first is not None:
                 self._reset_address(run, nic, flag_first[0], flag_first[1], True, flag_first[1])
-        current6 = [(_normal_ip(a), m) for a, m in nic.ipv6() if not _is_autoconfigured(a)]
+        current6 = [(normalize_ip(a), m) for a, m in nic.ipv6() if not _is_autoconfigured(a)]
         have6 = dict(current6)
         for address in wanted6:
             if have6.get(address) == "128":
@@ -1212,7 +1201,7 @@ class WindowsHost:
         degraded = False
         if dhcp:
             return self._enable_dhcp(run, nic) or changed, False
-        current = [(_normal_ip(a), m) for a, m in nic.ipv4()]
+        current = [(normalize_ip(a), m) for a, m in nic.ipv4()]
         static = not nic.dhcp_enabled
         same = [a for a, _ in current] == [a for a, _ in pairs]
         exact = static and current == pairs
@@ -1288,7 +1277,7 @@ class WindowsHost:
         enabled = _p_bool(params, "Enabled")
         if not _is_ip(address):
             raise StepFailed(f"'{address}' is not an IP address")
-        canonical = _normal_ip(address)
+        canonical = normalize_ip(address)
         ipv6 = ":" in canonical
         if not ipv6 and (not _is_ip(mask) or ":" in mask):
             raise StepFailed(f"Mask '{mask}' is not an IPv4 mask")
@@ -1320,7 +1309,7 @@ class WindowsHost:
             args = ["interface", context, "delete", "address", str(nic.interface_index), canonical]
             self._netsh(args)
             raise _native_failed("netsh.exe", args, 1, "Element not found.")
-        new_mask = "128" if ipv6 else _normal_ip(mask)
+        new_mask = "128" if ipv6 else normalize_ip(mask)
         self._delete_address(run, nic, canonical)
         try:
             self._add_flagged(run, nic, canonical, new_mask, enabled)
@@ -1407,12 +1396,12 @@ class WindowsHost:
         for address in addresses:
             if not _is_ip(address):
                 raise StepFailed(f"'{address}' is not an IP address")
-        wanted = [_normal_ip(a) for a in addresses]
+        wanted = [normalize_ip(a) for a in addresses]
         if variant == DEFAULT_VARIANT:
             self._netsh(["http", "show", "iplisten"], admin=False)
         elif not self.spec.is_2003 or not self.httpcfg_installed:
             raise StepFailed("httpcfg.exe was not found (Windows Server 2003 Support Tools)")
-        current = [_normal_ip(a) for a in self.http_listen]
+        current = [normalize_ip(a) for a in self.http_listen]
         todo = [a for a in wanted if (a in current) != present]
         if not todo:
             return _result(False, addresses=wanted, restart_scheduled=False, restart=None, output=None)
@@ -1431,7 +1420,7 @@ class WindowsHost:
             if present:
                 self.http_listen.append(address)
             else:
-                self.http_listen = [a for a in self.http_listen if _normal_ip(a) != address]
+                self.http_listen = [a for a in self.http_listen if normalize_ip(a) != address]
         return _result(True, addresses=wanted, restart_scheduled=True, restart=self._http_restart(),
                        output="".join(outputs))
 
@@ -1458,7 +1447,7 @@ class WindowsHost:
         if ip and ip != "*":
             if not _is_ip(ip.strip("[]")):
                 raise StepFailed(f"Ip '{ip}' is not an IP address")
-            ip_part = _normal_ip(ip.strip("[]"))
+            ip_part = normalize_ip(ip.strip("[]"))
         information = f"{f'[{ip_part}]' if ':' in ip_part else ip_part}:{port}:{host_header}"
         binding = (protocol.strip().lower(), information)
         if variant == DEFAULT_VARIANT:
@@ -1552,13 +1541,13 @@ class WindowsHost:
                 continue
             if not _is_ip(vip):
                 raise StepFailed(f"'{vip}' is not an IP address")
-            vips.append(_normal_ip(vip))
+            vips.append(normalize_ip(vip))
         targets = []
         rip = _p_str(params, "Rip")
         if rip:
             if not _is_ip(rip):
                 raise StepFailed(f"Rip '{rip}' is not an IP address")
-            targets.append(_normal_ip(rip))
+            targets.append(normalize_ip(rip))
         targets += vips
         ports = [int(p) for p in _p_list(params, "Ports")]
         tcp = [
@@ -1572,7 +1561,7 @@ class WindowsHost:
             if not (nic.is_loopback and nic.ip_enabled):
                 continue
             for address, mask in nic.ipv4():
-                if _normal_ip(address) not in vips:
+                if normalize_ip(address) not in vips:
                     continue
                 metric = nic.metric if nic.metric is not None else 0
                 if self.spec.is_2003:
@@ -1600,7 +1589,7 @@ class WindowsHost:
         address = _p_str(params, "Address")
         if not _is_ip(address) or ":" in address:
             raise StepFailed(f"'{address}' is not an IPv4 address (ARP is IPv4 only)")
-        target = _normal_ip(address)
+        target = normalize_ip(address)
         with self.lock:
             if not self.elevated:
                 raise StepFailed("arp -d needs an elevated session (member of the local Administrators group)")
@@ -1641,15 +1630,15 @@ class WindowsHost:
         Windows Firewall does not filter local connections."""
         if self.iis_version is None or not self._holders(address):
             return False
-        key = _normal_ip(address)
-        if self.http_listen and all(_normal_ip(a) != key for a in self.http_listen):
+        key = normalize_ip(address)
+        if self.http_listen and all(normalize_ip(a) != key for a in self.http_listen):
             return False
         for site in self.sites:
             if site.state != "Started":
                 continue
             for _, info in site.bindings:
                 bound_ip, bound_port = _binding_ip_port(info)
-                if bound_port == port and (bound_ip == "*" or _normal_ip(bound_ip) == key):
+                if bound_port == port and (bound_ip == "*" or normalize_ip(bound_ip) == key):
                     return True
         return False
 
@@ -1854,13 +1843,6 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _normal_ip(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text.split("%", 1)[0]))
-    except ValueError:
-        return text.strip().lower()
 
 
 def _is_autoconfigured(address: str) -> bool:
@@ -2071,7 +2053,7 @@ def render_netsh_ipaddresses(nics: list[Nic], *, ipv6: bool, skip_as_source_show
                 continue
             kind = "Other" if _is_autoconfigured(address) else "Dhcp" if nic.dhcp_enabled else "Manual"
             rows.append((address, alias, "0.0", kind))
-            if _normal_ip(address) in nic.skip_as_source:
+            if normalize_ip(address) in nic.skip_as_source:
                 skipped.add(address)
     lines = [""]
     for address, alias, scope, kind in rows:
@@ -2184,6 +2166,47 @@ def _pnp_id(hw: NicHardware, rng: random.Random) -> str:
     return f"{hw.pnp_prefix}\\4&{rng.getrandbits(32):X}&0&{slot}"
 
 
+def _unconfigured_loopback(
+    spec: FamilySpec,
+    *,
+    index: int,
+    interface_index: int | None,
+    connection_id: str,
+    description: str,
+    pnp_device_id: str,
+    addresses: list[tuple[str, str]],
+    if_luid: str,
+    apipa: str,
+    unidentified_network: bool = False,
+) -> Nic:
+    """A Microsoft loopback adapter as Windows leaves it after installation: DHCP on, so an APIPA
+    address, no gateway or DNS servers, DNS registration and NetBIOS at their defaults."""
+    return Nic(
+        index=index,
+        interface_index=interface_index,
+        connection_id=connection_id,
+        description=description,
+        service_name=LOOPBACK_SERVICE,
+        pnp_device_id=pnp_device_id,
+        mac=LOOPBACK_MAC,
+        addresses=addresses,
+        dhcp_enabled=True,
+        gateways=[],
+        dns_servers=[],
+        metric=spec.loopback_metric,
+        dns_registration=True,
+        domain_dns_registration=False,
+        netbios=0,
+        weak_host_send=spec.is_2003,
+        weak_host_receive=spec.is_2003,
+        weak_host_send_v6=spec.is_2003,
+        weak_host_receive_v6=spec.is_2003,
+        if_luid=if_luid,
+        apipa=apipa,
+        unidentified_network=unidentified_network,
+    )
+
+
 def _link_local(rng: random.Random) -> str:
     return "fe80::" + ":".join(f"{rng.getrandbits(16):x}" for _ in range(4))
 
@@ -2247,26 +2270,14 @@ def _build_host(
         lo, hi = spec.loopback_ifindex_gap
         apipa = f"169.254.{rng.randint(1, 254)}.{rng.randint(1, 254)}"
         nics.append(
-            Nic(
+            _unconfigured_loopback(
+                spec,
                 index=rng.choice(spec.loopback_index),
                 interface_index=None if nic_ifindex is None else nic_ifindex + rng.randint(lo, hi),
                 connection_id=f"{spec.connection_name} 2",
                 description=spec.loopback_description,
-                service_name=LOOPBACK_SERVICE,
                 pnp_device_id=LOOPBACK_PNP_ID,
-                mac=LOOPBACK_MAC,
                 addresses=[(apipa, "255.255.0.0")] + ([(_link_local(rng), "64")] if ipv6 else []),
-                dhcp_enabled=True,
-                gateways=[],
-                dns_servers=[],
-                metric=spec.loopback_metric,
-                dns_registration=True,
-                domain_dns_registration=False,
-                netbios=0,
-                weak_host_send=is_2003,
-                weak_host_receive=is_2003,
-                weak_host_send_v6=is_2003,
-                weak_host_receive_v6=is_2003,
                 if_luid="" if is_2003 else f"ethernet_{spec.luid_base + rng.randint(1, 4)}",
                 apipa=apipa,
                 unidentified_network=not is_2003,
