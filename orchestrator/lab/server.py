@@ -53,9 +53,9 @@ from psrpcore.types import (
     PSInvocationState,
     PSObject,
 )
-from pypsrp.encryption import WinRMEncryption
 
 from orchestrator.lab.common import Hashtable, LabFaults, RequestCounters, ScriptHandler, ScriptResult
+from orchestrator.lab.sealing import SPNEGO_PROTOCOL, seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +453,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.auth_context: Any = None
         self.principal: str | None = None
-        self.encryption: WinRMEncryption | None = None
+        self.sealed_protocol: str | None = None  # set once a request came sealed
 
     def do_POST(self) -> None:
         self.server.lab._handle_post(self)
@@ -726,15 +726,14 @@ class LabServer:
             conn.send_body(200, b"", headers=auth_headers)
             return
 
-        protocol = WinRMEncryption.SPNEGO
+        protocol = SPNEGO_PROTOCOL
         if encrypted:
             protocol_match = re.search(r'protocol="([^"]+)"', content_type)
             boundary_match = re.search(r'boundary="([^"]+)"', content_type)
-            protocol = protocol_match.group(1) if protocol_match else WinRMEncryption.SPNEGO
+            protocol = protocol_match.group(1) if protocol_match else SPNEGO_PROTOCOL
             try:
-                encryption = conn.encryption or WinRMEncryption(conn.auth_context, protocol)
-                conn.encryption = encryption
-                body = encryption.unwrap_message(body, boundary_match.group(1) if boundary_match else "")
+                body = unseal(conn.auth_context, body, boundary_match.group(1) if boundary_match else "")
+                conn.sealed_protocol = protocol
             except Exception:
                 log.debug("could not decrypt a request", exc_info=True)
                 conn.send_body(400, b"", headers=auth_headers)
@@ -748,14 +747,9 @@ class LabServer:
             with contextlib.suppress(OSError):
                 conn.connection.shutdown(socket.SHUT_RDWR)
             return
-        if encrypted and conn.encryption is not None:
-            enc_type, payload = conn.encryption.wrap_message(reply)
-            conn.send_body(
-                status,
-                payload,
-                f'{enc_type};protocol="{protocol}";boundary="Encrypted Boundary"',
-                headers=auth_headers,
-            )
+        if encrypted and conn.sealed_protocol is not None:
+            sealed_type, payload = seal(conn.auth_context, protocol, reply)
+            conn.send_body(status, payload, sealed_type, headers=auth_headers)
         else:
             conn.send_body(status, reply, _SOAP_CONTENT_TYPE, headers=auth_headers)
 
@@ -780,7 +774,7 @@ class LabServer:
         if conn.auth_context is None or conn.principal is not None:
             # A fresh token on an authenticated connection starts over, as HTTP.sys allows.
             conn.principal = None
-            conn.encryption = None
+            conn.sealed_protocol = None
             conn.auth_context = _NTLM.new_context(self._channel_bindings, self.hostname)
         try:
             out = _NTLM.step(conn.auth_context, token, self._ntlm_account)

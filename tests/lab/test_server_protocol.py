@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import socket
 import threading
 import time
@@ -535,3 +536,12 @@ def test_a_fleet_host_runs_real_templates_and_drops_the_session_its_step_cuts_of
         assert loopback is not None and loopback.has_address(vip)
         assert handle.counters.steps["loopback_config"] == 1 and handle.counters.steps["http_listen"] == 1
 
+
+
+def test_only_transport_imports_pypsrp() -> None:
+    import pathlib
+
+    package = pathlib.Path(__file__).resolve().parents[2] / "orchestrator"
+    importers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                       if re.search(r"^(from|import) pypsrp", p.read_text(), re.MULTILINE))
+    assert importers == ["transport.py"]
