@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.facts import Adapter, Facts, WeakHost
+from orchestrator.facts import Adapter, Facts
 from orchestrator.inventory import Host
-from orchestrator.plan import find_nic
+from orchestrator.steps import iis_binding, weak_host
+from orchestrator.steps.weak_host import WeakHost
 
 
 def _flags(weak: WeakHost | None, *, want_send: bool) -> str:
@@ -23,32 +24,33 @@ def _ipv4(adapter: Adapter) -> str:
 
 def facts_row(host: Host, facts: Facts) -> dict[str, str]:
     """One `facts` table row: OS, PowerShell, NIC, loopback(s), weak host flags, IIS."""
-    nic = find_nic(facts, host.desired.nic)
+    nic = facts.nic(host.desired.nic.by, host.desired.nic.value)
     loopbacks = facts.loopbacks()
     if nic is None:
         nic_text = f"[red]not found ({host.desired.nic.by} {host.desired.nic.value})[/]"
     else:
         nic_text = f"{nic.connection_id or nic.description}: {_ipv4(nic)}"
     loop_text = "; ".join(f"{lb.connection_id or lb.description}: {_ipv4(lb)}" for lb in loopbacks) or "none"
-    if not facts.weak_host_configurable:
+    if not facts.os.caps.weak_host:
         weak_text = "weak (2003)"
     else:
         parts = []
         if nic is not None and nic.interface_index is not None:
-            parts.append("NIC " + _flags(facts.weak_host(nic.interface_index), want_send=False))
+            parts.append("NIC " + _flags(weak_host.flags(facts, nic.interface_index), want_send=False))
         for lb in loopbacks:
             if lb.interface_index is not None:
-                parts.append("LB " + _flags(facts.weak_host(lb.interface_index), want_send=True))
+                parts.append("LB " + _flags(weak_host.flags(facts, lb.interface_index), want_send=True))
         weak_text = ", ".join(parts) or "?"
-    if facts.iis.installed:
-        sites = ", ".join(s.name for s in facts.iis.sites)
-        iis_text = f"{facts.iis.version} ({sites})" if sites else f"{facts.iis.version} (no sites)"
+    iis = iis_binding.iis(facts)
+    if iis.installed:
+        sites = ", ".join(s.name for s in iis.sites)
+        iis_text = f"{iis.version} ({sites})" if sites else f"{iis.version} (no sites)"
     else:
         iis_text = "none"
     sp = f" SP{facts.os.service_pack}" if facts.os.service_pack else ""
     arch = "x64" if facts.os.is_64bit else "x86"
     return {
-        "OS": f"{facts.os.family.value}{sp} {arch}",
+        "OS": f"{facts.os.family}{sp} {arch}",
         "PowerShell": facts.powershell_version + ("" if facts.elevated else " (not elevated)"),
         "NIC": nic_text,
         "loopback": loop_text,

@@ -21,9 +21,10 @@ from orchestrator.inventory import Host
 from orchestrator.plan import Action, Plan, plan, rollback_plan
 from orchestrator.retry import RetryPolicy, call_with_retry
 from orchestrator.rolloutlog import RunLog
+from orchestrator.steps import arp_check, verify
+from orchestrator.steps import parse_output as parse_step_output
 from orchestrator.templates import Script, render
 from orchestrator.transport import Session, SessionFactory
-from orchestrator.verify import judge_arp, judge_verify, new_conflict_events, verify_params
 
 T = TypeVar("T")
 
@@ -249,7 +250,6 @@ RECONNECT_POLICY = RetryPolicy(attempts=6, base_delay=1.0, max_delay=10.0)
 # A step cut off mid-way may or may not have happened: reconnect and let fresh facts decide. A host
 # that stops answering right after a network change is the same story.
 _RECOVERABLE = frozenset({"ConnectionLost", "Timeout", "RemoteFault", "Unreachable"})
-DEFAULT_RESTART_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,7 @@ def _apply(ctx: _Context, facts: Facts, actions: Sequence[Action],
             raise HostInterrupted()
         action = queue.pop(0)
         sequence += 1
-        script = render(action.step, facts.os.family.value, action.params)
+        script = render(action.step, facts.os.family, action.params)
         started = ctx.clock()
         ctx.logger.info("step_start", step=action.step, action=sequence, attempt=replans + 1,
                         reason=action.reason, template=script.template_path, sha256=script.sha256,
@@ -379,19 +379,18 @@ def _apply(ctx: _Context, facts: Facts, actions: Sequence[Action],
                 raise HostFailed(action.step, info) from exc
             queue = refresh(action.step, exc)
             continue
-        changed = bool(result.get("changed")) if isinstance(result, Mapping) else True
-        step = StepResult(action.step, action.reason, "changed" if changed else "ok", replans + 1,
+        output = parse_step_output(action.step, result)
+        step = StepResult(action.step, action.reason, "changed" if output.changed else "ok", replans + 1,
                           ctx.clock() - started, result=result)
         ctx.steps.append(step)
         ctx.logger.info("step_result", action=sequence, **step.to_dict())
-        if isinstance(result, Mapping) and result.get("restart_scheduled"):
+        wait = output.restart_wait()
+        if wait is not None:
             # The step restarts a service WinRM depends on, a few seconds after answering: wait for
             # the restart to begin, then reconnect patiently and let fresh facts decide what is left.
-            restart = result.get("restart")
-            delay = restart.get("delay_seconds") if isinstance(restart, Mapping) else None
-            ctx.sleep(float(delay) + 1.0 if isinstance(delay, int | float) else DEFAULT_RESTART_WAIT)
+            ctx.sleep(wait)
             queue = refresh(action.step, expected=True)
-        elif isinstance(result, Mapping) and result.get("degraded"):
+        elif output.state_moved():
             # Windows chose a fallback (2003 refusing /32): what is left follows from the new state.
             queue = refresh(action.step)
     return facts
@@ -426,11 +425,11 @@ def _verify_once(ctx: _Context, before: Facts) -> Facts:
         reasons = list(remaining.refusals) + [a.reason for a in remaining.actions if a.step != "preflight"]
         raise HostFailed("verify", ErrorInfo("NotCompliant", "still to change after apply: " + "; ".join(reasons)))
     problems = []
-    verify = render("verify", after.os.family.value, verify_params(after, desired))
-    result = ctx.conn.run(verify, timeout=STEP_TIMEOUT)
+    script = render("verify", after.os.family, verify.params(after, desired))
+    result = ctx.conn.run(script, timeout=STEP_TIMEOUT)
     ctx.logger.info("verify_result", step="verify", result=result)
-    problems += judge_verify(result if isinstance(result, Mapping) else {}, after, desired)
-    for event in new_conflict_events(before.events, after.events):
+    problems += verify.judge(verify.parse(result), after, desired)
+    for event in verify.new_conflict_events(verify.events(before), verify.events(after)):
         problems.append(f"new Tcpip {event.event_id} event at {event.time}: {event.message}")
     if desired.verify_peer:
         problems += _peer_arp(ctx, after)
@@ -457,11 +456,10 @@ def _peer_arp(ctx: _Context, after: Facts) -> list[str]:
         for vip in desired.vips:
             if vip.version != 4:
                 continue
-            check = render("arp_check", peer_facts.os.family.value, {"Address": vip.address})
-            result = session.run(check, timeout=STEP_TIMEOUT)
-            text = str(result.get("arp_text", "")) if isinstance(result, Mapping) else ""
+            check = render("arp_check", peer_facts.os.family, {"Address": vip.address})
+            text = arp_check.parse(session.run(check, timeout=STEP_TIMEOUT)).arp_text
             ctx.logger.info("peer_arp", step="verify", peer=peer.name, vip=vip.address, arp_text=text)
-            problem = judge_arp(text, vip.address, macs)
+            problem = arp_check.judge(text, vip.address, macs)
             if problem:
                 problems.append(f"{problem} (seen from {peer.name})")
     finally:
@@ -542,7 +540,7 @@ def rollout_host(
 
     def body(ctx: _Context, record: _Record) -> str:
         raw, before = ctx.conn.take_facts()
-        record.family = before.os.family.value
+        record.family = before.os.family
         ctx.logger.info("facts_before", step="facts", raw=raw)
         the_plan = plan(before, host.desired)
         record.planned, record.warnings = the_plan.actions, the_plan.warnings
@@ -575,7 +573,7 @@ def rollback_host(
     def body(ctx: _Context, record: _Record) -> str:
         before = parse_facts(before_raw)
         _raw, now = ctx.conn.take_facts()
-        record.family = now.os.family.value
+        record.family = now.os.family
         undo = rollback_plan(before, now, host.desired)
         record.planned = undo.actions
         ctx.logger.info("rollback_plan", step="rollback", plan=undo.to_dict())

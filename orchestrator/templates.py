@@ -33,11 +33,9 @@ from typing import Any
 
 from tree_sitter import Node
 
+from orchestrator import oscaps
 from orchestrator.errors import DsrError
 from orchestrator.pslint import node_text, parse, read_header, unwrap, variable_name, walk
-
-# Oldest first: "+" ranges in `# dsrprep-os:` headers are read in this order.
-FAMILIES: tuple[str, ...] = ("2003", "2008", "2008r2", "2012", "2012r2", "2016", "2019", "2022")
 
 DEFAULT_VARIANT = "default"
 # Step ids, variant and lib names appear in paths, logs and headers: keep them plain.
@@ -48,6 +46,9 @@ LIB_FOLDER = "_lib"
 # rather than sent as a comment.
 _INCLUDE_LIKE = re.compile(r"#[ \t]*dsrprep-include\b", re.IGNORECASE)
 _INCLUDE = re.compile(r"# dsrprep-include: (\S+)")
+# A step's own facts: `<step>/facts.ps1`, expanded into the facts script at FRAGMENTS_LINE.
+FRAGMENT_FILE = "facts.ps1"
+FRAGMENTS_LINE = "# dsrprep-facts-fragments"
 
 
 class TemplateError(DsrError):
@@ -87,6 +88,16 @@ class Lib:
 
 
 @dataclass(frozen=True)
+class Fragment:
+    """The part of the facts script one step owns (`ps_templates/<step>/facts.ps1`): statements that
+    add that step's keys to `$facts`, run in a scope of their own."""
+
+    step: str
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Script:
     step: str
     template_path: str
@@ -120,7 +131,7 @@ class OsCoverage:
 
     def covers(self, family: str) -> bool:
         if self.and_newer:
-            return FAMILIES.index(family) >= FAMILIES.index(self.family)
+            return oscaps.order(family) >= oscaps.order(self.family)
         return family == self.family
 
     def __str__(self) -> str:
@@ -129,10 +140,10 @@ class OsCoverage:
 
 def normalize_family(os_family: str) -> str:
     """`2008R2`, `win2008r2` -> `2008r2`; TemplateError naming the known families otherwise."""
-    family = os_family.strip().lower().removeprefix("win")
-    if family not in FAMILIES:
-        raise TemplateError(f"unknown OS family {os_family!r}; known families: {', '.join(FAMILIES)}")
-    return family
+    try:
+        return oscaps.caps(os_family).family
+    except oscaps.UnknownFamily as exc:
+        raise TemplateError(str(exc)) from None
 
 
 def choose_variant(coverage: Mapping[str, OsCoverage | None], os_family: str) -> str | None:
@@ -148,8 +159,8 @@ def choose_variant(coverage: Mapping[str, OsCoverage | None], os_family: str) ->
     exact = [v for v, c in coverage.items() if c is not None and not c.and_newer and c.family == family]
     if exact:
         return exact[0]
-    ranges = [(FAMILIES.index(c.family), v) for v, c in coverage.items() if c is not None and c.and_newer]
-    fitting = [(low, v) for low, v in ranges if low <= FAMILIES.index(family)]
+    ranges = [(oscaps.order(c.family), v) for v, c in coverage.items() if c is not None and c.and_newer]
+    fitting = [(low, v) for low, v in ranges if low <= oscaps.order(family)]
     if fitting:
         return max(fitting)[1]
     return default
@@ -221,13 +232,13 @@ def _coverage(variant: str, text: str, path: str) -> OsCoverage | None:
             raise TemplateError(f"{path}: default.ps1 covers every other family; drop `# dsrprep-os: {spec}`")
         return None
     named = None
-    if variant.startswith("win") and variant.removeprefix("win") in FAMILIES:
+    if variant.startswith("win") and oscaps.is_family(variant):
         named = variant.removeprefix("win")
     if spec is None:
         if named is None:
             raise TemplateError(
                 f"{path}: cannot tell which OS families this variant is for; name it win<family> "
-                f"({', '.join(FAMILIES)}) or add a `# dsrprep-os: <family>[+]` header line"
+                f"({', '.join(oscaps.families())}) or add a `# dsrprep-os: <family>[+]` header line"
             )
         return OsCoverage(named)
     try:
@@ -325,6 +336,30 @@ def expand_includes(text: str, path: str, libs: Mapping[str, Lib]) -> tuple[str,
     return "\n".join(lines), tuple(rows[row] for row in sorted(rows))
 
 
+def _load_fragment(file: Traversable, step: str, prefix: str) -> Fragment:
+    path = f"{prefix}/{step}/{FRAGMENT_FILE}"
+    text = file.read_text(encoding="utf-8-sig")
+    if text.split("\n", 1)[0].rstrip() != f"# dsrprep-facts: {step}":
+        raise TemplateError(f"{path}: the first line must be `# dsrprep-facts: {step}`")
+    if parse(text).root_node.has_error:
+        raise TemplateError(f"{path}: does not parse as PowerShell")
+    return Fragment(step, path, text)
+
+
+def expand_fragments(text: str, path: str, fragments: Iterable[Fragment]) -> str:
+    """`text` with its `# dsrprep-facts-fragments` line (if any) replaced by every fragment, each in
+    a script block of its own so that their variables do not meet."""
+    lines = text.split("\n")
+    rows = [i for i, line in enumerate(lines) if line.rstrip() == FRAGMENTS_LINE]
+    if not rows:
+        return text
+    if len(rows) > 1:
+        raise TemplateError(f"{path}: `{FRAGMENTS_LINE}` appears {len(rows)} times")
+    blocks = [f"# {f.path}\n& {{\n{f.text.rstrip()}\n}}" for f in fragments]
+    lines[rows[0]] = "\n\n".join(blocks)
+    return "\n".join(lines)
+
+
 class TemplateCatalog:
     """Every template under one root folder (the `ps_templates` package, or a folder in tests)."""
 
@@ -333,18 +368,19 @@ class TemplateCatalog:
         self._coverage: dict[str, dict[str, OsCoverage | None]] = {}
         lib_folder = root / LIB_FOLDER
         self._libs = _load_libs(lib_folder, f"{prefix}/{LIB_FOLDER}") if lib_folder.is_dir() else {}
-        for folder in sorted(root.iterdir(), key=lambda t: t.name):
-            if not folder.is_dir() or folder.name == LIB_FOLDER:
-                continue
+        folders = [f for f in sorted(root.iterdir(), key=lambda t: t.name) if f.is_dir() and f.name != LIB_FOLDER]
+        for folder in folders:
+            if not _NAME.fullmatch(folder.name):
+                raise TemplateError(f"{prefix}/{folder.name}: a step id is lower case letters, digits, - or _")
+        self._fragments = [_load_fragment(f / FRAGMENT_FILE, f.name, prefix) for f in folders
+                           if (f / FRAGMENT_FILE).is_file()]
+        for folder in folders:
             scripts = sorted(
-                (f for f in folder.iterdir() if f.is_file() and f.name.endswith(".ps1")), key=lambda t: t.name
+                (f for f in folder.iterdir() if f.is_file() and f.name.endswith(".ps1") and f.name != FRAGMENT_FILE),
+                key=lambda t: t.name,
             )
-            if not scripts:
-                continue
-            step = folder.name
-            if not _NAME.fullmatch(step):
-                raise TemplateError(f"{prefix}/{step}: a step id is lower case letters, digits, - or _")
-            self._load_step(step, scripts, prefix)
+            if scripts:
+                self._load_step(folder.name, scripts, prefix)
 
     def _load_step(self, step: str, scripts: Iterable[Traversable], prefix: str) -> None:
         templates: dict[str, Template] = {}
@@ -355,7 +391,8 @@ class TemplateCatalog:
             if not _NAME.fullmatch(variant):
                 raise TemplateError(f"{path}: a variant name is lower case letters, digits, - or _")
             # utf-8-sig: an editor's byte order mark is not part of the script.
-            text, includes = expand_includes(script.read_text(encoding="utf-8-sig"), path, self._libs)
+            source = expand_fragments(script.read_text(encoding="utf-8-sig"), path, self._fragments)
+            text, includes = expand_includes(source, path, self._libs)
             templates[variant] = Template(step, variant, path, text, parse_parameters(text, path), includes)
             this = _coverage(variant, text, path)
             twin = next((v for v, c in coverage.items() if c is not None and c == this), None)
@@ -364,6 +401,9 @@ class TemplateCatalog:
             coverage[variant] = this
         self._templates[step] = templates
         self._coverage[step] = coverage
+
+    def fragments(self) -> list[Fragment]:
+        return list(self._fragments)
 
     def steps(self) -> list[str]:
         return sorted(self._templates)
@@ -449,6 +489,11 @@ def all_templates() -> list[Template]:
     return _catalog().all_templates()
 
 
+def all_fragments() -> list[Fragment]:
+    """Every shipped facts fragment, by step."""
+    return _catalog().fragments()
+
+
 def all_libs() -> list[Lib]:
     """Every shipped lib of shared functions, by name."""
     return _catalog().libs()
@@ -457,7 +502,7 @@ def all_libs() -> list[Lib]:
 def select_template(step: str, os_family: str) -> Template:
     """The template `step` runs on a host of `os_family`.
 
-    `os_family` is one of FAMILIES (`win` prefix and any case allowed), or "default" for default.ps1.
+    `os_family` is a family of orchestrator.oscaps (`win` prefix and any case allowed), or "default" for default.ps1.
     """
     return _catalog().select(step, os_family)
 

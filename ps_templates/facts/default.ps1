@@ -1,6 +1,8 @@
 # dsrprep-step: facts
-# Gathers in one object what the DSR plan needs: OS, adapters and their IP configuration, raw
-# netsh/appcmd/httpcfg text, firewall state, IIS sites, recent address-conflict events, marker.
+# Gathers in one object what the DSR plan needs: here what many steps read (OS, session, adapters
+# and their IP configuration, firewall state, marker); the facts of single steps (weak host flags,
+# SkipAsSource, IIS sites, the listen list, conflict events) come from their fragments, expanded
+# at the line `# dsrprep-facts-fragments` when the template is loaded.
 param()
 $ErrorActionPreference = 'Stop'
 
@@ -86,8 +88,6 @@ foreach ($config in @(Get-WmiObject -Class Win32_NetworkAdapterConfiguration)) {
 # Only adapters that are network connections (NetConnectionID) or loopbacks: WMI also lists
 # miniports, tunnels and RAS devices that the plan must never touch.
 $adapterList = New-Object System.Collections.ArrayList
-$netshV4 = @{}
-$netshV6 = @{}
 foreach ($adapter in @(Get-WmiObject -Class Win32_NetworkAdapter)) {
     $connectionId = Get-PropertyOrNull $adapter 'NetConnectionID'
     $serviceName = [string](Get-PropertyOrNull $adapter 'ServiceName')
@@ -126,24 +126,8 @@ foreach ($adapter in @(Get-WmiObject -Class Win32_NetworkAdapter)) {
         netbios = ConvertTo-NullableInt (Get-PropertyOrNull $config 'TcpipNetbiosOptions')
     })
 
-    # Weak host flags have no WMI property on 2008/2008 R2: netsh is the only reader. Called by
-    # index, never by name (names are localized and renamed); the text goes back raw.
-    if ($null -ne $interfaceIndex) {
-        $key = [string]$interfaceIndex
-        $netshV4[$key] = Get-NativeText 'netsh.exe' @('interface', 'ipv4', 'show', 'interface', $key)
-        $netshV6[$key] = Get-NativeText 'netsh.exe' @('interface', 'ipv6', 'show', 'interface', $key)
-    }
 }
 $adapters = [object[]]$adapterList.ToArray()
-
-# SkipAsSource is shown by netsh only (WMI has no such property before the 2012 NetTCPIP classes):
-# one verbose listing per IP version covers every interface; the parser keys it by address.
-$netshV4Addresses = $null
-$netshV6Addresses = $null
-if (-not $isLegacy) {
-    $netshV4Addresses = Get-NativeText 'netsh.exe' @('interface', 'ipv4', 'show', 'ipaddresses', 'level=verbose')
-    $netshV6Addresses = Get-NativeText 'netsh.exe' @('interface', 'ipv6', 'show', 'addresses', 'level=verbose')
-}
 
 # --- Firewall -----------------------------------------------------------------------------------
 
@@ -211,97 +195,6 @@ if ($isLegacy) {
   }
 }
 
-# --- IIS and http.sys ---------------------------------------------------------------------------
-
-$iisVersion = $null
-try {
-    $inetStp = Get-ItemProperty -Path 'HKLM:\SOFTWARE\Microsoft\InetStp' -ErrorAction SilentlyContinue
-    $major = Get-PropertyOrNull $inetStp 'MajorVersion'
-    $minor = Get-PropertyOrNull $inetStp 'MinorVersion'
-    if ($null -ne $major) {
-        if ($null -eq $minor) { $minor = 0 }
-        $iisVersion = ('{0}.{1}' -f [int]$major, [int]$minor)
-    }
-} catch {
-    $iisVersion = $null
-}
-
-$appcmdText = $null
-$metabaseSites = $null
-if ($null -ne $iisVersion -and [int]($iisVersion.Split('.')[0]) -ge 7) {
-    # appcmd exists on every IIS 7+, unlike the WebAdministration module (not on IIS 7.0).
-    $appcmd = Join-Path $env:windir 'system32\inetsrv\appcmd.exe'
-    if (Test-Path -LiteralPath $appcmd) { $appcmdText = Get-NativeText $appcmd @('list', 'site') }
-} elseif ($null -ne $iisVersion) {
-    # IIS 6: the metabase through WMI. The provider may not be installed; then the list is
-    # unknown (null), which is not the same as "no sites".
-    try {
-        $siteList = New-Object System.Collections.ArrayList
-        $settings = @(Get-WmiObject -Namespace 'root\MicrosoftIISv2' -Class IIsWebServerSetting -Authentication 6)
-        foreach ($setting in $settings) {
-            $bindingList = New-Object System.Collections.ArrayList
-            foreach ($binding in @(Get-PropertyOrNull $setting 'ServerBindings')) {
-                if ($null -eq $binding) { continue }
-                [void]$bindingList.Add(('{0}:{1}:{2}' -f $binding.IP, $binding.Port, $binding.Hostname))
-            }
-            [void]$siteList.Add(@{
-                id = [string]$setting.Name
-                name = [string]$setting.ServerComment
-                bindings = [object[]]$bindingList.ToArray()
-            })
-        }
-        $metabaseSites = [object[]]$siteList.ToArray()
-    } catch {
-        $metabaseSites = $null
-    }
-}
-
-$httpListenText = $null
-if ($isLegacy) {
-    # httpcfg.exe comes with the 2003 Support Tools, which many servers lack.
-    $httpcfg = $null
-    $command = Get-Command 'httpcfg.exe' -ErrorAction SilentlyContinue
-    if ($null -ne $command) { $httpcfg = @($command)[0].Definition }
-    # 64-bit 2003 installs the 32-bit Support Tools under Program Files (x86).
-    foreach ($root in @($env:ProgramFiles, ${env:ProgramFiles(x86)})) {
-        if ($null -ne $httpcfg -or $null -eq $root) { continue }
-        $candidate = Join-Path $root 'Support Tools\httpcfg.exe'
-        if (Test-Path -LiteralPath $candidate) { $httpcfg = $candidate }
-    }
-    if ($null -ne $httpcfg) { $httpListenText = Get-NativeText $httpcfg @('query', 'iplisten') }
-} else {
-    $httpListenText = Get-NativeText 'netsh.exe' @('http', 'show', 'iplisten')
-}
-
-# --- Address-conflict events --------------------------------------------------------------------
-
-# Tcpip (2008+) / TCP/IP (NT-era name) 4198 and 4199 report a duplicate address. EventID is the
-# low 16 bits; InstanceId carries severity bits on classic sources and would not match.
-$eventList = New-Object System.Collections.ArrayList
-$since = (Get-Date).AddDays(-7)
-# Newest first, stopping at the first entry older than the window: Get-EventLog -After would walk
-# the whole System log. An entry overwritten while being read (the log wraps) is skipped, not fatal.
-$systemLog = New-Object System.Diagnostics.EventLog('System')
-try {
-    $logEntries = $systemLog.Entries
-    for ($i = $logEntries.Count - 1; $i -ge 0; $i--) {
-        $entry = $null
-        try { $entry = $logEntries[$i] } catch { continue }
-        if ($entry.TimeGenerated -lt $since) { break }
-        if (($entry.Source -eq 'Tcpip' -or $entry.Source -eq 'TCP/IP') -and ($entry.EventID -eq 4198 -or $entry.EventID -eq 4199)) {
-            [void]$eventList.Add(@{
-                event_id = [int]$entry.EventID
-                source = [string]$entry.Source
-                time = $entry.TimeGenerated.ToString('s')
-                message = [string]$entry.Message
-            })
-        }
-    }
-} finally {
-    $systemLog.Dispose()
-}
-$events = [object[]]$eventList.ToArray()
-
 # --- Marker -------------------------------------------------------------------------------------
 
 $marker = @{}
@@ -316,7 +209,7 @@ if (Test-Path -LiteralPath $markerPath) {
 
 # --- Result -------------------------------------------------------------------------------------
 
-@{
+$facts = @{
     schema = 1
     computer_name = [string]$env:COMPUTERNAME
     os = @{
@@ -330,17 +223,12 @@ if (Test-Path -LiteralPath $markerPath) {
     elevated = [bool]$elevated
     process_64bit = ([IntPtr]::Size -eq 8)
     adapters = $adapters
-    netsh_ipv4 = $netshV4
-    netsh_ipv6 = $netshV6
-    netsh_ipv4_addresses = $netshV4Addresses
-    netsh_ipv6_addresses = $netshV6Addresses
     firewall = $firewall
-    iis = @{
-        version = $iisVersion
-        appcmd_sites_text = $appcmdText
-        metabase_sites = $metabaseSites
-    }
-    http_listen_text = $httpListenText
-    events = $events
     marker = $marker
 }
+
+# --- Facts of single steps: ps_templates/<step>/facts.ps1, each adding its keys to $facts -------
+
+# dsrprep-facts-fragments
+
+$facts

@@ -14,22 +14,21 @@ from hypothesis import strategies as st
 
 from orchestrator.facts import (
     Address,
-    Binding,
     FactsError,
-    OsFamily,
+    os_family,
+    parse_facts,
+    parse_firewall_opmode,
+    parse_portopenings,
+)
+from orchestrator.steps import http_listen, iis_binding, skip_as_source, verify, weak_host
+from orchestrator.steps.http_listen import parse_http_listen
+from orchestrator.steps.iis_binding import Binding, parse_appcmd_sites, parse_binding_information, parse_metabase_sites
+from orchestrator.steps.skip_as_source import parse_netsh_ipaddresses
+from orchestrator.steps.weak_host import (
     WeakHost,
     netsh_interface_index,
     netsh_interface_present,
-    os_family,
-    parse_appcmd_sites,
-    parse_binding_information,
-    parse_facts,
-    parse_firewall_opmode,
-    parse_http_listen,
-    parse_metabase_sites,
     parse_netsh_interface,
-    parse_netsh_ipaddresses,
-    parse_portopenings,
 )
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -542,23 +541,25 @@ def test_http_listen_errors_raise(output: str) -> None:
 @pytest.mark.parametrize(
     ("version", "family"),
     [
-        ("5.2.3790", OsFamily.WIN2003),
-        ("6.0.6001", OsFamily.WIN2008),
-        ("6.0.6002", OsFamily.WIN2008),
-        ("6.1.7600", OsFamily.WIN2008R2),
-        ("6.1.7601", OsFamily.WIN2008R2),
-        ("6.2.9200", OsFamily.WIN2012),
-        ("6.3.9600", OsFamily.WIN2012R2),
-        ("10.0.14393", OsFamily.WIN2016),
-        ("10.0.16299", OsFamily.WIN2016),
-        ("10.0.17763", OsFamily.WIN2019),
-        ("10.0.19041", OsFamily.WIN2019),
-        ("10.0.20348", OsFamily.WIN2022),
-        ("10.0.26100", OsFamily.WIN2022),
+        ("5.2.3790", "2003"),
+        ("6.0.6001", "2008"),
+        ("6.0.6002", "2008"),
+        ("6.1.7600", "2008r2"),
+        ("6.1.7601", "2008r2"),
+        ("6.2.9200", "2012"),
+        ("6.3.9600", "2012r2"),
+        ("10.0.14393", "2016"),
+        ("10.0.16299", "2016"),
+        ("10.0.17763", "2019"),
+        ("10.0.19041", "2019"),
+        ("10.0.20348", "2022"),
+        ("10.0.25000", "2022"),
+        ("10.0.26100", "2025"),
+        ("10.0.26200", "2025"),
     ],
 )
-def test_os_family(version: str, family: OsFamily) -> None:
-    assert os_family(version) is family
+def test_os_family(version: str, family: str) -> None:
+    assert os_family(version) == family
 
 
 @pytest.mark.parametrize(
@@ -746,12 +747,12 @@ def raw_2003() -> dict[str, Any]:
 
 def test_parse_facts_2008r2() -> None:
     facts = parse_facts(raw_2008r2())
-    assert facts.os.family is OsFamily.WIN2008R2 and facts.os.is_64bit and not facts.os.is_legacy
+    assert facts.os.family == "2008r2" and facts.os.is_64bit and facts.os.caps.weak_host
     assert facts.os.hotfixes == frozenset({"KB975808", "KB968930"})
-    assert facts.weak_host_configurable
-    assert dict(facts.weak_host_v4) == {9: WeakHost(False, False), 39: WeakHost(False, False)}
-    assert dict(facts.weak_host_v6) == {24: WeakHost(False, False)}
-    assert facts.weak_host(39) == WeakHost(False, False) and facts.weak_host(24) is None
+    table = weak_host.table(facts)
+    assert dict(table.v4) == {9: WeakHost(False, False), 39: WeakHost(False, False)}
+    assert dict(table.v6) == {24: WeakHost(False, False)}
+    assert weak_host.flags(facts, 39) == WeakHost(False, False) and weak_host.flags(facts, 24) is None
 
     nic, loop, spare = facts.adapters
     assert facts.loopbacks() == (loop,) and loop.is_loopback and not nic.is_loopback
@@ -763,14 +764,15 @@ def test_parse_facts_2008r2() -> None:
     assert [(a.version, a.prefix_length) for a in nic.addresses] == [(4, 24), (6, 64)]
     assert loop.metric is None and loop.netbios is None and spare.mac is None and spare.addresses == ()
 
-    assert facts.adapter_by_interface_index(39) is loop
-    assert facts.adapter_by_index(14) is spare
     assert facts.adapter_by_mac("02-00-4c-4f-4f-50") is loop
     assert facts.adapter_by_connection_id("local area connection") is nic
     assert facts.adapter_by_pnp_id("root\\net\\0000") is loop
     assert facts.adapters_with_address("10.0.0.11") == (nic,)
-    assert facts.adapter_by_address("FE80::A1B5:7D4B:16A6:E7AD") is nic
-    assert facts.adapter_by_address("10.0.0.50") is None
+    assert facts.adapters_with_address("FE80::A1B5:7D4B:16A6:E7AD") == (nic,)
+    assert facts.adapters_with_address("10.0.0.50") == ()
+    assert facts.nic("address", "10.0.0.11") is nic and facts.nic("mac", "02-00-4c-4f-4f-50") is None
+    assert facts.nic("name", "LOCAL AREA CONNECTION") is nic
+    assert facts.dsr_loopback(["10.0.0.99"]) is loop  # through the marker
     assert nic.address("10.0.0.11") == Address("10.0.0.11", "255.255.255.0")
 
     fw = facts.firewall
@@ -778,17 +780,17 @@ def test_parse_facts_2008r2() -> None:
     assert dict(fw.profiles or {}) == {"domain": True, "private": True, "public": False}
     assert fw.rules[0].local_addresses == "10.0.0.50/255.255.255.255" and fw.port_openings == ()
 
-    assert facts.iis.installed and facts.iis.sites_known and len(facts.iis.sites) == 4
-    assert facts.http_listen == ("192.168.33.1", "127.0.0.0", "127.0.0.1")
-    assert facts.events[0].event_id == 4199
+    iis = iis_binding.iis(facts)
+    assert iis.installed and iis.sites_known and len(iis.sites) == 4
+    assert http_listen.listen_list(facts) == ("192.168.33.1", "127.0.0.0", "127.0.0.1")
+    assert verify.events(facts)[0].event_id == 4199
     assert dict(facts.marker) == {"LoopbackPnpId": "ROOT\\NET\\0000"}
 
 
 def test_parse_facts_2003() -> None:
     facts = parse_facts(raw_2003())
-    assert facts.os.family is OsFamily.WIN2003 and facts.os.is_legacy and not facts.os.is_64bit
-    assert not facts.weak_host_configurable
-    assert dict(facts.weak_host_v4) == {} and dict(facts.weak_host_v6) == {}
+    assert facts.os.family == "2003" and not facts.os.caps.weak_host and not facts.os.is_64bit
+    assert dict(weak_host.table(facts).v4) == {} and dict(weak_host.table(facts).v6) == {}
     (nic,) = facts.adapters
     assert nic.interface_index is None and facts.loopbacks() == ()
 
@@ -803,21 +805,21 @@ def test_parse_facts_2003() -> None:
     assert dict(fw.interface_modes) == {"Local Area Connection": True}
     assert len(fw.port_openings) == 9 and fw.rules == ()
 
-    assert facts.iis.version == "6.0"
-    assert [s.bindings for s in facts.iis.sites] == [
+    assert iis_binding.iis(facts).version == "6.0"
+    assert [s.bindings for s in iis_binding.iis(facts).sites] == [
         (Binding("http", "*", 80, ""),),
         (Binding("http", "10.0.0.21", 80, "shop.example.com"),),
     ]
-    assert facts.http_listen is None
+    assert http_listen.listen_list(facts) is None
 
 
 def test_iis_installed_but_unreadable_is_not_an_empty_site_list() -> None:
     raw = raw_2003()
     raw["iis"]["metabase_sites"] = None
-    iis = parse_facts(raw).iis
+    iis = iis_binding.iis(parse_facts(raw))
     assert iis.installed and not iis.sites_known and iis.sites == ()
     raw["iis"]["version"] = None
-    assert parse_facts(raw).iis.sites_known
+    assert iis_binding.iis(parse_facts(raw)).sites_known
 
 
 def test_to_dict_is_json() -> None:
@@ -827,9 +829,9 @@ def test_to_dict_is_json() -> None:
         assert again == out
     out = parse_facts(raw_2008r2()).to_dict()
     assert out["os"]["family"] == "2008r2"
-    assert out["weak_host_v4"]["39"] == {"send": False, "receive": False}
+    assert out["weak_host"]["v4"]["39"] == {"send": False, "receive": False}
     assert out["adapters"][1]["is_loopback"] is True
-    assert out["iis"]["sites"][0]["bindings"][0]["is_all_unassigned"] is True
+    assert out["iis_binding"]["sites"][0]["bindings"][0]["is_all_unassigned"] is True
     assert out["os"]["hotfixes"] == ["KB968930", "KB975808"]
 
 
@@ -1008,19 +1010,19 @@ def test_label_as_wide_as_the_column_touches_the_colon() -> None:
 
 def test_skip_as_source_merges_ipv4_and_ipv6() -> None:
     facts = parse_facts(raw_2008r2())
-    assert dict(facts.skip_as_source) == {
+    assert dict(skip_as_source.skip_flags(facts).flags) == {
         **IPADDRESS_SAMPLES["netsh/ipv4_show_ipaddresses_constructed.txt"],
         **IPADDRESS_SAMPLES["netsh/ipv6_show_addresses_win10_en.txt"],
     }
-    assert facts.skips_as_source("10.0.0.50") is True
-    assert facts.skips_as_source("2A03:7220:8083:C4C4::1014") is False
-    assert facts.skips_as_source("fe80::bca3:1bf5:75db:1c7d%72") is False
-    assert facts.skips_as_source("10.0.0.99") is None
-    assert facts.to_dict()["skip_as_source"]["10.0.0.50"] is True
+    assert skip_as_source.skip_flags(facts).of("10.0.0.50") is True
+    assert skip_as_source.skip_flags(facts).of("2A03:7220:8083:C4C4::1014") is False
+    assert skip_as_source.skip_flags(facts).of("fe80::bca3:1bf5:75db:1c7d%72") is False
+    assert skip_as_source.skip_flags(facts).of("10.0.0.99") is None
+    assert facts.to_dict()["skip_as_source"]["flags"]["10.0.0.50"] is True
 
 
 def test_skip_as_source_is_empty_on_2003() -> None:
-    assert dict(parse_facts(raw_2003()).skip_as_source) == {}
+    assert dict(skip_as_source.skip_flags(parse_facts(raw_2003())).flags) == {}
 
 
 @pytest.mark.parametrize("key", ["netsh_ipv4_addresses", "netsh_ipv6_addresses"])
@@ -1028,11 +1030,11 @@ def test_skip_as_source_keys_may_be_missing(key: str) -> None:
     """Facts from a facts script that predates these keys read as null."""
     raw = raw_2008r2()
     del raw[key]
-    flags = dict(parse_facts(raw).skip_as_source)
+    flags = dict(skip_as_source.skip_flags(parse_facts(raw)).flags)
     assert ("10.0.0.50" in flags) == (key != "netsh_ipv4_addresses")
     raw = raw_2008r2()
     raw[key] = None
-    assert dict(parse_facts(raw).skip_as_source) == flags
+    assert dict(skip_as_source.skip_flags(parse_facts(raw)).flags) == flags
 
 
 @pytest.mark.parametrize(
