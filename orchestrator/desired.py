@@ -1,87 +1,71 @@
 """The DSR desired state of one host: the `dsr_*` inventory variables, their defaults and their checks.
 
 Every `dsr_*` variable may be set on a host or on any group (host > child group > parent group > all).
-Defaults live in `DEFAULTS` and nowhere else.
+Each is declared once, in `VARIABLES` below (name, type, default, parser, meaning); the defaults, the
+known names, this table, the README's list and `Desired`'s defaults all come from there, and a unit
+test fails when a copy falls out of step (`variables_table()` and `variables_markdown()` print them).
 
-=============================  =======================  ==========================================
-variable                       default                  meaning
-=============================  =======================  ==========================================
-dsr_vips                       (required)               VIPs to put on the loopback: a list of
-                                                        `{address, ports: [80], protocol: tcp}`;
-                                                        a bare address means that with defaults
-dsr_iis_sites                  ["Default Web Site"]     IIS sites to bind to the VIPs; [] leaves
-                                                        IIS alone
-dsr_nic                        {address: ansible_host}  the NIC holding the real IP: exactly one
-                                                        of `address`, `mac` or `name` (connection
-                                                        name); required when ansible_host is a
-                                                        DNS name
-dsr_loopback_name              "DSR Loopback"           connection name of the loopback adapter
-dsr_metric                     254                      interface metric of the loopback, 1-9999
-dsr_skip_as_source             true                     mark the VIPs SkipAsSource (2008 SP2 with
-                                                        KB975808, 2008 R2 and later)
-dsr_disable_dns_registration   true                     the loopback does not register in DNS
-dsr_disable_netbios            true                     NetBIOS over TCP/IP off on the loopback
-dsr_weakhost_send_on_nic       false                    also enable weak host send on the NIC
-dsr_firewall                   rule                     rule: allow the VIP ports; disable: turn
-                                                        the firewall off; skip: leave it alone
-dsr_subnet_check               warn                     a VIP outside the NIC's subnet (DSR wants
-                                                        LB, VIPs and servers in one subnet):
-                                                        warn, error or off
-dsr_devcon_path                null                     absolute path of devcon.exe on the host,
-                                                        used to install the loopback adapter
-                                                        (null: install without devcon)
-dsr_restart_site               true                     restart the IIS sites whose bindings
-                                                        changed
-dsr_http_listen                true                     add the VIPs to the http.sys IP listen
-                                                        list when that list has entries
-dsr_verify_peer                null                     another inventory host on the same VLAN,
-                                                        from which the VIP must resolve by ARP to
-                                                        the load balancer, not to a real server
-dsr_verify_tcp                 true                     after the change, connect to each VIP port
-dsr_allow_insecure_basic       false                    accept Basic auth over plain http
-                                                        (credentials and scripts in clear); also
-                                                        needs message encryption `never`
-=============================  =======================  ==========================================
+============================  =======================  ==========================================
+variable                      default                  meaning
+============================  =======================  ==========================================
+dsr_vips                      none (required)          VIPs to put on the loopback: a list of
+                                                       `{address, ports: [80], protocol: tcp}`; a
+                                                       bare address means that with defaults
+dsr_iis_sites                 ["Default Web Site"]     IIS sites to bind to the VIPs; [] leaves
+                                                       IIS alone
+dsr_nic                       {address: ansible_host}  the NIC holding the real IP: exactly one
+                                                       of `address`, `mac` or `name` (connection
+                                                       name); required when ansible_host is a DNS
+                                                       name
+dsr_loopback_name             "DSR Loopback"           connection name of the loopback adapter
+dsr_metric                    254                      interface metric of the loopback, 1-9999
+dsr_skip_as_source            true                     mark the VIPs SkipAsSource (2008 SP2 with
+                                                       KB975808, 2008 R2 and later)
+dsr_disable_dns_registration  true                     the loopback does not register in DNS
+dsr_disable_netbios           true                     NetBIOS over TCP/IP off on the loopback
+dsr_weakhost_send_on_nic      false                    also enable weak host send on the NIC
+dsr_firewall                  rule                     rule: allow the VIP ports; disable: turn
+                                                       the firewall off; skip: leave it alone
+dsr_subnet_check              warn                     a VIP outside the NIC's subnet (DSR wants
+                                                       LB, VIPs and servers in one subnet): warn,
+                                                       error or off
+dsr_devcon_path               null                     absolute path of devcon.exe on the host,
+                                                       used to install the loopback adapter
+                                                       (null: install without devcon)
+dsr_restart_site              true                     restart the IIS sites whose bindings
+                                                       changed
+dsr_http_listen               true                     add the VIPs to the http.sys IP listen
+                                                       list when that list has entries
+dsr_verify_peer               null                     another inventory host on the same VLAN,
+                                                       from which the VIP must resolve by ARP to
+                                                       the load balancer, not to a real server
+dsr_verify_tcp                true                     after the change, connect to each VIP port
+dsr_allow_insecure_basic      false                    accept Basic auth over plain http
+                                                       (credentials and scripts in clear); also
+                                                       needs message encryption `never`
+============================  =======================  ==========================================
 
 YAML reads an unquoted `off` as false: `dsr_subnet_check: off` is accepted for that reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
+import json
 import re
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Literal, cast
+from types import MappingProxyType, UnionType
+from typing import Any, Final, Literal, get_args, get_origin, get_type_hints
 
 VIP_DEFAULT_PORTS: tuple[int, ...] = (80,)
 VIP_DEFAULT_PROTOCOL = "tcp"
 VIP_PROTOCOLS = ("tcp", "udp")
 FIREWALL_MODES = ("rule", "disable", "skip")
 SUBNET_CHECK_MODES = ("warn", "error", "off")
-
-DEFAULTS: Mapping[str, object] = MappingProxyType(
-    {
-        "dsr_iis_sites": ("Default Web Site",),
-        "dsr_loopback_name": "DSR Loopback",
-        "dsr_metric": 254,
-        "dsr_skip_as_source": True,
-        "dsr_disable_dns_registration": True,
-        "dsr_disable_netbios": True,
-        "dsr_weakhost_send_on_nic": False,
-        "dsr_firewall": "rule",
-        "dsr_subnet_check": "warn",
-        "dsr_devcon_path": None,
-        "dsr_restart_site": True,
-        "dsr_http_listen": True,
-        "dsr_verify_peer": None,
-        "dsr_verify_tcp": True,
-        "dsr_allow_insecure_basic": False,
-    }
-)
-
 
 @dataclass(frozen=True)
 class Vip:
@@ -98,26 +82,6 @@ class Vip:
 class NicSelector:
     by: Literal["address", "mac", "name"]
     value: str
-
-
-@dataclass(frozen=True)
-class Desired:
-    vips: tuple[Vip, ...]
-    iis_sites: tuple[str, ...]
-    nic: NicSelector
-    loopback_name: str
-    metric: int
-    skip_as_source: bool
-    disable_dns_registration: bool
-    disable_netbios: bool
-    weakhost_send_on_nic: bool
-    firewall: str
-    subnet_check: str
-    devcon_path: str | None
-    restart_site: bool
-    http_listen: bool
-    verify_peer: str | None
-    verify_tcp: bool
 
 
 class FieldError(ValueError):
@@ -348,29 +312,110 @@ def parse_optional_text(value: object) -> str | None:
     return None if value is None else parse_text(value)
 
 
-PARSERS: Mapping[str, Callable[[object], object]] = MappingProxyType(
-    {
-        "dsr_vips": parse_vips,
-        "dsr_iis_sites": parse_iis_sites,
-        "dsr_nic": parse_nic,
-        "dsr_loopback_name": parse_text,
-        "dsr_metric": lambda v: parse_int(v, 1, 9999, "an interface metric"),
-        "dsr_skip_as_source": parse_bool,
-        "dsr_disable_dns_registration": parse_bool,
-        "dsr_disable_netbios": parse_bool,
-        "dsr_weakhost_send_on_nic": parse_bool,
-        "dsr_firewall": lambda v: parse_choice(v, FIREWALL_MODES),
-        "dsr_subnet_check": parse_subnet_check,
-        "dsr_devcon_path": parse_devcon_path,
-        "dsr_restart_site": parse_bool,
-        "dsr_http_listen": parse_bool,
-        "dsr_verify_peer": parse_optional_text,
-        "dsr_verify_tcp": parse_bool,
-        "dsr_allow_insecure_basic": parse_bool,
-    }
-)
+def parse_metric(value: object) -> int:
+    return parse_int(value, 1, 9999, "an interface metric")
 
-KNOWN_KEYS: tuple[str, ...] = tuple(PARSERS)
+
+def parse_firewall(value: object) -> str:
+    return parse_choice(value, FIREWALL_MODES)
+
+
+# --- the declarations ------------------------------------------------------------------------------
+
+
+class _NoDefault:
+    """The default of a variable that must be set, or whose default depends on the host."""
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Final = _NoDefault()
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One `dsr_*` inventory variable: the single place that says what it is.
+
+    `type` is the type of the parsed value (the `Desired` field's type); `parse` turns an inventory
+    value into it or raises FieldError / FieldErrors; `default` is the value of an unset variable,
+    NO_DEFAULT when there is none (then `shown_default` says what happens instead). `desired` is
+    False for a variable that belongs to the connection rather than to `Desired`.
+    """
+
+    name: str
+    type: object
+    default: object
+    parse: Callable[[object], object]
+    help: str
+    shown_default: str | None = None
+    desired: bool = True
+
+    @property
+    def field(self) -> str:
+        """The `Desired` field (and `to_dict` key) holding the variable's value."""
+        return self.name.removeprefix("dsr_")
+
+    @property
+    def default_text(self) -> str:
+        """The default as the docs show it: the YAML one would write."""
+        if self.shown_default is not None:
+            return self.shown_default
+        value = self.default
+        if isinstance(value, str) and re.fullmatch(r"[a-z]+", value):
+            return value
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+V = Variable
+VARIABLES: tuple[Variable, ...] = (
+    V("dsr_vips", tuple[Vip, ...], NO_DEFAULT, parse_vips,
+      "VIPs to put on the loopback: a list of `{address, ports: [80], protocol: tcp}`; a bare address "
+      "means that with defaults", shown_default="none (required)"),
+    V("dsr_iis_sites", tuple[str, ...], ("Default Web Site",), parse_iis_sites,
+      "IIS sites to bind to the VIPs; [] leaves IIS alone"),
+    V("dsr_nic", NicSelector, NO_DEFAULT, parse_nic,
+      "the NIC holding the real IP: exactly one of `address`, `mac` or `name` (connection name); "
+      "required when ansible_host is a DNS name", shown_default="{address: ansible_host}"),
+    V("dsr_loopback_name", str, "DSR Loopback", parse_text, "connection name of the loopback adapter"),
+    V("dsr_metric", int, 254, parse_metric, "interface metric of the loopback, 1-9999"),
+    V("dsr_skip_as_source", bool, True, parse_bool,
+      "mark the VIPs SkipAsSource (2008 SP2 with KB975808, 2008 R2 and later)"),
+    V("dsr_disable_dns_registration", bool, True, parse_bool, "the loopback does not register in DNS"),
+    V("dsr_disable_netbios", bool, True, parse_bool, "NetBIOS over TCP/IP off on the loopback"),
+    V("dsr_weakhost_send_on_nic", bool, False, parse_bool, "also enable weak host send on the NIC"),
+    V("dsr_firewall", str, "rule", parse_firewall,
+      "rule: allow the VIP ports; disable: turn the firewall off; skip: leave it alone"),
+    V("dsr_subnet_check", str, "warn", parse_subnet_check,
+      "a VIP outside the NIC's subnet (DSR wants LB, VIPs and servers in one subnet): warn, error or off"),
+    V("dsr_devcon_path", str | None, None, parse_devcon_path,
+      "absolute path of devcon.exe on the host, used to install the loopback adapter (null: install "
+      "without devcon)"),
+    V("dsr_restart_site", bool, True, parse_bool, "restart the IIS sites whose bindings changed"),
+    V("dsr_http_listen", bool, True, parse_bool,
+      "add the VIPs to the http.sys IP listen list when that list has entries"),
+    V("dsr_verify_peer", str | None, None, parse_optional_text,
+      "another inventory host on the same VLAN, from which the VIP must resolve by ARP to the load "
+      "balancer, not to a real server"),
+    V("dsr_verify_tcp", bool, True, parse_bool, "after the change, connect to each VIP port"),
+    V("dsr_allow_insecure_basic", bool, False, parse_bool,
+      "accept Basic auth over plain http (credentials and scripts in clear); also needs message "
+      "encryption `never`", desired=False),
+)
+del V
+
+VARIABLES_BY_NAME: Mapping[str, Variable] = MappingProxyType({v.name: v for v in VARIABLES})
+KNOWN_KEYS: tuple[str, ...] = tuple(VARIABLES_BY_NAME)
+DEFAULTS: Mapping[str, object] = MappingProxyType(
+    {v.name: v.default for v in VARIABLES if v.default is not NO_DEFAULT}
+)
+PARSERS: Mapping[str, Callable[[object], object]] = MappingProxyType({v.name: v.parse for v in VARIABLES})
+_DESIRED_VARIABLES: tuple[Variable, ...] = tuple(v for v in VARIABLES if v.desired)
+
+
+def _default(name: str) -> Any:
+    # Any: the declared default is typed by its declaration; a unit test checks it against the field.
+    return DEFAULTS[name]
 
 
 def unknown_key_message(key: str) -> str:
@@ -382,6 +427,103 @@ def unknown_key_message(key: str) -> str:
 def parse_dsr_value(key: str, value: object) -> object:
     """Parse one `dsr_*` value; raises FieldError / FieldErrors, or KeyError for an unknown key."""
     return PARSERS[key](value)
+
+
+# --- the desired state -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A host's parsed `dsr_*` values. One field per declared variable (a unit test keeps them in step).
+
+    The constructor does not validate: inventories go through the parsers and `build_desired`.
+    Unset fields take the declared defaults; `nic` has none (it comes from dsr_nic or ansible_host),
+    so its placeholder selects no adapter at all.
+    """
+
+    vips: tuple[Vip, ...]
+    iis_sites: tuple[str, ...] = _default("dsr_iis_sites")
+    nic: NicSelector = NicSelector("address", "")
+    loopback_name: str = _default("dsr_loopback_name")
+    metric: int = _default("dsr_metric")
+    skip_as_source: bool = _default("dsr_skip_as_source")
+    disable_dns_registration: bool = _default("dsr_disable_dns_registration")
+    disable_netbios: bool = _default("dsr_disable_netbios")
+    weakhost_send_on_nic: bool = _default("dsr_weakhost_send_on_nic")
+    firewall: str = _default("dsr_firewall")
+    subnet_check: str = _default("dsr_subnet_check")
+    devcon_path: str | None = _default("dsr_devcon_path")
+    restart_site: bool = _default("dsr_restart_site")
+    http_listen: bool = _default("dsr_http_listen")
+    verify_peer: str | None = _default("dsr_verify_peer")
+    verify_tcp: bool = _default("dsr_verify_tcp")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form (tuples become lists), for `inventory check` and the rollout log."""
+        return {v.field: _encode(getattr(self, v.field)) for v in _DESIRED_VARIABLES}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Desired:
+        """The inverse of `to_dict`. Checks the shape and types of every field and raises ValueError
+        naming the field; the values' meaning was checked by the parsers when the state was built."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"desired state: {show(data)} is not a mapping of fields")
+        fields = [v.field for v in _DESIRED_VARIABLES]
+        unknown = sorted(str(k) for k in data if k not in fields)
+        missing = [f for f in fields if f not in data]
+        if unknown or missing:
+            parts = ([f"unknown field(s) {', '.join(unknown)}"] if unknown else []) + (
+                [f"missing field(s) {', '.join(missing)}"] if missing else []
+            )
+            raise ValueError(f"desired state: {'; '.join(parts)}")
+        values = {v.field: _decode(v.type, data[v.field], v.field) for v in _DESIRED_VARIABLES}
+        return cls(**values)
+
+
+def _encode(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_encode(item) for item in value]
+    return value
+
+
+_SCALARS: Mapping[object, str] = MappingProxyType({bool: "true or false", int: "a whole number", str: "text"})
+
+
+def _decode(kind: object, value: object, path: str) -> Any:
+    """`value` (as `_encode` wrote it) rebuilt as `kind`: bool, int, str, X | None, tuple[X, ...],
+    Literal[...] or a dataclass of those."""
+    origin, args = get_origin(kind), get_args(kind)
+    if kind in _SCALARS:
+        # Exact types: True is not a metric, 80 is not a site name.
+        if type(value) is not kind:
+            raise ValueError(f"desired state field {path}: {show(value)} is not {_SCALARS[kind]}")
+        return value
+    if origin is UnionType:
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _decode(inner, value, path)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"desired state field {path}: {show(value)} is not one of: {', '.join(map(str, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"desired state field {path}: {show(value)} is not a list")
+        return tuple(_decode(args[0], item, f"{path}[{index}]") for index, item in enumerate(value))
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        return _decode_dataclass(kind, value, path)
+    raise TypeError(f"desired state field {path}: no decoder for {kind!r}")
+
+
+def _decode_dataclass(kind: type[Any], value: object, path: str) -> Any:
+    hints = get_type_hints(kind)
+    names = [f.name for f in dataclasses.fields(kind)]
+    if not isinstance(value, Mapping) or sorted(map(str, value)) != sorted(names):
+        raise ValueError(f"desired state field {path}: {show(value)} is not a mapping of {', '.join(names)}")
+    return kind(**{name: _decode(hints[name], value[name], f"{path}.{name}") for name in names})
 
 
 def build_desired(
@@ -411,11 +553,12 @@ def build_desired(
                     "dsr_nic",
                 )
             )
-
-    def get(key: str) -> object:
-        return values[key] if key in values else DEFAULTS[key]
-
-    loopback_name = cast(str, get("dsr_loopback_name"))
+    rest: dict[str, Any] = {
+        v.field: values.get(v.name, v.default)
+        for v in _DESIRED_VARIABLES
+        if v.default is not NO_DEFAULT
+    }
+    loopback_name = rest["loopback_name"]
     if isinstance(nic, NicSelector) and nic.by == "name" and nic.value.lower() == loopback_name.lower():
         errors.append(
             FieldError(
@@ -425,46 +568,33 @@ def build_desired(
         )
     if errors or invalid or not isinstance(nic, NicSelector) or not isinstance(vips, tuple):
         return None, errors
-    desired = Desired(
-        vips=cast(tuple[Vip, ...], vips),
-        iis_sites=cast(tuple[str, ...], get("dsr_iis_sites")),
-        nic=nic,
-        loopback_name=loopback_name,
-        metric=cast(int, get("dsr_metric")),
-        skip_as_source=cast(bool, get("dsr_skip_as_source")),
-        disable_dns_registration=cast(bool, get("dsr_disable_dns_registration")),
-        disable_netbios=cast(bool, get("dsr_disable_netbios")),
-        weakhost_send_on_nic=cast(bool, get("dsr_weakhost_send_on_nic")),
-        firewall=cast(str, get("dsr_firewall")),
-        subnet_check=cast(str, get("dsr_subnet_check")),
-        devcon_path=cast("str | None", get("dsr_devcon_path")),
-        restart_site=cast(bool, get("dsr_restart_site")),
-        http_listen=cast(bool, get("dsr_http_listen")),
-        verify_peer=cast("str | None", get("dsr_verify_peer")),
-        verify_tcp=cast(bool, get("dsr_verify_tcp")),
-    )
-    return desired, []
+    return Desired(vips=vips, nic=nic, **rest), []
 
 
 def desired_to_dict(desired: Desired) -> dict[str, object]:
-    """JSON-able form, for `inventory check` and logs."""
-    return {
-        "vips": [
-            {"address": v.address, "ports": list(v.ports), "protocol": v.protocol} for v in desired.vips
-        ],
-        "iis_sites": list(desired.iis_sites),
-        "nic": {"by": desired.nic.by, "value": desired.nic.value},
-        "loopback_name": desired.loopback_name,
-        "metric": desired.metric,
-        "skip_as_source": desired.skip_as_source,
-        "disable_dns_registration": desired.disable_dns_registration,
-        "disable_netbios": desired.disable_netbios,
-        "weakhost_send_on_nic": desired.weakhost_send_on_nic,
-        "firewall": desired.firewall,
-        "subnet_check": desired.subnet_check,
-        "devcon_path": desired.devcon_path,
-        "restart_site": desired.restart_site,
-        "http_listen": desired.http_listen,
-        "verify_peer": desired.verify_peer,
-        "verify_tcp": desired.verify_tcp,
-    }
+    """JSON-able form, for `inventory check` and logs (the same as `desired.to_dict()`)."""
+    return desired.to_dict()
+
+
+# --- the docs, generated from the declarations -----------------------------------------------------
+
+
+def variables_table() -> str:
+    """The variable table of this module's docstring (reStructuredText simple table)."""
+    width = (max(len(v.name) for v in VARIABLES), max(len(v.default_text) for v in VARIABLES), 42)
+    rule = "  ".join("=" * w for w in width)
+    lines = [rule, f"{'variable':<{width[0]}}  {'default':<{width[1]}}  meaning", rule]
+    for v in VARIABLES:
+        meaning = textwrap.wrap(v.help, width[2])
+        lines.append(f"{v.name:<{width[0]}}  {v.default_text:<{width[1]}}  {meaning[0]}")
+        lines += [f"{'':<{width[0] + width[1] + 4}}{more}" for more in meaning[1:]]
+    return "\n".join([*lines, rule])
+
+
+def variables_markdown() -> str:
+    """The README's variable list: a Markdown table name | default | meaning."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for v in VARIABLES:
+        default = v.default_text if v.shown_default is not None else f"`{v.default_text}`"
+        lines.append(f"| `{v.name}` | {default} | {v.help} |")
+    return "\n".join(lines)

@@ -317,7 +317,7 @@ class Inventory:
                 "configuration_name": c.configuration_name,
                 "allow_insecure_basic": c.allow_insecure_basic,
             }
-            item.update(ds.desired_to_dict(host.desired))
+            item.update(host.desired.to_dict())
             out.append(item)
         return out
 
@@ -786,7 +786,7 @@ class _Builder:
         parsed: dict[str, object] = {}
         for key_obj, value in raw.items():
             key = str(key_obj)
-            if key.startswith("dsr_") and key not in ds.PARSERS:
+            if key.startswith("dsr_") and key not in ds.VARIABLES_BY_NAME:
                 self.report(where.problem(key, ds.unknown_key_message(key)))
                 continue
             if not (key.startswith("dsr_") or key in _VAR_SETTING or key == "ansible_group_priority"):
@@ -922,7 +922,8 @@ class _Builder:
         if port is None:
             port = HTTPS_PORT if protocol == "https" else HTTP_PORT
         encryption = cast(str, get("message_encryption"))
-        allow_insecure_basic = merged.get("dsr_allow_insecure_basic", (False, here))[0] is True
+        insecure_basic = merged.get("dsr_allow_insecure_basic", (ds.DEFAULTS["dsr_allow_insecure_basic"], here))
+        allow_insecure_basic = insecure_basic[0] is True
 
         if (
             not bad & {"auth", "message_encryption"}

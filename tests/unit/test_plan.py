@@ -16,12 +16,7 @@ VIP = "10.20.0.200"
 
 
 def desired_for(host: WindowsHost, **changes: Any) -> Desired:
-    base = Desired(
-        vips=(Vip(VIP, (80,), "tcp"),), iis_sites=("Default Web Site",), nic=NicSelector("address", host.rip),
-        loopback_name="DSR Loopback", metric=254, skip_as_source=True, disable_dns_registration=True,
-        disable_netbios=True, weakhost_send_on_nic=False, firewall="rule", subnet_check="warn", devcon_path=None,
-        restart_site=True, http_listen=True, verify_peer=None, verify_tcp=True,
-    )
+    base = Desired(vips=(Vip(VIP, (80,), "tcp"),), nic=NicSelector("address", host.rip))
     return dataclasses.replace(base, **changes)
 
 

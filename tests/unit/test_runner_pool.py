@@ -16,10 +16,7 @@ def host(name: str) -> Host:
                             protocol="http", cert_validation=True, ca_cert=None, connection_timeout=5,
                             read_timeout=10, operation_timeout=5, message_encryption="auto",
                             configuration_name="Microsoft.PowerShell")
-    desired = Desired(vips=(Vip("10.0.0.50", (80,), "tcp"),), iis_sites=(), nic=NicSelector("address", "10.0.0.1"),
-                      loopback_name="DSR Loopback", metric=254, skip_as_source=True, disable_dns_registration=True,
-                      disable_netbios=True, weakhost_send_on_nic=False, firewall="rule", subnet_check="warn",
-                      devcon_path=None, restart_site=True, http_listen=True, verify_peer=None, verify_tcp=True)
+    desired = Desired(vips=(Vip("10.0.0.50", (80,), "tcp"),), iis_sites=(), nic=NicSelector("address", "10.0.0.1"))
     return Host(name=name, connection=connection, desired=desired, groups=())
 
 
