@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator import templates
+from orchestrator import oscaps, templates
 from orchestrator.templates import (
-    FAMILIES,
     OsCoverage,
     TemplateCatalog,
     TemplateError,
@@ -22,6 +21,8 @@ from orchestrator.templates import (
     normalize_family,
     parse_parameters,
 )
+
+FAMILIES = oscaps.families()
 
 # The `write_catalog` fixture (conftest.py): files below a fresh root -> the catalog they make.
 WriteCatalog = Callable[[dict[str, str]], TemplateCatalog]
@@ -78,7 +79,7 @@ def test_default_family_asks_for_default_ps1() -> None:
     assert choose_variant(COVERAGE, " Default ") == "default"
 
 
-@pytest.mark.parametrize("family", ["2025", "", "2008 R2", "nt4", "2012r2+"])
+@pytest.mark.parametrize("family", ["2030", "", "2008 R2", "nt4", "2012r2+"])
 def test_unknown_family(family: str) -> None:
     with pytest.raises(TemplateError, match="known families: 2003, 2008"):
         choose_variant(COVERAGE, family)
@@ -104,7 +105,7 @@ def test_os_coverage_parse(spec: str, coverage: OsCoverage) -> None:
 
 def test_os_coverage_covers() -> None:
     newer = OsCoverage("2012r2", and_newer=True)
-    assert [f for f in FAMILIES if newer.covers(f)] == ["2012r2", "2016", "2019", "2022"]
+    assert [f for f in FAMILIES if newer.covers(f)] == ["2012r2", "2016", "2019", "2022", "2025"]
     assert [f for f in FAMILIES if OsCoverage("2008").covers(f)] == ["2008"]
 
 
@@ -156,6 +157,7 @@ def test_catalog_selects_by_file_name_and_header(write_catalog: WriteCatalog, tm
         "2016": "netcim",
         "2019": "win2012r2",
         "2022": "win2012r2",
+        "2025": "win2012r2",
     }
     template = catalog.select("adapter", "2003")
     assert template.path == "ps_templates/adapter/win2003.ps1"

@@ -9,10 +9,9 @@ import pytest
 import tree_sitter_powershell
 from tree_sitter import Language, Parser, Query, QueryCursor
 
-from orchestrator import templates
+from orchestrator import oscaps, templates
 from orchestrator.pslint import check_template_conventions, command_name, lint, node_text, parse, read_header, walk
 from orchestrator.templates import (
-    FAMILIES,
     LIB_FOLDER,
     Lib,
     Template,
@@ -21,6 +20,8 @@ from orchestrator.templates import (
     select_template,
     steps,
 )
+
+FAMILIES = oscaps.families()
 
 TEMPLATES = all_templates()
 LIBS = all_libs()
