@@ -92,7 +92,7 @@ STEP = Step(
     docs=Docs(
         commands={"default": "refuses, changing nothing: not elevated, 32-bit PowerShell on 64-bit Windows, "
                              "PowerShell < 2.0, VIP on a physical NIC, VIP outside the NIC's subnet "
-                             "(`dsr_subnet_check: warn\\|error\\|off`), SkipAsSource wanted on 2008 without "
+                             "(`dsr_subnet_check: warn|error|off`), SkipAsSource wanted on 2008 without "
                              "KB975808, Windows Server 2008 whose Public profile is on without a rule letting "
                              "WinRM in there (the new loopback's unidentified network would switch the whole "
                              "machine to Public and cut the session)"},
