@@ -190,21 +190,24 @@ def _parameter(node: Node, path: str) -> TemplateParam:
     name = variable_name(variable)[1]
     type_name: str | None = None
     mandatory = False
-    for attrs in (c for c in node.named_children if c.type == "attribute_list"):
-        for attr in (c for c in attrs.named_children if c.type == "attribute"):
-            literal = next((c for c in attr.named_children if c.type == "type_literal"), None)
-            if literal is not None:
-                spec = next(c for c in literal.named_children if c.type == "type_spec")
-                type_name = type_name or "".join(node_text(spec).split())
-                continue
-            attr_name = next((c for c in attr.named_children if c.type == "attribute_name"), None)
-            if attr_name is None:
-                continue
-            short = node_text(attr_name).lower().rsplit(".", 1)[-1].removesuffix("attribute")
-            if short == "parameter":
-                mandatory = _mandatory(attr, name, path) or mandatory
+    for attr in (a for attrs in node.named_children if attrs.type == "attribute_list"
+                 for a in attrs.named_children if a.type == "attribute"):
+        literal = next((c for c in attr.named_children if c.type == "type_literal"), None)
+        if literal is not None:
+            spec = next(c for c in literal.named_children if c.type == "type_spec")
+            type_name = type_name or "".join(node_text(spec).split())
+        elif _attribute_short_name(attr) == "parameter":
+            mandatory = _mandatory(attr, name, path) or mandatory
     has_default = any(c.type == "script_parameter_default" for c in node.named_children)
     return TemplateParam(name=name, type=type_name, mandatory=mandatory, has_default=has_default)
+
+
+def _attribute_short_name(attr: Node) -> str | None:
+    """`[Parameter(...)]`, `[System.Management.Automation.ParameterAttribute(...)]` -> "parameter"."""
+    attr_name = next((c for c in attr.named_children if c.type == "attribute_name"), None)
+    if attr_name is None:
+        return None
+    return node_text(attr_name).lower().rsplit(".", 1)[-1].removesuffix("attribute")
 
 
 def _mandatory(attribute: Node, param: str, path: str) -> bool:
@@ -307,26 +310,9 @@ def expand_includes(text: str, path: str, libs: Mapping[str, Lib]) -> tuple[str,
     for node in walk(root):
         if node.type != "comment" or not _INCLUDE_LIKE.match(node_text(node)):
             continue
-        line = node.start_point.row + 1
-        written = node_text(node).rstrip()
-        match = _INCLUDE.fullmatch(written)
-        if match is None or not _NAME.fullmatch(match.group(1)):
-            raise TemplateError(f"{path}:{line}: `{written}`: an include line is `# dsrprep-include: <lib>`")
-        name = match.group(1)
-        top_level = node.parent is not None and (
-            node.parent == root or (node.parent.type == "statement_list" and node.parent.parent == root)
-        )
-        if not top_level or node.start_point.column != 0:
-            raise TemplateError(f"{path}:{line}: `{written}` must be a line of its own at the top level of the script")
-        if first is None or node.start_byte < first.end_byte:
-            raise TemplateError(f"{path}:{line}: `{written}` must come after $ErrorActionPreference = 'Stop'")
-        if name not in libs:
-            known = ", ".join(sorted(libs)) or "none"
-            raise TemplateError(
-                f"{path}:{line}: includes unknown lib {name!r} (there is no {LIB_FOLDER}/{name}.ps1); libs: {known}"
-            )
+        name = _include_name(node, root, first, path, libs)
         if name in rows.values():
-            raise TemplateError(f"{path}:{line}: lib {name!r} is included twice")
+            raise TemplateError(f"{path}:{node.start_point.row + 1}: lib {name!r} is included twice")
         rows[node.start_point.row] = name
     if not rows:
         return text, ()
@@ -358,6 +344,29 @@ def expand_fragments(text: str, path: str, fragments: Iterable[Fragment]) -> str
     blocks = [f"# {f.path}\n& {{\n{f.text.rstrip()}\n}}" for f in fragments]
     lines[rows[0]] = "\n\n".join(blocks)
     return "\n".join(lines)
+
+
+def _include_name(node: Node, root: Node, first: Node | None, path: str, libs: Mapping[str, Lib]) -> str:
+    """The lib an include comment names, after checking that the line is well placed."""
+    line = node.start_point.row + 1
+    written = node_text(node).rstrip()
+    match = _INCLUDE.fullmatch(written)
+    if match is None or not _NAME.fullmatch(match.group(1)):
+        raise TemplateError(f"{path}:{line}: `{written}`: an include line is `# dsrprep-include: <lib>`")
+    name = match.group(1)
+    top_level = node.parent is not None and (
+        node.parent == root or (node.parent.type == "statement_list" and node.parent.parent == root)
+    )
+    if not top_level or node.start_point.column != 0:
+        raise TemplateError(f"{path}:{line}: `{written}` must be a line of its own at the top level of the script")
+    if first is None or node.start_byte < first.end_byte:
+        raise TemplateError(f"{path}:{line}: `{written}` must come after $ErrorActionPreference = 'Stop'")
+    if name not in libs:
+        known = ", ".join(sorted(libs)) or "none"
+        raise TemplateError(
+            f"{path}:{line}: includes unknown lib {name!r} (there is no {LIB_FOLDER}/{name}.ps1); libs: {known}"
+        )
+    return name
 
 
 class TemplateCatalog:

@@ -29,8 +29,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.desired import Desired
-from orchestrator.facts import HOST_MASK, Adapter, Facts
+from orchestrator.facts import HOST_MASK, Adapter, Address, Facts
 from orchestrator.steps import skip_as_source
 from orchestrator.steps.base import (
     NOTHING,
@@ -70,13 +69,8 @@ def plan(ctx: PlanContext) -> StepPlan:
     if loopback is None:
         pnp, reasons = "", ["configure the new loopback adapter"]
     else:
-        pnp, reasons = loopback.pnp_device_id, drift(loopback, d, v4, v6, ctx.degraded_mask)
-    # Addresses on an adopted loopback that are not ours (another service's VIPs) stay where they are;
-    # only the APIPA address DHCP left behind goes.
-    held = loopback.addresses if loopback else ()
-    kept4 = [a for a in held if a.version == 4 and a.address not in v4 and not is_link_local(a.address)]
-    kept6 = [a.address for a in held if a.version == 6 and not is_link_local(a.address)
-             and not any(ipaddress.ip_address(a.address) == ipaddress.ip_address(v) for v in v6)]
+        pnp, reasons = loopback.pnp_device_id, drift(loopback, d.loopback_name, v4, v6, ctx.degraded_mask)
+    kept4, kept6 = _not_ours(loopback, v4, v6)
     if kept4 or kept6:
         warnings.append("the loopback also holds " + ", ".join([a.address for a in kept4] + kept6)
                         + ": left as they are")
@@ -91,16 +85,36 @@ def plan(ctx: PlanContext) -> StepPlan:
                     warnings=tuple(warnings))
 
 
-def drift(lb: Adapter, d: Desired, v4: list[str], v6: list[str], degraded_mask: str | None) -> list[str]:
+def _not_ours(loopback: Adapter | None, v4: list[str], v6: list[str]) -> tuple[list[Address], list[str]]:
+    """Addresses on an adopted loopback that are not VIPs (another service's): they stay where they
+    are. Only the APIPA address DHCP left behind goes."""
+    held = loopback.addresses if loopback else ()
+    kept4 = [a for a in held if a.version == 4 and a.address not in v4 and not is_link_local(a.address)]
+    kept6 = [a.address for a in held if a.version == 6 and not is_link_local(a.address)
+             and not any(ipaddress.ip_address(a.address) == ipaddress.ip_address(v) for v in v6)]
+    return kept4, kept6
+
+
+def drift(lb: Adapter, name: str, v4: list[str], v6: list[str], degraded_mask: str | None) -> list[str]:
     """How an existing loopback differs from what DSR needs, one phrase per difference."""
     reasons = []
-    if (lb.connection_id or "") != d.loopback_name:
-        reasons.append(f"name '{lb.connection_id}' -> '{d.loopback_name}'")
+    if (lb.connection_id or "") != name:
+        reasons.append(f"name '{lb.connection_id}' -> '{name}'")
     if lb.dhcp_enabled:
         reasons.append("DHCP on")
+    reasons += _address_drift(lb, v4, v6, degraded_mask)
+    if lb.gateways:
+        reasons.append("gateway on loopback: " + ", ".join(lb.gateways))
+    if lb.dns_servers:
+        reasons.append("DNS servers on loopback: " + ", ".join(lb.dns_servers))
+    return reasons
+
+
+def _address_drift(lb: Adapter, v4: list[str], v6: list[str], degraded_mask: str | None) -> list[str]:
     held4 = {a.address: a.mask for a in lb.addresses if a.version == 4}
     held6 = {a.address: a.mask for a in lb.addresses if a.version == 6 and not is_link_local(a.address)}
     accepted = {HOST_MASK} | ({degraded_mask} if degraded_mask else set())
+    reasons = []
     for vip in v4:
         if vip not in held4:
             reasons.append(f"VIP {vip} missing on loopback")
@@ -113,10 +127,6 @@ def drift(lb: Adapter, d: Desired, v4: list[str], v6: list[str], degraded_mask: 
     apipa = [a for a in held4 if a not in v4 and is_link_local(a)]
     if apipa:
         reasons.append("APIPA address on loopback: " + ", ".join(apipa))
-    if lb.gateways:
-        reasons.append("gateway on loopback: " + ", ".join(lb.gateways))
-    if lb.dns_servers:
-        reasons.append("DNS servers on loopback: " + ", ".join(lb.dns_servers))
     return reasons
 
 
