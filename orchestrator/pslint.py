@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import tree_sitter_powershell
@@ -278,6 +278,23 @@ _VARIABLE_SCOPES = frozenset({"", "global", "local", "script", "private"})
 _IN_OPERATORS = frozenset({"-in", "-iin", "-cin", "-notin", "-inotin", "-cnotin"})
 
 
+# Commands that PowerShell 2.0 (or a 2008-era server) does not have: (matches the lower-case name,
+# rule, message with {shown} for the name as written).
+_COMMAND_RULES: tuple[tuple[Callable[[str], bool], str, str], ...] = (
+    (lambda n: n in _JSON_CMDLETS, "PS2005",
+     "{shown} needs PowerShell 3.0; return the object and let PSRP serialize it"),
+    (lambda n: n in _CIM_CMDLETS, "PS2006", "{shown} needs PowerShell 3.0; use Get-WmiObject / [wmiclass]"),
+    (lambda n: n in _NET_CMDLETS or _is_net_module_cmdlet(n), "PS2007",
+     "{shown} comes with Windows Server 2012+ modules; use WMI Win32_NetworkAdapter"
+     "[Configuration], netsh or HNetCfg.FwPolicy2, or a win2012+ variant of the template"),
+    (lambda n: n in _WEB_CMDLETS, "PS2012", "{shown} needs PowerShell 3.0; use System.Net.WebClient"),
+    (lambda n: n == "register-argumentcompleter", "PS2019", "Register-ArgumentCompleter needs PowerShell 5.0"),
+    (lambda n: n in _POWERSHELLGET_CMDLETS, "PS2020", "{shown} needs PowerShellGet (5.0); ship the code inline"),
+    (lambda n: n == "write-host", "PS2021", "Write-Host in a template; put what matters in the result object"),
+    (lambda n: n == "using", "PS2015", "using needs PowerShell 5.0; write full type names"),
+)
+
+
 class _Linter:
     def __init__(self, text: str, path: str) -> None:
         self.path = path
@@ -405,32 +422,20 @@ class _Linter:
             return
         elements = _elements(node)
         parameters = [(_parameter_name(e), e) for e in elements if e.type == "command_parameter"]
-        if name in _JSON_CMDLETS:
-            self.add(
-                node,
-                "PS2005",
-                f"{shown} needs PowerShell 3.0; return the object and let PSRP serialize it",
-            )
-        elif name in _CIM_CMDLETS:
-            self.add(node, "PS2006", f"{shown} needs PowerShell 3.0; use Get-WmiObject / [wmiclass]")
-        elif name in _NET_CMDLETS or _is_net_module_cmdlet(name):
-            self.add(
-                node,
-                "PS2007",
-                f"{shown} comes with Windows Server 2012+ modules; use WMI Win32_NetworkAdapter"
-                "[Configuration], netsh or HNetCfg.FwPolicy2, or a win2012+ variant of the template",
-            )
-        elif name in _WEB_CMDLETS:
-            self.add(node, "PS2012", f"{shown} needs PowerShell 3.0; use System.Net.WebClient")
-        elif name == "register-argumentcompleter":
-            self.add(node, "PS2019", "Register-ArgumentCompleter needs PowerShell 5.0")
-        elif name in _POWERSHELLGET_CMDLETS:
-            self.add(node, "PS2020", f"{shown} needs PowerShellGet (5.0); ship the code inline")
-        elif name == "write-host":
-            self.add(node, "PS2021", "Write-Host in a template; put what matters in the result object")
-        elif name == "using":
-            self.add(node, "PS2015", "using needs PowerShell 5.0; write full type names")
-        elif name in _GET_CONTENT:
+        rule = next((r for r in _COMMAND_RULES if r[0](name)), None)
+        if rule is not None:
+            self.add(node, rule[1], rule[2].format(shown=shown))
+        else:
+            self._parameter_rules(name, node, elements, parameters)
+        for param, element in parameters:
+            if param == "pv" or _abbreviates(param, "pipelinevariable", 3):
+                message = "-PipelineVariable needs PowerShell 4.0; assign a variable inside the loop"
+                self.add(element, "PS2018", message)
+
+    def _parameter_rules(self, name: str, node: Node, elements: list[Node],
+                         parameters: list[tuple[str, Node]]) -> None:
+        """Commands that exist in 2.0 but not with some of their parameters or syntax."""
+        if name in _GET_CONTENT:
             for param, element in parameters:
                 if _abbreviates(param, "raw", 2):
                     message = "Get-Content -Raw needs PowerShell 3.0; use [IO.File]::ReadAllText()"
@@ -442,10 +447,6 @@ class _Linter:
                     self.add(element, "PS2014", message)
         elif name in _WHERE or name in _FOREACH:
             self._simplified_syntax(node, "where" if name in _WHERE else "foreach", elements)
-        for param, element in parameters:
-            if param == "pv" or _abbreviates(param, "pipelinevariable", 3):
-                message = "-PipelineVariable needs PowerShell 4.0; assign a variable inside the loop"
-                self.add(element, "PS2018", message)
 
     def _simplified_syntax(self, node: Node, kind: str, elements: list[Node]) -> None:
         known = _PS2_PARAMETERS[kind]
@@ -533,16 +534,7 @@ def check_template_conventions(text: str, path: str = "<script>") -> list[LintIs
     """The header line, the param() block first and `$ErrorActionPreference = 'Stop'` right after."""
     linter = _Linter(text, path)
     root = parse(text).root_node
-    comments = _leading_comments(root)
-    first = comments[0] if comments else None
-    match = _HEADER_LINE.fullmatch(node_text(first)) if first is not None else None
-    if (
-        first is None
-        or first.start_point != (0, 0)
-        or match is None
-        or match.group(1).lower() != "step"
-        or not _STEP_ID.fullmatch(match.group(2))
-    ):
+    if not _has_step_header(root):
         message = "the first line must be `# dsrprep-step: <step id>` (lower case, digits, - or _)"
         linter.add(root, "PS2101", message)
 
@@ -567,6 +559,14 @@ def check_template_conventions(text: str, path: str = "<script>") -> list[LintIs
             at_end=first_statement is None,
         )
     return linter.issues
+
+
+def _has_step_header(root: Node) -> bool:
+    comments = _leading_comments(root)
+    first = comments[0] if comments else None
+    match = _HEADER_LINE.fullmatch(node_text(first)) if first is not None else None
+    return (first is not None and first.start_point == (0, 0) and match is not None
+            and match.group(1).lower() == "step" and _STEP_ID.fullmatch(match.group(2)) is not None)
 
 
 def _is_stop_preference(statement: Node) -> bool:
