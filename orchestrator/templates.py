@@ -74,9 +74,6 @@ class Template:
     parameters: tuple[TemplateParam, ...]
     includes: tuple[str, ...] = ()  # the libs expanded into `text`, in order
 
-    def parameter(self, name: str) -> TemplateParam | None:
-        return next((p for p in self.parameters if p.name == name), None)
-
 
 @dataclass(frozen=True)
 class Lib:
@@ -104,15 +101,6 @@ class Script:
     text: str
     parameters: Mapping[str, Any]
     sha256: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """What the rollout log records: which template, which exact text (by hash), which values."""
-        return {
-            "step": self.step,
-            "template_path": self.template_path,
-            "sha256": self.sha256,
-            "parameters": copy.deepcopy(dict(self.parameters)),
-        }
 
 
 @dataclass(frozen=True)

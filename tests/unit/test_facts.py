@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from orchestrator.facts import (
     Address,
+    Facts,
     FactsError,
     os_family,
     parse_facts,
@@ -1052,3 +1053,35 @@ def test_skip_as_source_keys_may_be_missing(key: str) -> None:
 def test_malformed_address_listings_name_the_key(key: str, value: Any, message: str) -> None:
     with pytest.raises(FactsError, match=message):
         parse_facts(set_path(raw_2008r2(), (key,), value))
+
+
+def _two_loopbacks(marker: dict[str, str]) -> Facts:
+    """The 2008 R2 capture with a second loopback that holds the VIP, and `marker`."""
+    raw = raw_2008r2()
+    raw["adapters"].append(adapter(index=15, interface_index=44, connection_id="Old VIP", service_name="msloop",
+                                   pnp_device_id="ROOT\\NET\\0001", ip_addresses=["10.0.0.50"],
+                                   ip_subnets=["255.255.255.255"]))
+    raw["marker"] = marker
+    return parse_facts(raw)
+
+
+@pytest.mark.parametrize(
+    ("marker", "chosen"),
+    [
+        ({"LoopbackPnpId": "ROOT\\NET\\0000"}, "ROOT\\NET\\0000"),  # the marker wins over a VIP holder
+        ({"LoopbackPnpId": "root\\net\\0000"}, "ROOT\\NET\\0000"),  # in any case
+        ({}, "ROOT\\NET\\0001"),  # no marker: the loopback holding a VIP
+        ({"LoopbackPnpId": "ROOT\\NET\\0009"}, "ROOT\\NET\\0001"),  # a marker naming a gone device
+        # a marker naming a physical adapter is not a loopback: ignored
+        ({"LoopbackPnpId": "PCI\\VEN_8086&DEV_100F&SUBSYS_075015AD&REV_01\\4&3AD87E0A&0&0888"}, "ROOT\\NET\\0001"),
+    ],
+)
+def test_dsr_loopback_prefers_the_marker(marker: dict[str, str], chosen: str) -> None:
+    found = _two_loopbacks(marker).dsr_loopback(["10.0.0.50"])
+    assert found is not None and found.pnp_device_id == chosen
+
+
+def test_created_loopback_needs_the_created_flag() -> None:
+    assert _two_loopbacks({"LoopbackPnpId": "ROOT\\NET\\0000"}).created_loopback() is None
+    made = _two_loopbacks({"LoopbackPnpId": "ROOT\\NET\\0000", "LoopbackCreated": "1"}).created_loopback()
+    assert made is not None and made.pnp_device_id == "ROOT\\NET\\0000"
