@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import ipaddress
 import json
 import re
@@ -404,29 +405,63 @@ VARIABLES: tuple[Variable, ...] = (
 )
 del V
 
-VARIABLES_BY_NAME: Mapping[str, Variable] = MappingProxyType({v.name: v for v in VARIABLES})
-KNOWN_KEYS: tuple[str, ...] = tuple(VARIABLES_BY_NAME)
-DEFAULTS: Mapping[str, object] = MappingProxyType(
+_CORE_DEFAULTS: Mapping[str, object] = MappingProxyType(
     {v.name: v.default for v in VARIABLES if v.default is not NO_DEFAULT}
 )
-PARSERS: Mapping[str, Callable[[object], object]] = MappingProxyType({v.name: v.parse for v in VARIABLES})
 _DESIRED_VARIABLES: tuple[Variable, ...] = tuple(v for v in VARIABLES if v.desired)
+
+
+@functools.cache
+def all_variables() -> tuple[Variable, ...]:
+    """Every `dsr_*` variable: the ones declared above, then those the steps declare (`Step.variables`),
+    in step order. A step's own variables are kept in `Desired.options`."""
+    # The step modules import this module for its types, so the registry is read when first needed.
+    from orchestrator import steps
+
+    declared = VARIABLES + tuple(v for step in steps.ordered() for v in step.variables)
+    names = [v.name for v in declared]
+    if len(set(names)) != len(names):
+        raise ValueError("a dsr_ variable is declared twice: " + ", ".join(sorted({n for n in names
+                                                                                   if names.count(n) > 1})))
+    return declared
+
+
+def step_variables() -> tuple[Variable, ...]:
+    """The variables the steps declare (kept in `Desired.options`)."""
+    return all_variables()[len(VARIABLES):]
+
+
+def variable(name: str) -> Variable | None:
+    return next((v for v in all_variables() if v.name == name), None)
+
+
+def known_keys() -> tuple[str, ...]:
+    return tuple(v.name for v in all_variables())
+
+
+def defaults() -> Mapping[str, object]:
+    """The value of every variable that has a default, when it is not set."""
+    return MappingProxyType({v.name: v.default for v in all_variables() if v.default is not NO_DEFAULT})
 
 
 def _default(name: str) -> Any:
     # Any: the declared default is typed by its declaration; a unit test checks it against the field.
-    return DEFAULTS[name]
+    return _CORE_DEFAULTS[name]
 
 
 def unknown_key_message(key: str) -> str:
-    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+    known = known_keys()
+    close = difflib.get_close_matches(key, known, n=1)
     guess = f"did you mean {close[0]}? " if close else ""
-    return f"unknown dsr_ variable: {guess}known: {', '.join(KNOWN_KEYS)}"
+    return f"unknown dsr_ variable: {guess}known: {', '.join(known)}"
 
 
 def parse_dsr_value(key: str, value: object) -> object:
     """Parse one `dsr_*` value; raises FieldError / FieldErrors, or KeyError for an unknown key."""
-    return PARSERS[key](value)
+    found = variable(key)
+    if found is None:
+        raise KeyError(key)
+    return found.parse(value)
 
 
 # --- the desired state -----------------------------------------------------------------------------
@@ -457,10 +492,25 @@ class Desired:
     http_listen: bool = _default("dsr_http_listen")
     verify_peer: str | None = _default("dsr_verify_peer")
     verify_tcp: bool = _default("dsr_verify_tcp")
+    # The values of the variables steps declare themselves: (variable name, value) pairs, sorted by
+    # name, unset ones absent (pairs rather than a mapping keep the value hashable).
+    options: tuple[tuple[str, object], ...] = ()
+
+    def option(self, name: str) -> object:
+        """A step-declared variable's value, or its declared default when it is not set."""
+        found = dict(self.options)
+        if name in found:
+            return found[name]
+        declared = variable(name)
+        if declared is None or declared.default is NO_DEFAULT:
+            raise KeyError(f"no step declares a dsr_ variable {name!r} with a default")
+        return declared.default
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able form (tuples become lists), for `inventory check` and the rollout log."""
-        return {v.field: _encode(getattr(self, v.field)) for v in _DESIRED_VARIABLES}
+        data = {v.field: _encode(getattr(self, v.field)) for v in _DESIRED_VARIABLES}
+        data["options"] = {name: _encode(value) for name, value in self.options}
+        return data
 
     @classmethod
     def from_dict(cls, data: object) -> Desired:
@@ -469,7 +519,7 @@ class Desired:
         if not isinstance(data, Mapping):
             raise ValueError(f"desired state: {show(data)} is not a mapping of fields")
         fields = [v.field for v in _DESIRED_VARIABLES]
-        unknown = sorted(str(k) for k in data if k not in fields)
+        unknown = sorted(str(k) for k in data if k not in fields and k != "options")
         missing = [f for f in fields if f not in data]
         if unknown or missing:
             parts = ([f"unknown field(s) {', '.join(unknown)}"] if unknown else []) + (
@@ -477,7 +527,19 @@ class Desired:
             )
             raise ValueError(f"desired state: {'; '.join(parts)}")
         values = {v.field: _decode(v.type, data[v.field], v.field) for v in _DESIRED_VARIABLES}
-        return cls(**values)
+        return cls(**values, options=_decode_options(data.get("options", {})))
+
+
+def _decode_options(data: object) -> tuple[tuple[str, object], ...]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"desired state field options: {show(data)} is not a mapping")
+    options: dict[str, object] = {}
+    for name, value in data.items():
+        declared = variable(str(name))
+        if declared is None or declared not in step_variables():
+            raise ValueError(f"desired state field options: no step declares {name!r}")
+        options[declared.name] = _decode(declared.type, value, f"options.{name}")
+    return tuple(sorted(options.items()))
 
 
 def _encode(value: object) -> object:
@@ -568,7 +630,8 @@ def build_desired(
         )
     if errors or invalid or not isinstance(nic, NicSelector) or not isinstance(vips, tuple):
         return None, errors
-    return Desired(vips=vips, nic=nic, **rest), []
+    options = tuple(sorted((v.name, values[v.name]) for v in step_variables() if v.name in values))
+    return Desired(vips=vips, nic=nic, **rest, options=options), []
 
 
 def desired_to_dict(desired: Desired) -> dict[str, object]:
@@ -592,9 +655,9 @@ def variables_table() -> str:
 
 
 def variables_markdown() -> str:
-    """The README's variable list: a Markdown table name | default | meaning."""
+    """The README's variable list: a Markdown table name | default | meaning, steps' own included."""
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for v in VARIABLES:
+    for v in all_variables():
         default = v.default_text if v.shown_default is not None else f"`{v.default_text}`"
         lines.append(f"| `{v.name}` | {default} | {v.help} |")
     return "\n".join(lines)

@@ -1,24 +1,29 @@
 """The step tables of the README, docs/steps.md and `dsrprep steps`, generated from the step registry.
 
 Pure: the registry, the template catalogue and the capability table in, rows and Markdown out.
-The committed documents hold the generated text between marker comments; a test fails when they
+The same goes for the README's and inventory/example.yml's lists of the `dsr_*` variables, which
+come from their declarations (orchestrator/desired.py and each step's `variables`). The committed
+documents hold the generated text between marker comments; a test fails when they
 differ from what this module generates (`dsrprep steps --write-docs` rewrites them).
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import oscaps, steps
+from orchestrator import desired, oscaps, steps
 from orchestrator.steps.base import Step
 from orchestrator.templates import all_fragments, all_templates, select_template
 
 NOT_APPLICABLE = "not applicable"
 README_MARKERS = ("<!-- step-table:start -->", "<!-- step-table:end -->")
 STEPS_MD_MARKERS = ("<!-- steps:start -->", "<!-- steps:end -->")
+EXAMPLE_MARKERS = ("    # step-variables:start", "    # step-variables:end")
+VARIABLES_MARKERS = ("<!-- dsr-variables:start -->", "<!-- dsr-variables:end -->")
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,16 @@ def steps_reference() -> str:
     return "\n".join(out)
 
 
+def example_variables() -> str:
+    """inventory/example.yml's block of the variables steps declare: help, default, and the line."""
+    lines = []
+    for step in steps.ordered():
+        for v in step.variables:
+            lines += [f"    # {line}" for line in textwrap.wrap(f"{v.help} (the {step.name} step).", 92)]
+            lines += [f"    # Default: {v.default_text}.", f"    # {v.name}: {v.default_text}", "    #"]
+    return "\n".join(lines[:-1]) + "\n" if lines else ""
+
+
 def replace_between(text: str, markers: tuple[str, str], body: str, *, where: str) -> str:
     """`text` with what stands between the two marker lines replaced by `body`."""
     start, end = markers
@@ -126,14 +141,18 @@ def replace_between(text: str, markers: tuple[str, str], body: str, *, where: st
 
 
 def write_docs(root: Path) -> list[Path]:
-    """Rewrite the generated parts of README.md and docs/steps.md under `root`; the files changed."""
-    changed = []
+    """Rewrite the generated parts of README.md, docs/steps.md and inventory/example.yml under `root`;
+    the files changed."""
+    changed: list[Path] = []
     for rel, markers, body in (("README.md", README_MARKERS, readme_table()),
-                               ("docs/steps.md", STEPS_MD_MARKERS, steps_reference())):
+                               ("README.md", VARIABLES_MARKERS, desired.variables_markdown() + "\n"),
+                               ("docs/steps.md", STEPS_MD_MARKERS, steps_reference()),
+                               ("inventory/example.yml", EXAMPLE_MARKERS, example_variables())):
         path = root / rel
         old = path.read_text(encoding="utf-8")
         new = replace_between(old, markers, body, where=str(path))
         if new != old:
             path.write_text(new, encoding="utf-8")
-            changed.append(path)
+            if path not in changed:
+                changed.append(path)
     return changed

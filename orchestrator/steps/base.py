@@ -17,7 +17,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from orchestrator.desired import Desired
+from orchestrator.desired import Desired, Variable
 from orchestrator.errors import ProtocolError
 from orchestrator.facts import Adapter, Facts, FactsError, Reader
 
@@ -184,7 +184,8 @@ class Step:
     description: str  # what it does, for docs/steps.md
     docs: Docs
     parse_output: Callable[[Any], StepOutput]
-    reads: tuple[str, ...] = ()  # the dsr_* variables it reads
+    reads: tuple[str, ...] = ()  # the dsr_* variables it reads (its own included)
+    variables: tuple[Variable, ...] = ()  # dsr_* variables only this step reads, declared here
     cuts_connection: bool = False  # may cut the management connection (network changes, restarts)
     plan: Callable[[PlanContext], StepPlan] | None = None  # None: never planned (run by the runner)
     undo: Callable[[UndoContext], Sequence[Action]] | None = None

@@ -18,10 +18,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator import desired as ds
-from orchestrator.desired import DEFAULTS, KNOWN_KEYS, VARIABLES, Desired, NicSelector, Variable, Vip
+from orchestrator.desired import VARIABLES, Desired, NicSelector, Variable, Vip
 
 REPO = Path(__file__).resolve().parents[2]
 DESIRED_VARIABLES = [v for v in VARIABLES if v.desired]
+ALL_VARIABLES = ds.all_variables()
+KNOWN_KEYS = ds.known_keys()
 
 
 # --- the docs ---------------------------------------------------------------------------------------
@@ -65,7 +67,7 @@ def test_example_documents_exactly_the_declared_variables() -> None:
     assert sorted(set(KNOWN_KEYS) - set(blocks)) == [], "declared but not documented in example.yml"
 
 
-@pytest.mark.parametrize("variable", VARIABLES, ids=lambda v: v.name)
+@pytest.mark.parametrize("variable", ALL_VARIABLES, ids=lambda v: v.name)
 def test_example_shows_the_declared_default(variable: Variable) -> None:
     block = example_blocks()[0][variable.name]
     shown = [m.group(1) for m in re.finditer(r"Default: (.*)", block)]
@@ -77,7 +79,8 @@ def test_example_shows_the_declared_default(variable: Variable) -> None:
 def test_markdown_and_docstring_list_every_declared_variable_once() -> None:
     markdown_names = re.findall(r"^\| `(dsr_\w+)` \|", ds.variables_markdown(), re.MULTILINE)
     table_names = re.findall(r"^(dsr_\w+) ", ds.variables_table(), re.MULTILINE)
-    assert markdown_names == table_names == list(KNOWN_KEYS)
+    assert markdown_names == list(KNOWN_KEYS)
+    assert table_names == [v.name for v in VARIABLES]  # the docstring shows desired.py's own
 
 
 # --- the declarations and what is derived from them -------------------------------------------------
@@ -85,23 +88,25 @@ def test_markdown_and_docstring_list_every_declared_variable_once() -> None:
 
 def test_every_variable_is_declared_once_with_a_parser_and_help() -> None:
     assert len(KNOWN_KEYS) == len(set(KNOWN_KEYS))
-    for v in VARIABLES:
+    for v in ALL_VARIABLES:
         assert v.name.startswith("dsr_") and v.help and callable(v.parse), v.name
         assert (v.default is ds.NO_DEFAULT) == (v.shown_default is not None), v.name
-    assert dict(DEFAULTS) == {v.name: v.default for v in VARIABLES if v.default is not ds.NO_DEFAULT}
-    assert dict(ds.PARSERS) == {v.name: v.parse for v in VARIABLES}
+        assert ds.variable(v.name) is v
+    assert dict(ds.defaults()) == {v.name: v.default for v in ALL_VARIABLES if v.default is not ds.NO_DEFAULT}
+    assert ALL_VARIABLES[: len(VARIABLES)] == VARIABLES
+    assert all(v.default is not ds.NO_DEFAULT for v in ds.step_variables()), "a step's variable needs a default"
 
 
 def test_desired_has_one_field_per_declared_variable_with_its_type() -> None:
     hints = get_type_hints(Desired)
-    assert [f.name for f in dataclasses.fields(Desired)] == [v.field for v in DESIRED_VARIABLES]
+    assert [f.name for f in dataclasses.fields(Desired)] == [v.field for v in DESIRED_VARIABLES] + ["options"]
     for v in DESIRED_VARIABLES:
         assert hints[v.field] == v.type, v.name
 
 
 def test_defaults_parse_to_themselves() -> None:
     # A default must be a value the inventory could hold: the parser leaves it as it is.
-    for v in VARIABLES:
+    for v in ALL_VARIABLES:
         if v.default is not ds.NO_DEFAULT:
             raw = list(v.default) if isinstance(v.default, tuple) else v.default
             assert v.parse(raw) == v.default, v.name
@@ -156,7 +161,7 @@ def test_to_dict_round_trips_through_json(desired: Desired) -> None:
 def test_to_dict_shape() -> None:
     desired = Desired(vips=(Vip("10.0.0.100", (80, 443), "tcp"),), nic=NicSelector("mac", "00:15:5D:0A:14:04"))
     data = desired.to_dict()
-    assert list(data) == [v.field for v in DESIRED_VARIABLES]
+    assert list(data) == [v.field for v in DESIRED_VARIABLES] + ["options"]
     assert data["vips"] == [{"address": "10.0.0.100", "ports": [80, 443], "protocol": "tcp"}]
     assert data["nic"] == {"by": "mac", "value": "00:15:5D:0A:14:04"}
     assert data["iis_sites"] == ["Default Web Site"]
