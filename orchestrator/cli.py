@@ -10,35 +10,35 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.desired import Desired
 from orchestrator.errors import ErrorInfo
 from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
-from orchestrator.report import facts_row
+from orchestrator.report import facts_row, result_row
+from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
-from orchestrator.rolloutlog import RunLog, read_run, recorded_rollout
+from orchestrator.rolloutlog import RunLog, RunState, read_run, recorded_rollout
 from orchestrator.runner import (
     DEFAULT_FORKS,
     FleetInterrupted,
-    HostFacts,
-    HostOutcome,
-    StepResult,
+    RollbackTarget,
     gather_fleet_facts,
     rollback_fleet,
     rollout_fleet,
     rollout_host,
 )
 from orchestrator.templates import render as render_template
-from orchestrator.transport import psrp_session
+from orchestrator.transport import SessionFactory, psrp_session
 
 EXIT_OK = 0
 EXIT_HOSTS_FAILED = 1
@@ -150,7 +150,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _select(inv: Inventory, limit: str | None) -> list[Any]:
+def _select(inv: Inventory, limit: str | None) -> list[Host]:
     try:
         return list(inv.select(limit))
     except InventoryError as exc:
@@ -158,69 +158,55 @@ def _select(inv: Inventory, limit: str | None) -> list[Any]:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
-class _Outcome(Protocol):
-    @property
-    def host(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    def to_dict(self) -> dict[str, Any]: ...
+@dataclass(frozen=True)
+class Deps:
+    """How the commands reach hosts. Tests hand their own through typer's `obj` (CliRunner.invoke(...,
+    obj=Deps(...))); a real run uses PSRP."""
+
+    session_factory: SessionFactory = psrp_session
 
 
-OutcomeT = TypeVar("OutcomeT", bound=_Outcome)
+def _deps(ctx: typer.Context) -> Deps:
+    return ctx.obj if isinstance(ctx.obj, Deps) else Deps()
 
 
-def _execute(command: str, runs_dir: Path, record: dict[str, Any], hosts: list[Host],
-             work: Callable[[RunLog], list[OutcomeT]]) -> tuple[RunLog, list[OutcomeT], dict[str, int]]:
+def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: list[Host],
+             work: Callable[[RunLog], FleetResult]) -> tuple[RunLog, FleetResult]:
     """Run `work` under a new run directory; run.json says what ran, with what, and how it ended."""
     log = RunLog.create(runs_dir)
     base = {"command": command, **record, "hosts": [h.name for h in hosts],
             "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
-    log.write_run({**base, "state": "running"})
+    log.write_run({**base, "state": RunState.RUNNING})
     try:
-        outcomes = work(log)
+        result = work(log)
     except FleetInterrupted as exc:
-        interrupted: list[OutcomeT] = exc.outcomes
         log.close()
-        log.write_run({**base, "state": "interrupted", "summary": _summary(interrupted),
-                       "outcomes": {o.host: o.status for o in interrupted}})
-        err.print(f"interrupted: {_summary_text(interrupted)}; log: {log.path}")
+        log.write_run({**base, "state": RunState.INTERRUPTED, "summary": exc.result.counts(),
+                       "outcomes": exc.result.statuses()})
+        err.print(f"interrupted: {exc.result.summary_text()}; log: {log.path}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
-        log.write_run({**base, "state": "interrupted"})
+        log.write_run({**base, "state": RunState.INTERRUPTED})
         err.print(f"interrupted; log: {log.path}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except BaseException:
-        log.write_run({**base, "state": "crashed"})
+        log.write_run({**base, "state": RunState.CRASHED})
         raise
     finally:
         log.close()
-    summary = _summary(outcomes)
-    if sorted(o.host for o in outcomes) != sorted(h.name for h in hosts):
-        raise RuntimeError(f"{command}: outcomes do not cover every planned host")  # a bug, never bad input
-    log.write_run({**base, "state": "finished", "summary": summary,
-                   "outcomes": {o.host: o.status for o in outcomes}})
-    return log, outcomes, summary
+    if not result.covers([h.name for h in hosts]):
+        raise RuntimeError(f"{command}: results do not cover every planned host")  # a bug, never bad input
+    log.write_run({**base, "state": RunState.FINISHED, "summary": result.counts(), "outcomes": result.statuses()})
+    return log, result
 
 
-def _summary_text(outcomes: Sequence[_Outcome]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(_summary(outcomes).items()))
-
-
-def _summary(outcomes: Sequence[_Outcome]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    return counts
-
-
-def _json_doc(log: RunLog, summary: dict[str, int], outcomes: Sequence[_Outcome]) -> str:
-    doc = {"run_id": log.run_id, "run_dir": str(log.path), "summary": summary,
-           "hosts": {o.host: o.to_dict() for o in outcomes}}
+def _json_doc(log: RunLog, result: FleetResult) -> str:
+    doc = {"run_id": log.run_id, "run_dir": str(log.path), **result.to_dict()}
     return json.dumps(doc, indent=2, default=str)
 
 
-def _exit_for(outcomes: Sequence[_Outcome], good: frozenset[str]) -> typer.Exit:
-    return typer.Exit(EXIT_OK if all(o.status in good for o in outcomes) else EXIT_HOSTS_FAILED)
+def _exit_for(result: FleetResult) -> typer.Exit:
+    return typer.Exit(EXIT_OK if result.succeeded else EXIT_HOSTS_FAILED)
 
 
 def _record(inventory: Path, limit: str | None, forks: int) -> dict[str, Any]:
@@ -229,6 +215,7 @@ def _record(inventory: Path, limit: str | None, forks: int) -> dict[str, Any]:
 
 @app.command()
 def facts(
+    ctx: typer.Context,
     inventory: InventoryArg,
     limit: LimitOpt = None,
     forks: ForksOpt = DEFAULT_FORKS,
@@ -239,109 +226,50 @@ def facts(
     """Gather facts from every selected host in parallel and show them."""
     inv = _load(inventory, ask_pass)
     hosts = _select(inv, limit)
-    log, outcomes, summary = _execute(
-        "facts", runs_dir, _record(inventory, limit, forks), hosts,
-        lambda log: gather_fleet_facts(hosts, session_factory=psrp_session, log=log, policy=RetryPolicy(),
-                                       forks=forks))
+    log, result = _execute(
+        Command.FACTS, runs_dir, _record(inventory, limit, forks), hosts,
+        lambda log: gather_fleet_facts(hosts, session_factory=_deps(ctx).session_factory, log=log,
+                                       policy=RetryPolicy(), forks=forks))
     if as_json:
-        typer.echo(_json_doc(log, summary, outcomes))
+        typer.echo(_json_doc(log, result))
     else:
-        _print_facts(inv, outcomes, log)
-    raise _exit_for(outcomes, frozenset({"ok"}))
+        _print_facts(inv, result, log)
+    raise _exit_for(result)
 
 
-def _print_facts(inv: Inventory, outcomes: list[HostFacts], log: RunLog) -> None:
+def _print_facts(inv: Inventory, result: FleetResult, log: RunLog) -> None:
     table = Table(title=f"facts, run {log.run_id}", title_justify="left")
     columns = ("host", "status", "OS", "PowerShell", "NIC", "loopback", "weak host", "IIS")
     for column in columns:
         table.add_column(column)
-    for outcome in outcomes:
-        if outcome.facts is None:
-            error = outcome.error or ErrorInfo("Error", "unknown")
-            table.add_row(outcome.host, f"[red]{outcome.status}[/]", escape(f"{error.error_class}: {error.message}"),
+    for host in result:
+        if host.facts is None:
+            error = host.error or ErrorInfo("Error", "unknown")
+            table.add_row(host.host, f"[red]{host.status}[/]", escape(f"{error.error_class}: {error.message}"),
                           "", "", "", "", "")
             continue
-        row = facts_row(inv.host(outcome.host), outcome.facts)
-        table.add_row(outcome.host, "[green]ok[/]", *(row[c] for c in columns[2:]))
+        row = facts_row(inv.host(host.host), host.facts)
+        table.add_row(host.host, f"[green]{host.status}[/]", *(row[c] for c in columns[2:]))
     out.print(table)
-    _print_summary(outcomes, log)
+    _print_summary(result, log)
 
 
-def _print_summary(outcomes: Sequence[_Outcome], log: RunLog) -> None:
-    out.print(f"{_summary_text(outcomes)}; log: {log.path}", markup=False)
+def _print_summary(result: FleetResult, log: RunLog) -> None:
+    out.print(f"{result.summary_text()}; log: {log.path}", markup=False)
 
 
-_STATUS_STYLE = {"ok": "green", "changed": "yellow", "rolled_back": "cyan", "failed": "red",
-                 "unreachable": "red", "compliant": "green", "changes": "yellow"}
-
-
-def _styled(status: str) -> str:
-    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
-
-
-def plan_status(outcome: HostOutcome) -> str:
-    """What `plan` reports: compliant, changes, or why it could not tell."""
-    if outcome.status != "ok":
-        return outcome.status
-    return "changes" if outcome.planned else "compliant"
-
-
-@dataclass(frozen=True)
-class _PlanView:
-    """A dry-run outcome as `plan` shows it."""
-
-    outcome: HostOutcome
-
-    @property
-    def host(self) -> str:
-        return self.outcome.host
-
-    @property
-    def status(self) -> str:
-        return plan_status(self.outcome)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = self.outcome.to_dict()
-        data["status"] = self.status
-        data.pop("steps", None)
-        return data
-
-
-def _steps_cell(steps: Sequence[StepResult]) -> str:
-    """Changed steps in order, repeats counted; failed attempts spelled out."""
-    parts: list[str] = []
-    for s in steps:
-        if s.status == "failed":
-            parts.append(f"[red]{s.step} failed[/] ({s.error.error_class if s.error else 'error'})")
-        elif s.status == "changed":
-            if parts and parts[-1].split(" x")[0] == s.step:
-                count = int(parts[-1].split(" x")[1]) + 1 if " x" in parts[-1] else 2
-                parts[-1] = f"{s.step} x{count}"
-            else:
-                parts.append(s.step)
-    return ", ".join(parts) or "-"
-
-
-def _plan_table(title: str, outcomes: Sequence[HostOutcome], *, dry_run: bool) -> Table:
+def _results_table(title: str, result: FleetResult) -> Table:
     table = Table(title=title, title_justify="left", show_lines=True)
-    for column in ("host", "status", "steps" if not dry_run else "would change"):
+    for column in ("host", "status", "would change" if result.command == Command.PLAN else "steps"):
         table.add_column(column)
-    for o in outcomes:
-        status = plan_status(o) if dry_run else o.status
-        if o.error is not None:
-            detail = escape(f"{o.failed_step + ': ' if o.failed_step else ''}{o.error.error_class}: {o.error.message}")
-        elif dry_run:
-            detail = "\n".join(escape(f"{a.step}: {a.reason}") for a in o.planned if a.step != "preflight") or "-"
-        else:
-            detail = _steps_cell(o.steps)
-        if o.warnings:
-            detail += "\n" + "\n".join(f"[yellow]warning:[/] {escape(w)}" for w in o.warnings)
-        table.add_row(o.host, _styled(status), detail)
+    for host in result:
+        table.add_row(*result_row(host))
     return table
 
 
 @app.command("plan")
 def plan_command(
+    ctx: typer.Context,
     inventory: InventoryArg,
     limit: LimitOpt = None,
     forks: ForksOpt = DEFAULT_FORKS,
@@ -352,17 +280,16 @@ def plan_command(
     """Show per host what a rollout would change and why. Changes nothing."""
     inv = _load(inventory, ask_pass)
     hosts = _select(inv, limit)
-    log, outcomes, _ = _execute(
-        "plan", runs_dir, _record(inventory, limit, forks), hosts,
-        lambda log: rollout_fleet(hosts, session_factory=psrp_session, log=log, policy=RetryPolicy(),
-                                  peers=_peers(inv), forks=forks, dry_run=True))
-    views = [_PlanView(o) for o in outcomes]
+    log, result = _execute(
+        Command.PLAN, runs_dir, _record(inventory, limit, forks), hosts,
+        lambda log: rollout_fleet(hosts, session_factory=_deps(ctx).session_factory, log=log,
+                                  policy=RetryPolicy(), peers=_peers(inv), forks=forks, dry_run=True))
     if as_json:
-        typer.echo(_json_doc(log, _summary(views), views))
+        typer.echo(_json_doc(log, result))
     else:
-        out.print(_plan_table(f"plan, run {log.run_id}", outcomes, dry_run=True))
-        _print_summary(views, log)
-    raise _exit_for(views, frozenset({"compliant", "changes"}))
+        out.print(_results_table(f"plan, run {log.run_id}", result))
+        _print_summary(result, log)
+    raise _exit_for(result)
 
 
 def _peers(inv: Inventory) -> dict[str, Host]:
@@ -371,6 +298,7 @@ def _peers(inv: Inventory) -> dict[str, Host]:
 
 @app.command()
 def render(
+    ctx: typer.Context,
     inventory: InventoryArg,
     host: Annotated[str, typer.Option("--host", help="The host whose scripts to show.")],
     step: Annotated[str | None, typer.Option("--step", help="Only this step (default: every planned step).")] = None,
@@ -385,24 +313,23 @@ def render(
     with tempfile.TemporaryDirectory(prefix="dsrprep-render-") as tmp:
         log = RunLog.create(Path(tmp))
         try:
-            outcome = rollout_host(target, session_factory=psrp_session, log=log, policy=RetryPolicy(),
-                                   peers=_peers(inv), dry_run=True)
+            planned = rollout_host(target, session_factory=_deps(ctx).session_factory, log=log,
+                                   policy=RetryPolicy(), peers=_peers(inv), dry_run=True)
         finally:
             log.close()
-    if outcome.status != "ok":
+    if not isinstance(planned.status, PlanStatus):
         # A refused or unreachable host would be sent nothing, so there is nothing to show.
-        error = outcome.error or ErrorInfo("Error", "unknown")
+        error = planned.error or ErrorInfo("Error", "unknown")
         raise _fail(f"{host}: {error.error_class}: {error.message}", EXIT_HOSTS_FAILED)
-    family = outcome.os_family or "default"
-    actions = [a for a in outcome.planned if step is None or a.step == step]
+    actions = [a for a in planned.planned if step is None or a.step == step]
     if step is not None and not actions:
-        planned = ", ".join(a.step for a in outcome.planned) or "nothing: the host is compliant"
-        raise _fail(f"{host}: step {step!r} is not in its plan (planned: {planned})", EXIT_HOSTS_FAILED)
+        names = ", ".join(a.step for a in planned.planned) or "nothing: the host is compliant"
+        raise _fail(f"{host}: step {step!r} is not in its plan (planned: {names})", EXIT_HOSTS_FAILED)
     if not actions:
         out.print(f"{host}: compliant, nothing to send")
         return
     for action in actions:
-        script = render_template(action.step, family, action.params)
+        script = render_template(action.step, planned.os_family or "default", action.params)
         out.rule(f"{host}: {action.step} ({script.template_path}, sha256 {script.sha256[:12]})")
         out.print(f"# reason: {action.reason}", markup=False)
         out.print("# parameters, bound over PSRP:", markup=False)
@@ -424,6 +351,7 @@ def _confirm(question: str, yes: bool) -> None:
 
 @app.command()
 def rollout(
+    ctx: typer.Context,
     inventory: InventoryArg,
     limit: LimitOpt = None,
     forks: ForksOpt = DEFAULT_FORKS,
@@ -437,20 +365,56 @@ def rollout(
     hosts = _select(inv, limit)
     _confirm(f"Prepare {len(hosts)} host(s) for DSR ({', '.join(h.name for h in hosts[:5])}"
              f"{', ...' if len(hosts) > 5 else ''})?", yes)
-    log, outcomes, summary = _execute(
-        "rollout", runs_dir, _record(inventory, limit, forks), hosts,
-        lambda log: rollout_fleet(hosts, session_factory=psrp_session, log=log, policy=RetryPolicy(),
-                                  peers=_peers(inv), forks=forks))
+    log, result = _execute(
+        Command.ROLLOUT, runs_dir, _record(inventory, limit, forks), hosts,
+        lambda log: rollout_fleet(hosts, session_factory=_deps(ctx).session_factory, log=log,
+                                  policy=RetryPolicy(), peers=_peers(inv), forks=forks))
     if as_json:
-        typer.echo(_json_doc(log, summary, outcomes))
+        typer.echo(_json_doc(log, result))
     else:
-        out.print(_plan_table(f"rollout, run {log.run_id}", outcomes, dry_run=False))
-        _print_summary(outcomes, log)
-    raise _exit_for(outcomes, frozenset({"ok", "changed"}))
+        out.print(_results_table(f"rollout, run {log.run_id}", result))
+        _print_summary(result, log)
+    raise _exit_for(result)
+
+
+def _read_rollout(run_dir: Path) -> dict[str, Any]:
+    try:
+        record = read_run(run_dir)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{run_dir}: not a readable run directory ({exc})") from None
+    if record.get("command") != Command.ROLLOUT:
+        raise _fail(f"{run_dir}: run {record.get('run_id')} was a {record.get('command')!r}, not a rollout")
+    return record
+
+
+def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | None:
+    """What the rollout recorded about `host`, or None (said on stderr) when there is nothing to undo.
+
+    The rollback plans against the desired state the rollout acted on, not against the inventory as
+    it is now (only the connection settings come from there). A log that records none (written
+    before dsrprep recorded it) falls back to the inventory, with a warning.
+    """
+    recorded = recorded_rollout(run_dir, host.name)
+    if recorded.facts_before is None:
+        err.print(f"{host.name}: the rollout took no facts from it (unreachable?): skipped", markup=False)
+        return None
+    if not recorded.changed:
+        err.print(f"{host.name}: the rollout changed nothing there: skipped", markup=False)
+        return None
+    if recorded.desired is None:
+        err.print(f"warning: {host.name}: the rollout log records no desired state (an older run): rolling back "
+                  "against the inventory's current dsr_* settings", markup=False)
+        return RollbackTarget(host, recorded.facts_before, host.desired)
+    try:
+        desired = Desired.from_dict(recorded.desired)
+    except ValueError as exc:
+        raise _fail(f"{run_dir}: host {host.name}: the recorded desired state is unreadable ({exc})") from None
+    return RollbackTarget(host, recorded.facts_before, desired)
 
 
 @app.command()
 def rollback(
+    ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="The run directory of the rollout to undo (runs/<run-id>).")],
     limit: LimitOpt = None,
     forks: ForksOpt = DEFAULT_FORKS,
@@ -459,41 +423,28 @@ def rollback(
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
-    """Return hosts to the facts recorded before a rollout, for what dsrprep changed only."""
-    try:
-        record = read_run(run_dir)
-    except (OSError, ValueError) as exc:
-        raise _fail(f"{run_dir}: not a readable run directory ({exc})") from None
-    if record.get("command") != "rollout":
-        raise _fail(f"{run_dir}: run {record.get('run_id')} was a {record.get('command')!r}, not a rollout")
-    inv = _load(Path(str(record.get("inventory"))), ask_pass)
+    """Return hosts to the facts recorded before a rollout, for what that rollout changed only."""
+    record = _read_rollout(run_dir)
+    inventory = Path(str(record.get("inventory")))
+    inv = _load(inventory, ask_pass)
     in_run = set(record.get("hosts") or [])
-    hosts = [h for h in _select(inv, limit) if h.name in in_run]
-    work: list[tuple[Host, dict[str, Any]]] = []
-    for h in hosts:
-        recorded = recorded_rollout(run_dir, h.name)
-        if recorded.facts_before is None:
-            err.print(f"{h.name}: the rollout took no facts from it (unreachable?): skipped", markup=False)
-        elif not recorded.changed:
-            err.print(f"{h.name}: the rollout changed nothing there: skipped", markup=False)
-        else:
-            work.append((h, recorded.facts_before))
-    if not work:
+    found = [_rollback_target(run_dir, h) for h in _select(inv, limit) if h.name in in_run]
+    targets = [t for t in found if t is not None]
+    if not targets:
         out.print(f"{run_dir}: no selected host was changed by that rollout: nothing to roll back", markup=False)
         raise typer.Exit(EXIT_OK)
-    _confirm(f"Roll back {len(work)} host(s) to their state before run {record.get('run_id')}?", yes)
-    selected = [h for h, _raw in work]
-    log, outcomes, summary = _execute(
-        "rollback", runs_dir, {**_record(Path(str(record.get("inventory"))), limit, forks),
-                               "of_run": record.get("run_id")}, selected,
-        lambda log: rollback_fleet(work, session_factory=psrp_session, log=log, policy=RetryPolicy(),
-                                   forks=forks))
+    _confirm(f"Roll back {len(targets)} host(s) to their state before run {record.get('run_id')}?", yes)
+    log, result = _execute(
+        Command.ROLLBACK, runs_dir, {**_record(inventory, limit, forks), "of_run": record.get("run_id")},
+        [t.host for t in targets],
+        lambda log: rollback_fleet(targets, session_factory=_deps(ctx).session_factory, log=log,
+                                   policy=RetryPolicy(), forks=forks))
     if as_json:
-        typer.echo(_json_doc(log, summary, outcomes))
+        typer.echo(_json_doc(log, result))
     else:
-        out.print(_plan_table(f"rollback of {record.get('run_id')}, run {log.run_id}", outcomes, dry_run=False))
-        _print_summary(outcomes, log)
-    raise _exit_for(outcomes, frozenset({"ok", "rolled_back"}))
+        out.print(_results_table(f"rollback of {record.get('run_id')}, run {log.run_id}", result))
+        _print_summary(result, log)
+    raise _exit_for(result)
 
 
 @lab_app.command("serve")
@@ -546,20 +497,20 @@ def demo(
         selected = list(inv.hosts)
         record = {"inventory": "lab fleet (demo)", "limit": None, "forks": DEFAULT_FORKS}
 
-        def run(title: str, dry_run: bool) -> list[HostOutcome]:
-            _log, outcomes, _ = _execute(
-                "plan" if dry_run else "rollout", runs_dir, record, selected,
+        def run(title: str, dry_run: bool) -> FleetResult:
+            log, result = _execute(
+                Command.PLAN if dry_run else Command.ROLLOUT, runs_dir, record, selected,
                 lambda log: rollout_fleet(selected, session_factory=psrp_session, log=log, policy=RetryPolicy(),
                                           peers=_peers(inv), dry_run=dry_run))
-            out.print(_plan_table(f"{title} (log: {_log.path})", outcomes, dry_run=dry_run))
-            out.print(_summary_text([_PlanView(o) for o in outcomes] if dry_run else outcomes))
-            return outcomes
+            out.print(_results_table(f"{title} (log: {log.path})", result))
+            out.print(result.summary_text())
+            return result
 
         run("1. plan: what would change", dry_run=True)
         first = run("2. rollout", dry_run=False)
         second = run("3. rollout again: nothing left to change", dry_run=False)
     out.print("lab fleet stopped.")
-    healthy = all(o.status in ("ok", "changed") for o in first) and all(o.status == "ok" for o in second)
+    healthy = first.succeeded and all(r.status == Status.OK for r in second)
     raise typer.Exit(EXIT_OK if healthy else EXIT_HOSTS_FAILED)
 
 

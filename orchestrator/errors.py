@@ -1,64 +1,153 @@
-"""The error classes every layer speaks: transport maps pypsrp/requests failures onto these once.
+"""The error classes every layer speaks, in one hierarchy, and `ErrorInfo`: a failure as data.
 
-A failure crosses module boundaries as data (`ErrorInfo`); these exceptions exist so the transport
+Each class declares what the runner may do about it, once, as class attributes:
+
+- `retryable`: the same call may succeed if made again (connecting, taking facts). Read by
+  `RetryPolicy.should_retry`; nothing else lists retryable errors.
+- `recoverable`: when it cuts a step off, the step may or may not have happened: the runner opens a
+  fresh session, re-reads the facts and re-plans instead of failing the host.
+
+```
+DsrError
+├── TransportError       talking to the host failed (transport.py maps every client error here)
+│   ├── AuthError          the credentials were refused                    never retried
+│   ├── Unreachable        no connection could be made                     retryable, recoverable
+│   ├── ConnectionLost     the connection broke mid-step                   retryable, recoverable
+│   ├── Timeout            a script missed its deadline                    retryable, recoverable
+│   ├── RemoteFault        WS-Management answered with a fault             retryable, recoverable
+│   └── ProtocolError      an answer the client cannot understand
+├── ScriptError          the PowerShell script threw
+├── StateError           the host's state forbids the change, or did not end where it should
+│   ├── PreflightRefused   the plan refused to touch the host
+│   ├── NotConverging      re-planning after recoveries never settled
+│   ├── NotCompliant       the plan after applying is not empty
+│   ├── VerifyFailed       the live checks after the change failed
+│   └── NotRestored        the rollback left something of the rollout behind
+├── Interrupted          the run was stopped (Ctrl-C) before this host finished
+├── InternalError        an unexpected exception inside dsrprep (a bug; its traceback is in the log)
+└── defined beside the data they judge: FactsError (facts.py), InventoryError (inventory.py),
+    TemplateError (templates.py), UnknownFamily (oscaps.py), UnknownStep (steps/__init__.py)
+```
+
+A failure crosses module boundaries as data (`ErrorInfo`); these exceptions exist so each layer
 can raise something typed that the runner turns into that data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 
 class DsrError(Exception):
-    """Base of every error dsrprep raises on purpose."""
+    """Base of every error dsrprep raises on purpose.
 
-    error_class = "Error"
+    `error_class` is the name the log, the report and the JSON output show; a subclass that does not
+    set it is shown by its class name.
+    """
+
+    error_class: ClassVar[str] = "Error"
+    retryable: ClassVar[bool] = False
+    recoverable: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "error_class" not in cls.__dict__:
+            cls.error_class = cls.__name__
 
 
-class AuthError(DsrError):
-    """The host refused the credentials. Never retried."""
+class TransportError(DsrError):
+    """Talking to the host failed: the transport maps every pypsrp / requests failure to a subclass."""
+
+
+class AuthError(TransportError):
+    """The host refused the credentials. Never retried: the same credentials fail the same way."""
 
     error_class = "AuthError"
 
 
-class Unreachable(DsrError):
-    """No connection could be made (refused, no route, DNS, TLS handshake). Retried."""
+class Unreachable(TransportError):
+    """No connection could be made (refused, no route, DNS, TLS handshake, WinRM restarting)."""
 
     error_class = "Unreachable"
+    retryable = True
+    recoverable = True  # after a network change the host may need a moment to answer again
 
 
-class ConnectionLost(DsrError):
+class ConnectionLost(TransportError):
     """The connection broke in the middle of a step. Recovery needs a fresh WSMan and pool."""
 
     error_class = "ConnectionLost"
+    retryable = True
+    recoverable = True
 
 
-class Timeout(DsrError):
+class Timeout(TransportError):
     """A script did not finish before its deadline."""
 
     error_class = "Timeout"
+    retryable = True
+    recoverable = True
 
 
-class RemoteFault(DsrError):
+class RemoteFault(TransportError):
     """The WS-Management service answered with a SOAP fault."""
 
     error_class = "RemoteFault"
+    retryable = True
+    recoverable = True
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
 
 
+class ProtocolError(TransportError):
+    """The remote end answered something the client could not understand."""
+
+    error_class = "ProtocolError"
+
+
 class ScriptError(DsrError):
-    """The PowerShell script threw or wrote to its error stream."""
+    """The PowerShell script threw: not retried, it would throw again."""
 
     error_class = "ScriptError"
 
 
-class ProtocolError(DsrError):
-    """The remote end answered something the client could not understand."""
+class StateError(DsrError):
+    """The host's state forbids the change, or did not end where it should (decided by the runner)."""
 
-    error_class = "ProtocolError"
+
+class PreflightRefused(StateError):
+    """The plan found reasons that forbid touching the host at all."""
+
+
+class NotConverging(StateError):
+    """The host's state kept moving: re-planning after recoveries never settled."""
+
+
+class NotCompliant(StateError):
+    """After applying, the plan against fresh facts is still not empty."""
+
+
+class VerifyFailed(StateError):
+    """The live checks after the change (routes, ports, events, a peer's ARP) found problems."""
+
+
+class NotRestored(StateError):
+    """After a rollback, the rollback plan against fresh facts is still not empty."""
+
+
+class Interrupted(DsrError):
+    """The run was interrupted (Ctrl-C) before this host finished."""
+
+
+class InternalError(DsrError):
+    """An unexpected exception inside dsrprep: a bug. The host's log keeps the traceback."""
+
+    @classmethod
+    def wrapping(cls, exc: BaseException) -> InternalError:
+        return cls(f"{type(exc).__name__}: {exc}")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,17 @@
-"""Summaries of outcomes for people: the rows of the `facts` table. Pure: data in, strings out."""
+"""Summaries of results for people: the rows of the `facts` table and of the plan / rollout /
+rollback tables, as rich markup. Pure: data in, strings out.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
+from rich.markup import escape
+
 from orchestrator.facts import Adapter, Facts
 from orchestrator.inventory import Host
+from orchestrator.results import Command, HostResult, HostStatus, PlanStatus, Status, StepResult
 from orchestrator.steps import iis_binding, weak_host
 from orchestrator.steps.weak_host import WeakHost
 
@@ -57,3 +65,41 @@ def facts_row(host: Host, facts: Facts) -> dict[str, str]:
         "weak host": weak_text,
         "IIS": iis_text,
     }
+
+
+STATUS_STYLE: Mapping[HostStatus, str] = MappingProxyType({
+    Status.OK: "green", Status.CHANGED: "yellow", Status.ROLLED_BACK: "cyan", Status.FAILED: "red",
+    Status.UNREACHABLE: "red", PlanStatus.COMPLIANT: "green", PlanStatus.CHANGES: "yellow",
+})
+
+
+def styled(status: HostStatus) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def steps_cell(steps: Sequence[StepResult]) -> str:
+    """Changed steps in order, repeats counted (`loopback_config x2`); failed attempts spelled out."""
+    parts: list[tuple[str, int]] = []  # (text, repeats of a changed step)
+    for s in steps:
+        if s.status == Status.FAILED:
+            parts.append((f"[red]{s.step} failed[/] ({s.error.error_class if s.error else 'error'})", 0))
+        elif s.status == Status.CHANGED:
+            if parts and parts[-1][0] == s.step and parts[-1][1] > 0:
+                parts[-1] = (s.step, parts[-1][1] + 1)
+            else:
+                parts.append((s.step, 1))
+    return ", ".join(text if n < 2 else f"{text} x{n}" for text, n in parts) or "-"
+
+
+def result_row(result: HostResult) -> tuple[str, str, str]:
+    """host, status, and what it changed (rollout, rollback) or would change (plan), or why it failed."""
+    if result.error is not None:
+        where = f"{result.failed_step}: " if result.failed_step else ""
+        detail = escape(f"{where}{result.error.error_class}: {result.error.message}")
+    elif result.command == Command.PLAN:
+        detail = "\n".join(escape(f"{a.step}: {a.reason}") for a in result.planned if a.step != "preflight") or "-"
+    else:
+        detail = steps_cell(result.steps)
+    if result.warnings:
+        detail += "\n" + "\n".join(f"[yellow]warning:[/] {escape(w)}" for w in result.warnings)
+    return result.host, styled(result.status), detail

@@ -1,6 +1,7 @@
 """Retry decisions by error class, carried out by tenacity with an injected sleep.
 
-Which failures are worth another attempt is data (`RetryPolicy`); tenacity does the looping. Tests
+Which failures are worth another attempt is declared on the error classes (`retryable`, see
+errors.py); how often and how patiently is data (`RetryPolicy`); tenacity does the looping. Tests
 pass a sleep that records instead of waiting.
 """
 
@@ -16,20 +17,17 @@ from orchestrator.errors import DsrError
 
 T = TypeVar("T")
 
-# An authentication failure or a script that threw will fail the same way again; a refused
-# connection, a cut connection, a timeout or a WSMan fault often does not.
-RETRYABLE = frozenset({"Unreachable", "ConnectionLost", "Timeout", "RemoteFault"})
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 3
     base_delay: float = 1.0
     max_delay: float = 10.0
-    retry_on: frozenset[str] = RETRYABLE
 
     def should_retry(self, exc: BaseException) -> bool:
-        return isinstance(exc, DsrError) and exc.error_class in self.retry_on
+        # An authentication failure or a script that threw will fail the same way again; a refused
+        # connection, a cut connection, a timeout or a WSMan fault often does not. The classes say which.
+        return isinstance(exc, DsrError) and exc.retryable
 
 
 NO_RETRY = RetryPolicy(attempts=1)

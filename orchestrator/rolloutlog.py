@@ -4,6 +4,11 @@ Every host event is one JSON line, appended, flushed and fsynced before the call
 loses at most the line being written; a torn last line is detected and skipped when reading.
 run.json is replaced atomically (write a temporary file, fsync, rename). No secret is ever written:
 keys that name a secret are redacted whatever their depth.
+
+The names of the events (`Event`) and of a run's states (`RunState`) are typed constants shared by
+the writer (the runner, the CLI) and the readers (`recorded_rollout`). A line logged with an
+exception carries its traceback as structured frames (never the frames' local variables: they can
+hold passwords).
 """
 
 from __future__ import annotations
@@ -16,16 +21,48 @@ import threading
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import structlog
+import structlog.tracebacks
+
+from orchestrator.results import Status
 
 # Keys whose values are secrets, whatever their depth. Names, not patterns: a host called
 # "passport01" or "tokyo-web" is data.
 _SECRET_KEY = re.compile(r"(.*_)?(password|passwd|secret|token|credentials?)", re.IGNORECASE)
 _REDACTED = "***"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class Event(StrEnum):
+    """The `event` of a host log line."""
+
+    FACTS_START = "facts_start"  # facts: about to connect and take facts
+    FACTS_TAKEN = "facts_taken"  # facts: the raw facts object
+    ATTEMPT_FAILED = "attempt_failed"  # a connect / facts / verify attempt failed (will_retry says what next)
+    FACTS_BEFORE = "facts_before"  # rollout: the raw facts before any change (what rollback returns to)
+    PLAN = "plan"  # rollout and plan: the plan, and the desired state it was made for
+    STEP_START = "step_start"  # one action: template, sha256, parameters
+    STEP_RESULT = "step_result"  # one action's StepResult
+    REPLANNED = "replanned"  # the actions left after fresh facts
+    VERIFY_PLAN = "verify_plan"  # the plan after applying (must be empty)
+    VERIFY_RESULT = "verify_result"  # the verify template's result
+    PEER_ARP = "peer_arp"  # a peer's ARP table entry for a VIP
+    ROLLBACK_PLAN = "rollback_plan"  # rollback: the undo plan and the desired state it was made for
+    INTERNAL_ERROR = "internal_error"  # an unexpected exception, with its traceback
+    HOST_DONE = "host_done"  # the host's terminal status
+
+
+class RunState(StrEnum):
+    """run.json's `state`."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+    CRASHED = "crashed"
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -48,6 +85,11 @@ def redact(value: Any) -> Any:
 
 def _redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Any:
     return redact(event_dict)
+
+
+# `exc_info=exc` on a log call becomes an `exception` list of {exc_type, exc_value, frames: [{filename,
+# lineno, name}]}, one per chained exception. Locals stay out: a frame can hold a password.
+_TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
 
 
 class FsyncLineWriter:
@@ -121,6 +163,7 @@ class RunLog:
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _TRACEBACKS,
                 _redact_processor,
                 structlog.processors.JSONRenderer(sort_keys=True, default=str),
             ],
@@ -171,10 +214,12 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class HostRecord:
-    """What a rollout's log says about one host: the facts before any change, and whether it changed."""
+    """What a rollout's log says about one host: the facts before any change, the desired state the
+    rollout planned against (None in logs written before it was recorded), and whether it changed."""
 
     facts_before: dict[str, Any] | None
     changed: bool
+    desired: dict[str, Any] | None = None
 
 
 def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
@@ -182,12 +227,16 @@ def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
     if not path.exists():
         return HostRecord(None, False)
     before: dict[str, Any] | None = None
+    desired: dict[str, Any] | None = None
     changed = False
     for event in read_host_log(path).events:
         if event.get("host") != host:
             continue  # another host whose name maps to the same file
-        if before is None and event.get("event") == "facts_before" and isinstance(event.get("raw"), dict):
+        name = event.get("event")
+        if name == Event.FACTS_BEFORE and before is None and isinstance(event.get("raw"), dict):
             before = event["raw"]
-        if event.get("event") == "step_result" and event.get("status") == "changed":
+        elif name == Event.PLAN and desired is None and isinstance(event.get("desired"), dict):
+            desired = event["desired"]
+        elif name == Event.STEP_RESULT and event.get("status") == Status.CHANGED:
             changed = True
-    return HostRecord(before, changed)
+    return HostRecord(before, changed, desired)

@@ -1,8 +1,9 @@
-"""One host end to end, and many hosts in a bounded worker pool.
+"""One host end to end (facts, plan, apply, verify, rollback), and many hosts in a bounded worker pool.
 
 A worker owns its host's Session from open to close; nothing about a host escapes its worker as an
-exception: every outcome, good or bad, comes back as a `HostFacts` value and is written to the
-host's log as it happens.
+exception: every command ends, good or bad, in one `HostResult` (orchestrator/results.py), and every
+event is written to the host's log as it happens. An unexpected exception is a bug: its traceback
+goes to the host's log, its one-line message to the result.
 """
 
 from __future__ import annotations
@@ -12,15 +13,29 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from orchestrator.errors import DsrError, ErrorInfo, ProtocolError, Unreachable
-from orchestrator.facts import Facts, FactsError, parse_facts
+from orchestrator.desired import Desired
+from orchestrator.errors import (
+    DsrError,
+    ErrorInfo,
+    InternalError,
+    Interrupted,
+    NotCompliant,
+    NotConverging,
+    NotRestored,
+    PreflightRefused,
+    ProtocolError,
+    Unreachable,
+    VerifyFailed,
+)
+from orchestrator.facts import Facts, parse_facts
 from orchestrator.inventory import Host
 from orchestrator.plan import Action, Plan, plan, rollback_plan
+from orchestrator.results import Command, FleetResult, HostResult, HostStatus, PlanStatus, Status, StepResult
 from orchestrator.retry import RetryPolicy, call_with_retry
-from orchestrator.rolloutlog import RunLog
+from orchestrator.rolloutlog import Event, RunLog
 from orchestrator.steps import arp_check, verify
 from orchestrator.steps import parse_output as parse_step_output
 from orchestrator.templates import Script, render
@@ -30,31 +45,16 @@ T = TypeVar("T")
 
 DEFAULT_FORKS = 32
 FACTS_TIMEOUT = 120.0
+STEP_TIMEOUT = 300.0
+MAX_RECOVERIES = 3
+# After a change the host may need a while to answer again (an HTTP service restart takes WinRM down
+# for seconds): reconnecting waits longer than a first connection does.
+RECONNECT_POLICY = RetryPolicy(attempts=6, base_delay=1.0, max_delay=10.0)
 
 
-@dataclass(frozen=True)
-class HostFacts:
-    """The facts of one host, or why there are none."""
-
-    host: str
-    status: str  # "ok" | "failed" | "unreachable"
-    facts: Facts | None = None
-    error: ErrorInfo | None = None
-    attempts: int = 1
-    duration: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"status": self.status, "attempts": self.attempts,
-                                "duration": round(self.duration, 3)}
-        if self.facts is not None:
-            data["facts"] = self.facts.to_dict()
-        if self.error is not None:
-            data["error"] = self.error.to_dict()
-        return data
-
-
-def status_of(error: ErrorInfo) -> str:
-    return "unreachable" if error.error_class == Unreachable.error_class else "failed"
+def status_of(exc: BaseException) -> Status:
+    """The status of a host that ended on `exc` before anything changed."""
+    return Status.UNREACHABLE if isinstance(exc, Unreachable) else Status.FAILED
 
 
 def facts_script() -> Script:
@@ -62,12 +62,31 @@ def facts_script() -> Script:
     return render("facts", "default", {})
 
 
-def run_script(session: Session, script: Script, *, timeout: float) -> Any:
+@dataclass(frozen=True)
+class Answer:
+    """The one object a script emitted, and the non-terminating error records it left."""
+
+    value: Any
+    script_errors: tuple[str, ...] = ()
+
+    def log_fields(self) -> dict[str, Any]:
+        """`script_errors=[...]` for the log line of the script that left them (nothing when none)."""
+        return {"script_errors": list(self.script_errors)} if self.script_errors else {}
+
+
+def run_script(session: Session, script: Script, *, timeout: float) -> Answer:
     """Run a script that must emit exactly one object, and return that object."""
     result = session.run(script.text, script.parameters, timeout=timeout)
     if len(result.output) != 1:
         raise ProtocolError(f"{script.template_path} returned {len(result.output)} objects, expected 1")
-    return result.output[0]
+    return Answer(result.output[0], tuple(result.errors))
+
+
+@dataclass(frozen=True)
+class TakenFacts:
+    raw: Any
+    facts: Facts
+    script_errors: tuple[str, ...] = ()
 
 
 class HostConnection:
@@ -115,27 +134,127 @@ class HostConnection:
     def _on_failure(self, step: str) -> Callable[[int, BaseException], None]:
         def record(attempt: int, exc: BaseException) -> None:
             info = ErrorInfo.of(exc)
-            self._logger.warning("attempt_failed", step=step, attempt=attempt, error_class=info.error_class,
+            self._logger.warning(Event.ATTEMPT_FAILED, step=step, attempt=attempt, error_class=info.error_class,
                                  error=info.message,
                                  will_retry=self._policy.should_retry(exc) and attempt < self._policy.attempts)
             self.close()
         return record
 
-    def take_facts(self, policy: RetryPolicy | None = None) -> tuple[Any, Facts]:
+    def take_facts(self, policy: RetryPolicy | None = None) -> TakenFacts:
         """The host's raw facts object and its parsed form (connecting first if needed)."""
         script = facts_script()
 
-        def attempt() -> Any:
+        def attempt() -> Answer:
             self.attempts += 1
             return run_script(self.session(), script, timeout=self._timeout)
 
-        raw = call_with_retry(attempt, policy or self._policy, sleep=self._sleep,
-                              on_failure=self._on_failure("facts"))
-        return raw, parse_facts(raw)
+        answer = call_with_retry(attempt, policy or self._policy, sleep=self._sleep,
+                                 on_failure=self._on_failure("facts"))
+        return TakenFacts(answer.value, parse_facts(answer.value), answer.script_errors)
 
-    def run(self, script: Script, *, timeout: float) -> Any:
+    def run(self, script: Script, *, timeout: float) -> Answer:
         """Run one step's script once on the current session."""
         return run_script(self.session(), script, timeout=timeout)
+
+
+# -- one host, any command ----------------------------------------------------------------------------
+
+
+class HostFailed(Exception):
+    """Ends a host's run with status failed at a given step (control flow inside this module)."""
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.step = step
+        self.error = ErrorInfo.of(cause)
+
+
+@dataclass
+class _Context:
+    """A host run's working set, and what it learns as it goes, for its result whatever way it ends."""
+
+    host: Host
+    conn: HostConnection
+    logger: Any
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    peers: Mapping[str, Host]
+    cancel: threading.Event
+    steps: list[StepResult] = field(default_factory=list)
+    planned: tuple[Action, ...] = ()
+    warnings: tuple[str, ...] = ()
+    family: str | None = None
+    facts: Facts | None = None
+
+    @property
+    def changed_something(self) -> bool:
+        return any(s.status == Status.CHANGED for s in self.steps)
+
+
+@dataclass(frozen=True)
+class _Env:
+    """What every host run of a fleet shares."""
+
+    session_factory: SessionFactory
+    log: RunLog
+    policy: RetryPolicy
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    peers: Mapping[str, Host] = field(default_factory=dict)
+    cancel: threading.Event | None = None
+    timeout: float = FACTS_TIMEOUT
+
+
+def _run_host(host: Host, command: Command, body: Callable[[_Context], HostStatus], env: _Env) -> HostResult:
+    """Run `body` for one host and turn however it ends into exactly one HostResult."""
+    logger = env.log.host_logger(host.name, address=host.connection.address)
+    conn = HostConnection(host, session_factory=env.session_factory, logger=logger, policy=env.policy,
+                          sleep=env.sleep, timeout=env.timeout)
+    ctx = _Context(host, conn, logger, env.clock, env.sleep, env.peers, env.cancel or threading.Event())
+    started = env.clock()
+
+    def result(status: HostStatus, **kw: Any) -> HostResult:
+        return HostResult(host.name, command, status, facts=ctx.facts, planned=ctx.planned, steps=tuple(ctx.steps),
+                          warnings=ctx.warnings, attempts=conn.attempts, duration=env.clock() - started,
+                          os_family=ctx.family, **kw)
+
+    try:
+        done = result(body(ctx))
+    except HostFailed as exc:
+        done = result(Status.FAILED, failed_step=exc.step, error=exc.error)
+    except Interrupted as exc:
+        done = result(Status.INTERRUPTED, error=ErrorInfo.of(exc))
+    except DsrError as exc:
+        if ctx.changed_something:
+            # The host was changed and then stopped answering: that is a failure of the change.
+            done = result(Status.FAILED, failed_step=ctx.steps[-1].step, error=ErrorInfo.of(exc))
+        else:
+            done = result(status_of(exc), error=ErrorInfo.of(exc))
+    except Exception as exc:  # failures are data: nothing about one host may stop the others
+        with suppress(Exception):  # the traceback for whoever fixes the bug; the result says it in one line
+            logger.error(Event.INTERNAL_ERROR, step=command, exc_info=exc)
+        done = result(Status.FAILED, error=ErrorInfo.of(InternalError.wrapping(exc)))
+    finally:
+        with suppress(Exception):
+            conn.close()
+    with suppress(Exception):  # a log that cannot be written must not take the result with it
+        logger.info(Event.HOST_DONE, step=command, status=done.status, failed_step=done.failed_step,
+                    attempts=done.attempts, duration=round(done.duration, 3),
+                    error=done.error.to_dict() if done.error else None)
+    return done
+
+
+# -- facts ----------------------------------------------------------------------------------------------
+
+
+def _facts_body(ctx: _Context) -> HostStatus:
+    script = facts_script()
+    ctx.logger.info(Event.FACTS_START, step="facts", template=script.template_path, sha256=script.sha256)
+    taken = ctx.conn.take_facts()
+    ctx.logger.info(Event.FACTS_TAKEN, step="facts", attempt=ctx.conn.attempts, raw=taken.raw,
+                    **Answer(taken.raw, taken.script_errors).log_fields())
+    ctx.facts, ctx.family = taken.facts, taken.facts.os.family
+    return Status.OK
 
 
 def gather_host_facts(
@@ -147,67 +266,29 @@ def gather_host_facts(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     timeout: float = FACTS_TIMEOUT,
-) -> HostFacts:
+) -> HostResult:
     """Connect to one host, take its facts, close; every attempt and the result go to its log."""
-    logger = log.host_logger(host.name, address=host.connection.address)
-    started = clock()
-    conn = HostConnection(host, session_factory=session_factory, logger=logger, policy=policy, sleep=sleep,
-                          timeout=timeout)
-    script = facts_script()
-    logger.info("facts_start", step="facts", template=script.template_path, sha256=script.sha256)
-    try:
-        raw, facts = conn.take_facts()
-    except (DsrError, FactsError) as exc:
-        info = ErrorInfo.of(exc)
-        outcome = HostFacts(host.name, status_of(info), error=info, attempts=conn.attempts,
-                            duration=clock() - started)
-    except Exception as exc:  # failures are data: nothing about one host may stop the others
-        info = internal_error(exc)
-        outcome = HostFacts(host.name, "failed", error=info, attempts=conn.attempts, duration=clock() - started)
-    else:
-        logger.info("facts_taken", step="facts", attempt=conn.attempts, raw=raw)
-        outcome = HostFacts(host.name, "ok", facts=facts, attempts=conn.attempts, duration=clock() - started)
-    finally:
-        conn.close()
-    logger.info("host_done", step="facts", status=outcome.status, attempts=outcome.attempts,
-                duration=round(outcome.duration, 3),
-                error=outcome.error.to_dict() if outcome.error else None)
-    return outcome
+    return _run_host(host, Command.FACTS, _facts_body,
+                     _Env(session_factory, log, policy, sleep=sleep, clock=clock, timeout=timeout))
 
 
-def internal_error(exc: BaseException) -> ErrorInfo:
-    return ErrorInfo(error_class="InternalError", message=f"{type(exc).__name__}: {exc}")
+# -- the worker pool ------------------------------------------------------------------------------------
 
 
-def gather_fleet_facts(
-    hosts: Sequence[Host],
-    *,
-    session_factory: SessionFactory,
-    log: RunLog,
-    policy: RetryPolicy,
-    forks: int = DEFAULT_FORKS,
-    sleep: Callable[[float], None] = time.sleep,
-    on_done: Callable[[HostFacts], None] | None = None,
-) -> list[HostFacts]:
-    """Facts of every host, in inventory order, gathered by at most `forks` workers at once."""
-
-    def work(host: Host) -> HostFacts:
-        outcome = gather_host_facts(host, session_factory=session_factory, log=log, policy=policy,
-                                    sleep=sleep)
-        if on_done is not None:
-            on_done(outcome)
-        return outcome
-
-    return in_pool(work, hosts, forks, interrupted=lambda host: HostFacts(
-        host.name, "interrupted", error=ErrorInfo("Interrupted", "not started: the run was interrupted")))
-
-
-class FleetInterrupted(Exception):
-    """Ctrl-C during a fleet run: the outcomes as far as they got, every host accounted for."""
+class PoolInterrupted(Exception):
+    """Ctrl-C during `in_pool`: the outcomes as far as they got, every host accounted for."""
 
     def __init__(self, outcomes: list[Any]) -> None:
         super().__init__("interrupted")
         self.outcomes = outcomes
+
+
+class FleetInterrupted(Exception):
+    """Ctrl-C during a fleet run: every host's result as far as it got."""
+
+    def __init__(self, result: FleetResult) -> None:
+        super().__init__("interrupted")
+        self.result = result
 
 
 def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
@@ -215,7 +296,7 @@ def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
     """`work` for every host, at most `forks` at once, results in the hosts' order.
 
     On Ctrl-C, hosts not started yet are given `interrupted(host)`, running ones are asked (through
-    `cancel`) to stop at their next step boundary and are waited for; then FleetInterrupted carries
+    `cancel`) to stop at their next step boundary and are waited for; then PoolInterrupted carries
     every outcome.
     """
     hosts = list(hosts)
@@ -231,7 +312,7 @@ def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
         for future in futures:
             future.cancel()
         pool.shutdown(wait=True)
-        raise FleetInterrupted([
+        raise PoolInterrupted([
             future.result() if future.done() and not future.cancelled() and future.exception() is None
             else interrupted(host)
             for host, future in zip(hosts, futures, strict=True)
@@ -240,160 +321,116 @@ def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
         pool.shutdown(wait=True)
 
 
-# -- rollout and rollback of one host ---------------------------------------------------------------
+def _fleet(command: Command, work: Callable[[Host, threading.Event], HostResult], hosts: Sequence[Host],
+           forks: int) -> FleetResult:
+    """`work` on every host through the pool, as one FleetResult (or FleetInterrupted carrying one)."""
+    cancel = threading.Event()
 
-STEP_TIMEOUT = 300.0
-MAX_RECOVERIES = 3
-# After a change the host may need a while to answer again (an HTTP service restart takes WinRM down
-# for seconds): reconnecting waits longer than a first connection does.
-RECONNECT_POLICY = RetryPolicy(attempts=6, base_delay=1.0, max_delay=10.0)
-# A step cut off mid-way may or may not have happened: reconnect and let fresh facts decide. A host
-# that stops answering right after a network change is the same story.
-_RECOVERABLE = frozenset({"ConnectionLost", "Timeout", "RemoteFault", "Unreachable"})
+    def not_started(host: Host) -> HostResult:
+        return HostResult(host.name, command, Status.INTERRUPTED,
+                          error=ErrorInfo.of(Interrupted("not started: the run was interrupted")))
 
-
-@dataclass(frozen=True)
-class StepResult:
-    step: str
-    reason: str
-    status: str  # "changed" | "ok" | "failed" | "interrupted"
-    attempt: int
-    duration: float
-    result: Any = None
-    error: ErrorInfo | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"step": self.step, "reason": self.reason, "status": self.status,
-                                "attempt": self.attempt, "duration": round(self.duration, 3)}
-        if self.result is not None:
-            data["result"] = self.result
-        if self.error is not None:
-            data["error"] = self.error.to_dict()
-        return data
+    try:
+        results = in_pool(lambda host: work(host, cancel), hosts, forks, interrupted=not_started, cancel=cancel)
+    except PoolInterrupted as exc:
+        raise FleetInterrupted(FleetResult(command, tuple(exc.outcomes))) from None
+    return FleetResult(command, tuple(results))
 
 
-@dataclass(frozen=True)
-class HostOutcome:
-    """A host's terminal status for a rollout or a rollback, and how it got there."""
-
-    host: str
-    status: str  # ok | changed | failed | unreachable | rolled_back
-    planned: tuple[Action, ...] = ()
-    steps: tuple[StepResult, ...] = ()
-    error: ErrorInfo | None = None
-    failed_step: str | None = None
-    warnings: tuple[str, ...] = ()
-    duration: float = 0.0
-    os_family: str | None = None  # as the facts taken before any change said
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "status": self.status,
-            "os_family": self.os_family,
-            "actions": [{"step": a.step, "reason": a.reason} for a in self.planned],
-            "steps": [s.to_dict() for s in self.steps],
-            "warnings": list(self.warnings),
-            "duration": round(self.duration, 3),
-        }
-        if self.error is not None:
-            data["error"] = self.error.to_dict()
-        if self.failed_step is not None:
-            data["failed_step"] = self.failed_step
-        return data
+def gather_fleet_facts(
+    hosts: Sequence[Host],
+    *,
+    session_factory: SessionFactory,
+    log: RunLog,
+    policy: RetryPolicy,
+    forks: int = DEFAULT_FORKS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FleetResult:
+    """Facts of every host, in inventory order, gathered by at most `forks` workers at once."""
+    env = _Env(session_factory, log, policy, sleep=sleep)
+    return _fleet(Command.FACTS, lambda host, cancel: _run_host(host, Command.FACTS, _facts_body, env), hosts,
+                  forks)
 
 
-class HostFailed(Exception):
-    """Ends a host's run with status failed at a given step (internal to this module)."""
-
-    def __init__(self, step: str, error: ErrorInfo) -> None:
-        super().__init__(error.message)
-        self.step = step
-        self.error = error
+# -- apply and verify -----------------------------------------------------------------------------------
 
 
-class HostInterrupted(Exception):
-    """The run was cancelled (Ctrl-C) between two steps of this host."""
-
-
-@dataclass
-class _Context:
-    host: Host
-    conn: HostConnection
-    logger: Any
-    clock: Callable[[], float]
-    sleep: Callable[[float], None]
-    peers: Mapping[str, Host]
-    steps: list[StepResult]
-    cancel: threading.Event
-
-    @property
-    def changed_something(self) -> bool:
-        return any(s.status == "changed" for s in self.steps)
-
-
-def _apply(ctx: _Context, facts: Facts, actions: Sequence[Action],
-           replan: Callable[[Facts], Plan]) -> Facts:
-    """Run `actions` in order; when the host's state may have moved under us, re-read facts and re-plan.
+class _Apply:
+    """Runs actions in order; when the host's state may have moved under us, re-reads facts and re-plans.
 
     That is after a lost connection or a timeout (the step may or may not have happened), after a
     fallback the host chose (a `degraded` result) and after a service restart the step scheduled.
-    Returns the facts as of the last re-read (or the ones passed in).
     """
-    queue = list(actions)
-    replans = 0
-    sequence = 0
 
-    def refresh(step: str, cause: BaseException | None = None, *, expected: bool = False) -> list[Action]:
-        # `expected`: the step announced it (a service restart), so it does not count as a recovery.
-        nonlocal facts, replans
-        replans += 0 if expected else 1
-        if replans > MAX_RECOVERIES:
-            raise HostFailed(step, ErrorInfo("NotConverging", f"state still moving after {MAX_RECOVERIES} re-plans"))
-        ctx.conn.reconnect()
-        _raw, facts = ctx.conn.take_facts(RECONNECT_POLICY)
-        fresh = replan(facts)
-        if fresh.refusals:
-            raise HostFailed(step, ErrorInfo("PreflightRefused", "; ".join(fresh.refusals))) from cause
-        remaining = [a for a in fresh.actions if a.step != "preflight"]
-        ctx.logger.info("replanned", step=step, actions=[a.to_dict() for a in remaining])
-        return remaining
+    def __init__(self, ctx: _Context, facts: Facts, replan: Callable[[Facts], Plan]) -> None:
+        self.ctx = ctx
+        self.facts = facts  # as of the last re-read
+        self.replan = replan
+        self.recoveries = 0
+        self.sequence = 0
 
-    while queue:
-        if ctx.cancel.is_set():
-            raise HostInterrupted()
-        action = queue.pop(0)
-        sequence += 1
-        script = render(action.step, facts.os.family, action.params)
+    def run(self, actions: Sequence[Action]) -> Facts:
+        queue = list(actions)
+        while queue:
+            if self.ctx.cancel.is_set():
+                raise Interrupted("the run was interrupted between two steps")
+            action, rest = queue[0], queue[1:]
+            queue = self._one(action, rest)
+        return self.facts
+
+    def _one(self, action: Action, rest: list[Action]) -> list[Action]:
+        """Run one action; returns the actions left to run after it."""
+        ctx = self.ctx
+        self.sequence += 1
+        script = render(action.step, self.facts.os.family, action.params)
         started = ctx.clock()
-        ctx.logger.info("step_start", step=action.step, action=sequence, attempt=replans + 1,
+        ctx.logger.info(Event.STEP_START, step=action.step, action=self.sequence, attempt=self.recoveries + 1,
                         reason=action.reason, template=script.template_path, sha256=script.sha256,
                         params=dict(script.parameters))
         try:
-            result = ctx.conn.run(script, timeout=STEP_TIMEOUT)
+            answer = ctx.conn.run(script, timeout=STEP_TIMEOUT)
         except DsrError as exc:
-            info = ErrorInfo.of(exc)
-            step = StepResult(action.step, action.reason, "failed", replans + 1, ctx.clock() - started, error=info)
-            ctx.steps.append(step)
-            ctx.logger.warning("step_result", action=sequence, **step.to_dict())
-            if info.error_class not in _RECOVERABLE:
-                raise HostFailed(action.step, info) from exc
-            queue = refresh(action.step, exc)
-            continue
-        output = parse_step_output(action.step, result)
-        step = StepResult(action.step, action.reason, "changed" if output.changed else "ok", replans + 1,
-                          ctx.clock() - started, result=result)
-        ctx.steps.append(step)
-        ctx.logger.info("step_result", action=sequence, **step.to_dict())
+            self._record(StepResult(action.step, action.reason, Status.FAILED, self.recoveries + 1,
+                                    ctx.clock() - started, error=ErrorInfo.of(exc)))
+            if not exc.recoverable:
+                raise HostFailed(action.step, exc) from exc
+            return self._refresh(action.step, exc)
+        output = parse_step_output(action.step, answer.value)
+        self._record(StepResult(action.step, action.reason, Status.CHANGED if output.changed else Status.OK,
+                                self.recoveries + 1, ctx.clock() - started, result=answer.value,
+                                script_errors=answer.script_errors))
         wait = output.restart_wait()
         if wait is not None:
             # The step restarts a service WinRM depends on, a few seconds after answering: wait for
             # the restart to begin, then reconnect patiently and let fresh facts decide what is left.
             ctx.sleep(wait)
-            queue = refresh(action.step, expected=True)
-        elif output.state_moved():
+            return self._refresh(action.step, expected=True)
+        if output.state_moved():
             # Windows chose a fallback (2003 refusing /32): what is left follows from the new state.
-            queue = refresh(action.step)
-    return facts
+            return self._refresh(action.step)
+        return rest
+
+    def _record(self, step: StepResult) -> None:
+        self.ctx.steps.append(step)
+        level = self.ctx.logger.warning if step.status == Status.FAILED else self.ctx.logger.info
+        level(Event.STEP_RESULT, action=self.sequence, **step.to_dict())
+
+    def _refresh(self, step: str, cause: BaseException | None = None, *, expected: bool = False) -> list[Action]:
+        """Fresh session, fresh facts, fresh plan: the actions still to run.
+
+        `expected`: the step announced it (a service restart), so it does not count as a recovery.
+        """
+        self.recoveries += 0 if expected else 1
+        if self.recoveries > MAX_RECOVERIES:
+            raise HostFailed(step, NotConverging(f"state still moving after {MAX_RECOVERIES} re-plans"))
+        self.ctx.conn.reconnect()
+        self.facts = self.ctx.conn.take_facts(RECONNECT_POLICY).facts
+        fresh = self.replan(self.facts)
+        if fresh.refusals:
+            raise HostFailed(step, PreflightRefused("; ".join(fresh.refusals))) from cause
+        remaining = [a for a in fresh.actions if a.step != "preflight"]
+        self.ctx.logger.info(Event.REPLANNED, step=step, actions=[a.to_dict() for a in remaining])
+        return remaining
 
 
 def _verify(ctx: _Context, before: Facts) -> Facts:
@@ -407,10 +444,10 @@ def _verify(ctx: _Context, before: Facts) -> Facts:
         try:
             return _verify_once(ctx, before)
         except DsrError as exc:
+            if not exc.recoverable or attempt > MAX_RECOVERIES:
+                raise HostFailed("verify", exc) from exc
             info = ErrorInfo.of(exc)
-            if info.error_class not in _RECOVERABLE or attempt > MAX_RECOVERIES:
-                raise HostFailed("verify", info) from exc
-            ctx.logger.warning("attempt_failed", step="verify", attempt=attempt, error_class=info.error_class,
+            ctx.logger.warning(Event.ATTEMPT_FAILED, step="verify", attempt=attempt, error_class=info.error_class,
                                error=info.message, will_retry=True)
             ctx.conn.reconnect()
 
@@ -418,23 +455,23 @@ def _verify(ctx: _Context, before: Facts) -> Facts:
 def _verify_once(ctx: _Context, before: Facts) -> Facts:
     desired = ctx.host.desired
     ctx.conn.close()  # proves that a new PSRP session still opens after the change
-    _raw, after = ctx.conn.take_facts(RECONNECT_POLICY)
+    after = ctx.conn.take_facts(RECONNECT_POLICY).facts
     remaining = plan(after, desired)
-    ctx.logger.info("verify_plan", step="verify", plan=remaining.to_dict())
+    ctx.logger.info(Event.VERIFY_PLAN, step="verify", plan=remaining.to_dict())
     if remaining.refusals or remaining.actions:
         reasons = list(remaining.refusals) + [a.reason for a in remaining.actions if a.step != "preflight"]
-        raise HostFailed("verify", ErrorInfo("NotCompliant", "still to change after apply: " + "; ".join(reasons)))
+        raise HostFailed("verify", NotCompliant("still to change after apply: " + "; ".join(reasons)))
     problems = []
     script = render("verify", after.os.family, verify.params(after, desired))
-    result = ctx.conn.run(script, timeout=STEP_TIMEOUT)
-    ctx.logger.info("verify_result", step="verify", result=result)
-    problems += verify.judge(verify.parse(result), after, desired)
+    answer = ctx.conn.run(script, timeout=STEP_TIMEOUT)
+    ctx.logger.info(Event.VERIFY_RESULT, step="verify", result=answer.value, **answer.log_fields())
+    problems += verify.judge(verify.parse(answer.value), after, desired)
     for event in verify.new_conflict_events(verify.events(before), verify.events(after)):
         problems.append(f"new Tcpip {event.event_id} event at {event.time}: {event.message}")
     if desired.verify_peer:
         problems += _peer_arp(ctx, after)
     if problems:
-        raise HostFailed("verify", ErrorInfo("VerifyFailed", "; ".join(problems)))
+        raise HostFailed("verify", VerifyFailed("; ".join(problems)))
     return after
 
 
@@ -448,8 +485,8 @@ def _peer_arp(ctx: _Context, after: Facts) -> list[str]:
     session = ctx.conn.to(peer)
     try:
         try:
-            _raw, peer_facts = session.take_facts()
-        except (DsrError, FactsError) as exc:
+            peer_facts = session.take_facts().facts
+        except DsrError as exc:
             # The peer's trouble is not this host's: the check could not be made.
             info = ErrorInfo.of(exc)
             return [f"verify peer {peer.name} could not be asked ({info.error_class}: {info.message})"]
@@ -457,8 +494,10 @@ def _peer_arp(ctx: _Context, after: Facts) -> list[str]:
             if vip.version != 4:
                 continue
             check = render("arp_check", peer_facts.os.family, {"Address": vip.address})
-            text = arp_check.parse(session.run(check, timeout=STEP_TIMEOUT)).arp_text
-            ctx.logger.info("peer_arp", step="verify", peer=peer.name, vip=vip.address, arp_text=text)
+            answer = session.run(check, timeout=STEP_TIMEOUT)
+            text = arp_check.parse(answer.value).arp_text
+            ctx.logger.info(Event.PEER_ARP, step="verify", peer=peer.name, vip=vip.address, arp_text=text,
+                            **answer.log_fields())
             problem = arp_check.judge(text, vip.address, macs)
             if problem:
                 problems.append(f"{problem} (seen from {peer.name})")
@@ -467,61 +506,34 @@ def _peer_arp(ctx: _Context, after: Facts) -> list[str]:
     return problems
 
 
-@dataclass
-class _Record:
-    """What a host run learns as it goes, for its outcome whatever way it ends."""
-
-    planned: tuple[Action, ...] = ()
-    warnings: tuple[str, ...] = ()
-    family: str | None = None
+# -- rollout and rollback -------------------------------------------------------------------------------
 
 
-def _run_host(
-    host: Host,
-    kind: str,
-    body: Callable[[_Context, _Record], str],
-    *,
-    session_factory: SessionFactory,
-    log: RunLog,
-    policy: RetryPolicy,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float],
-    peers: Mapping[str, Host],
-    cancel: threading.Event | None,
-) -> HostOutcome:
-    """Run `body` for one host and turn however it ends into exactly one terminal outcome."""
-    logger = log.host_logger(host.name, address=host.connection.address)
-    conn = HostConnection(host, session_factory=session_factory, logger=logger, policy=policy, sleep=sleep)
-    ctx = _Context(host, conn, logger, clock, sleep, peers, [], cancel or threading.Event())
-    record = _Record()
-    started = clock()
+def _rollout_body(dry_run: bool) -> Callable[[_Context], HostStatus]:
+    def body(ctx: _Context) -> HostStatus:
+        desired = ctx.host.desired
+        taken = ctx.conn.take_facts()
+        before = taken.facts
+        ctx.family = before.os.family
+        ctx.logger.info(Event.FACTS_BEFORE, step="facts", raw=taken.raw,
+                        **Answer(taken.raw, taken.script_errors).log_fields())
+        the_plan = plan(before, desired)
+        ctx.planned, ctx.warnings = the_plan.actions, the_plan.warnings
+        # The desired state goes with the plan: a rollback undoes what this run acted on, whatever
+        # the inventory says by then.
+        ctx.logger.info(Event.PLAN, step="plan", plan=the_plan.to_dict(), dry_run=dry_run,
+                        desired=desired.to_dict())
+        if the_plan.refusals:
+            raise HostFailed("preflight", PreflightRefused("; ".join(the_plan.refusals)))
+        if dry_run:
+            return PlanStatus.CHANGES if the_plan.actions else PlanStatus.COMPLIANT
+        if not the_plan.actions:
+            return Status.OK
+        _Apply(ctx, before, lambda f: plan(f, desired)).run(the_plan.actions)
+        _verify(ctx, before)
+        return Status.CHANGED
 
-    def outcome(status: str, **kw: Any) -> HostOutcome:
-        return HostOutcome(host.name, status, planned=record.planned, steps=tuple(ctx.steps),
-                           warnings=record.warnings, duration=clock() - started, os_family=record.family, **kw)
-
-    try:
-        result = outcome(body(ctx, record))
-    except HostFailed as exc:
-        result = outcome("failed", failed_step=exc.step, error=exc.error)
-    except HostInterrupted:
-        result = outcome("interrupted", error=ErrorInfo("Interrupted", "the run was interrupted between two steps"))
-    except (DsrError, FactsError) as exc:
-        info = ErrorInfo.of(exc)
-        if ctx.changed_something:
-            # The host was changed and then stopped answering: that is a failure of the change.
-            result = outcome("failed", failed_step=ctx.steps[-1].step, error=info)
-        else:
-            result = outcome(status_of(info), error=info)
-    except Exception as exc:  # failures are data: nothing about one host may stop the others
-        result = outcome("failed", error=internal_error(exc))
-    finally:
-        with suppress(Exception):
-            conn.close()
-    with suppress(Exception):  # a log that cannot be written must not take the outcome with it
-        logger.info("host_done", step=kind, status=result.status, failed_step=result.failed_step,
-                    error=result.error.to_dict() if result.error else None)
-    return result
+    return body
 
 
 def rollout_host(
@@ -535,31 +547,45 @@ def rollout_host(
     clock: Callable[[], float] = time.monotonic,
     dry_run: bool = False,
     cancel: threading.Event | None = None,
-) -> HostOutcome:
-    """Facts, plan, apply, verify one host. With `dry_run`, stop after the plan: nothing changes."""
+) -> HostResult:
+    """Facts, plan, apply, verify one host. With `dry_run`, stop after the plan: nothing changes, and
+    the result's status is a PlanStatus (compliant / changes) when the host could be read."""
+    env = _Env(session_factory, log, policy, sleep=sleep, clock=clock, peers=peers or {}, cancel=cancel)
+    return _run_host(host, Command.PLAN if dry_run else Command.ROLLOUT, _rollout_body(dry_run), env)
 
-    def body(ctx: _Context, record: _Record) -> str:
-        raw, before = ctx.conn.take_facts()
-        record.family = before.os.family
-        ctx.logger.info("facts_before", step="facts", raw=raw)
-        the_plan = plan(before, host.desired)
-        record.planned, record.warnings = the_plan.actions, the_plan.warnings
-        ctx.logger.info("plan", step="plan", plan=the_plan.to_dict(), dry_run=dry_run)
-        if the_plan.refusals:
-            raise HostFailed("preflight", ErrorInfo("PreflightRefused", "; ".join(the_plan.refusals)))
-        if dry_run or not the_plan.actions:
-            return "ok"
-        _apply(ctx, before, the_plan.actions, lambda f: plan(f, host.desired))
-        _verify(ctx, before)
-        return "changed"
 
-    return _run_host(host, "rollout", body, session_factory=session_factory, log=log, policy=policy,
-                     sleep=sleep, clock=clock, peers=peers or {}, cancel=cancel)
+@dataclass(frozen=True)
+class RollbackTarget:
+    """One host to roll back: how to reach it, and what the rollout recorded about it."""
+
+    host: Host  # connection settings (from the current inventory)
+    facts_before: Mapping[str, Any]  # the raw facts the rollout took before changing anything
+    desired: Desired  # the desired state the rollout acted on
+
+
+def _rollback_body(target: RollbackTarget) -> Callable[[_Context], HostStatus]:
+    def body(ctx: _Context) -> HostStatus:
+        before = parse_facts(target.facts_before)
+        now = ctx.conn.take_facts().facts
+        ctx.family = now.os.family
+        undo = rollback_plan(before, now, target.desired)
+        ctx.planned = undo.actions
+        ctx.logger.info(Event.ROLLBACK_PLAN, step="rollback", plan=undo.to_dict(), desired=target.desired.to_dict())
+        if not undo.actions:
+            return Status.OK
+        _Apply(ctx, now, lambda f: rollback_plan(before, f, target.desired)).run(undo.actions)
+        ctx.conn.close()
+        after = ctx.conn.take_facts(RECONNECT_POLICY).facts
+        left = rollback_plan(before, after, target.desired)
+        if left.actions:
+            raise HostFailed("verify", NotRestored("; ".join(a.reason for a in left.actions)))
+        return Status.ROLLED_BACK
+
+    return body
 
 
 def rollback_host(
-    host: Host,
-    before_raw: Mapping[str, Any],
+    target: RollbackTarget,
     *,
     session_factory: SessionFactory,
     log: RunLog,
@@ -567,32 +593,10 @@ def rollback_host(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     cancel: threading.Event | None = None,
-) -> HostOutcome:
-    """Return one host to the facts recorded before a run, for what dsrprep changed."""
-
-    def body(ctx: _Context, record: _Record) -> str:
-        before = parse_facts(before_raw)
-        _raw, now = ctx.conn.take_facts()
-        record.family = now.os.family
-        undo = rollback_plan(before, now, host.desired)
-        record.planned = undo.actions
-        ctx.logger.info("rollback_plan", step="rollback", plan=undo.to_dict())
-        if not undo.actions:
-            return "ok"
-        _apply(ctx, now, undo.actions, lambda f: rollback_plan(before, f, host.desired))
-        ctx.conn.close()
-        _raw, after = ctx.conn.take_facts(RECONNECT_POLICY)
-        left = rollback_plan(before, after, host.desired)
-        if left.actions:
-            raise HostFailed("verify", ErrorInfo("NotRestored", "; ".join(a.reason for a in left.actions)))
-        return "rolled_back"
-
-    return _run_host(host, "rollback", body, session_factory=session_factory, log=log, policy=policy,
-                     sleep=sleep, clock=clock, peers={}, cancel=cancel)
-
-
-def _not_started(host: Host) -> HostOutcome:
-    return HostOutcome(host.name, "interrupted", error=ErrorInfo("Interrupted", "not started: the run was interrupted"))
+) -> HostResult:
+    """Return one host to the facts recorded before a rollout, for what that rollout changed."""
+    env = _Env(session_factory, log, policy, sleep=sleep, clock=clock, cancel=cancel)
+    return _run_host(target.host, Command.ROLLBACK, _rollback_body(target), env)
 
 
 def rollout_fleet(
@@ -605,28 +609,28 @@ def rollout_fleet(
     forks: int = DEFAULT_FORKS,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[HostOutcome]:
+) -> FleetResult:
     """Roll out (or, with dry_run, only plan) every host, at most `forks` at once, in the hosts' order."""
-    cancel = threading.Event()
-    return in_pool(
-        lambda host: rollout_host(host, session_factory=session_factory, log=log, policy=policy, peers=peers,
-                                  sleep=sleep, dry_run=dry_run, cancel=cancel),
-        hosts, forks, interrupted=_not_started, cancel=cancel)
+    return _fleet(
+        Command.PLAN if dry_run else Command.ROLLOUT,
+        lambda host, cancel: rollout_host(host, session_factory=session_factory, log=log, policy=policy,
+                                          peers=peers, sleep=sleep, dry_run=dry_run, cancel=cancel),
+        hosts, forks)
 
 
 def rollback_fleet(
-    work: Sequence[tuple[Host, Mapping[str, Any]]],
+    targets: Sequence[RollbackTarget],
     *,
     session_factory: SessionFactory,
     log: RunLog,
     policy: RetryPolicy,
     forks: int = DEFAULT_FORKS,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[HostOutcome]:
-    """Roll back every (host, facts recorded before the run) pair."""
-    before = {host.name: raw for host, raw in work}
-    cancel = threading.Event()
-    return in_pool(
-        lambda host: rollback_host(host, before[host.name], session_factory=session_factory, log=log,
-                                   policy=policy, sleep=sleep, cancel=cancel),
-        [host for host, _raw in work], forks, interrupted=_not_started, cancel=cancel)
+) -> FleetResult:
+    """Roll back every target, at most `forks` at once, in the targets' order."""
+    by_name = {t.host.name: t for t in targets}
+    return _fleet(
+        Command.ROLLBACK,
+        lambda host, cancel: rollback_host(by_name[host.name], session_factory=session_factory, log=log,
+                                           policy=policy, sleep=sleep, cancel=cancel),
+        [t.host for t in targets], forks)

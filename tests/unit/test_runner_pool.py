@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.desired import Desired, NicSelector, Vip
 from orchestrator.inventory import Connection, Host
-from orchestrator.runner import FleetInterrupted, in_pool
+from orchestrator.runner import PoolInterrupted, in_pool
 
 
 def host(name: str) -> Host:
@@ -41,7 +41,7 @@ def test_ctrl_c_cancels_what_has_not_started_and_waits_for_the_rest() -> None:
         started.wait(timeout=5)
         return "done"
 
-    with pytest.raises(FleetInterrupted) as info:
+    with pytest.raises(PoolInterrupted) as info:
         in_pool(work, hosts, 3, interrupted=lambda h: "interrupted", cancel=cancel)
     outcomes = info.value.outcomes
     assert len(outcomes) == 6
