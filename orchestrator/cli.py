@@ -106,9 +106,14 @@ def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False) -> None:
     """Validate an inventory and show its hosts, groups and resolved settings (never a password)."""
     inv = _load(inventory, ask_pass=False, require_secrets=False)
     described = inv.describe()
+    # Warnings go to stderr in both forms, so --json output stays one JSON document on stdout.
+    for line in inv.warning_lines():
+        err.print(f"WARNING: {line}", markup=False)
     if as_json:
         groups = {name: list(members) for name, members in inv.groups.items()}
-        typer.echo(json.dumps({"inventory": str(inventory), "hosts": described, "groups": groups}, indent=2))
+        document = {"inventory": str(inventory), "hosts": described, "groups": groups,
+                    "warnings": inv.warning_lines()}
+        typer.echo(json.dumps(document, indent=2))
         return
     table = Table(title=f"{inventory}: {len(inv.hosts)} hosts", title_justify="left")
     for column in ("host", "endpoint", "auth", "user", "password", "groups", "VIPs", "NIC"):

@@ -12,7 +12,9 @@ The file has Ansible's YAML inventory shape, so an Ansible inventory of Windows 
 A host may be listed in several groups. Variable precedence is Ansible's: `all`, then groups by
 depth (parents before children; groups of the same depth by `ansible_group_priority`, then by name,
 later wins), then host variables. Variables that are neither connection nor `dsr_*` variables (other
-`ansible_*`, application variables) are ignored; `dsr_*` variables are described in desired.py.
+`ansible_*`, application variables) are ignored; `dsr_*` variables are described in desired.py. An
+`ansible_psrp_*` or `ansible_winrm_*` variable that is not in the table below is ignored too, but
+never silently: each one is a warning in `Inventory.warnings` (shown by `inventory check`).
 
 Connection variables. Each setting may come from several names; when more than one is set, the psrp
 name wins over the winrm name, which wins over the generic one:
@@ -50,13 +52,32 @@ operation timeout      ansible_winrm_operation_timeout_sec,         20 s
 message encryption     ansible_winrm_message_encryption,            auto (encrypt over http)
                        ansible_psrp_message_encryption
 PowerShell endpoint    ansible_psrp_configuration_name              Microsoft.PowerShell
+URL path               ansible_winrm_path, ansible_psrp_path        wsman
+max envelope size      ansible_psrp_max_envelope_size               153600 bytes (150 KiB: the default
+                                                                    limit of Windows 2008 R2 and older)
+reconnection retries   ansible_psrp_reconnection_retries            0 (TCP connects only)
+reconnection backoff   ansible_psrp_connection_backoff,             2.0 s, doubled on each retry
+                       ansible_psrp_reconnection_backoff
+proxy                  ansible_psrp_proxy                           the environment's (HTTP_PROXY ...)
+ignore proxy           ansible_psrp_ignore_proxy                    false; true ignores the environment
+Kerberos delegation    ansible_winrm_kerberos_delegation,           false
+                       ansible_psrp_negotiate_delegate
+Kerberos SPN host      ansible_winrm_kerberos_hostname_override,    the address
+                       ansible_psrp_negotiate_hostname_override
+channel binding (CBT)  ansible_winrm_send_cbt,                      true (used over https)
+                       ansible_psrp_negotiate_send_cbt
+Kerberos SPN service   ansible_psrp_negotiate_service               WSMAN
 =====================  ===========================================  ===================================
 
 auth is negotiate, ntlm, kerberos, credssp, basic or certificate. ansible_winrm_transport may be a
 list or a comma-separated string (the first entry counts); pywinrm's `plaintext` means basic and
 `ssl` means basic over https. Basic auth cannot encrypt messages: over plain http it needs
 `ansible_psrp_message_encryption: never` and the explicit opt-in `dsr_allow_insecure_basic: true`,
-because the credentials and every script then cross the network in clear.
+because the credentials and every script then cross the network in clear. The proxy is an
+http:// or https:// URL (requests has no SOCKS support without PySocks); credentials in it are
+never shown. The four Kerberos/negotiate settings act with negotiate, ntlm and kerberos auth only:
+set with another auth, each is a warning, and so is ignore proxy next to a proxy (the proxy wins).
+transport.wsman_kwargs and transport.pool_kwargs map every setting to pypsrp's keyword arguments.
 
 Passwords: the inventory's value for the host wins, else `default_password` (the CLI fills it from
 --ask-pass or DSRPREP_PASSWORD). An inventory value may refer to an environment variable instead of
@@ -69,8 +90,10 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +149,14 @@ CONNECTION_DEFAULTS: Mapping[str, object] = MappingProxyType(
         "operation_timeout": 20,
         "message_encryption": "auto",
         "configuration_name": "Microsoft.PowerShell",
+        "path": "wsman",
+        "max_envelope_size": 153600,
+        "reconnection_retries": 0,
+        "reconnection_backoff": 2.0,
+        "ignore_proxy": False,
+        "negotiate_delegate": False,
+        "negotiate_send_cbt": True,
+        "negotiate_service": "WSMAN",
     }
 )
 
@@ -148,8 +179,27 @@ _SETTING_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "operation_timeout": ("ansible_winrm_operation_timeout_sec", "ansible_psrp_operation_timeout"),
         "message_encryption": ("ansible_winrm_message_encryption", "ansible_psrp_message_encryption"),
         "configuration_name": ("ansible_psrp_configuration_name",),
+        "path": ("ansible_winrm_path", "ansible_psrp_path"),
+        "max_envelope_size": ("ansible_psrp_max_envelope_size",),
+        "reconnection_retries": ("ansible_psrp_reconnection_retries",),
+        # Ansible reads both names; the first is the older one.
+        "reconnection_backoff": ("ansible_psrp_connection_backoff", "ansible_psrp_reconnection_backoff"),
+        "proxy": ("ansible_psrp_proxy",),
+        "ignore_proxy": ("ansible_psrp_ignore_proxy",),
+        "negotiate_delegate": ("ansible_winrm_kerberos_delegation", "ansible_psrp_negotiate_delegate"),
+        "negotiate_hostname_override": (
+            "ansible_winrm_kerberos_hostname_override",
+            "ansible_psrp_negotiate_hostname_override",
+        ),
+        "negotiate_send_cbt": ("ansible_winrm_send_cbt", "ansible_psrp_negotiate_send_cbt"),
+        "negotiate_service": ("ansible_psrp_negotiate_service",),
     }
 )
+# Settings that only negotiate, ntlm and kerberos auth read (pypsrp passes them to its Negotiate auth).
+_NEGOTIATE_SETTINGS = ("negotiate_delegate", "negotiate_hostname_override", "negotiate_send_cbt", "negotiate_service")
+# Variable families of Ansible's Windows connection plugins: a name of these not in _SETTING_VARS is
+# a setting dsrprep does not honour, which the user hears about.
+_CONNECTION_PREFIXES = ("ansible_psrp_", "ansible_winrm_")
 
 _MAX_RANGE_HOSTS = 10_000
 
@@ -212,11 +262,21 @@ class Connection:
     certificate_pem: str | None = None
     certificate_key_pem: str | None = None
     allow_insecure_basic: bool = False
+    path: str = "wsman"
+    max_envelope_size: int = 153600
+    reconnection_retries: int = 0
+    reconnection_backoff: float = 2.0
+    proxy: str | None = field(default=None, repr=False)  # a proxy URL may carry credentials
+    ignore_proxy: bool = False
+    negotiate_delegate: bool = False
+    negotiate_hostname_override: str | None = None
+    negotiate_send_cbt: bool = True
+    negotiate_service: str = "WSMAN"
 
     @property
     def url(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{self.protocol}://{host}:{self.port}/wsman"
+        return f"{self.protocol}://{host}:{self.port}/{self.path}"
 
 
 @dataclass(frozen=True)
@@ -236,6 +296,12 @@ class Inventory:
     path: str
     hosts: tuple[Host, ...]
     groups: Mapping[str, tuple[str, ...]]
+    # What loads but deserves a look (a connection variable dsrprep ignores); never a reason to stop.
+    warnings: tuple[Problem, ...] = ()
+
+    def warning_lines(self) -> list[str]:
+        """Each warning as one line: file, host or group, variable, message."""
+        return [w.render(self.path) for w in self.warnings]
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -316,6 +382,16 @@ class Inventory:
                 "message_encryption": c.message_encryption,
                 "configuration_name": c.configuration_name,
                 "allow_insecure_basic": c.allow_insecure_basic,
+                "path": c.path,
+                "max_envelope_size": c.max_envelope_size,
+                "reconnection_retries": c.reconnection_retries,
+                "reconnection_backoff": c.reconnection_backoff,
+                "proxy": _redact_url(c.proxy) if c.proxy else None,
+                "ignore_proxy": c.ignore_proxy,
+                "negotiate_delegate": c.negotiate_delegate,
+                "negotiate_hostname_override": c.negotiate_hostname_override,
+                "negotiate_send_cbt": c.negotiate_send_cbt,
+                "negotiate_service": c.negotiate_service,
             }
             item.update(host.desired.to_dict())
             out.append(item)
@@ -496,6 +572,86 @@ def _parse_cert_validation(value: object) -> str:
     return ds.parse_choice(value, CERT_VALIDATIONS)
 
 
+_URL_SEGMENT = r"[A-Za-z0-9._~%!$&'()*+,;=:@-]+"
+_URL_PATH = re.compile(rf"{_URL_SEGMENT}(?:/{_URL_SEGMENT})*")
+_SPN_SERVICE = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
+PROXY_SCHEMES = ("http", "https")
+# WinRM's smallest MaxEnvelopeSizekb is 32 ([MS-WSMV] 2.2.4.10 ConfigType).
+MIN_ENVELOPE_SIZE = 32 * 1024
+
+
+def _parse_path(value: object) -> str:
+    # pypsrp builds the endpoint as scheme://host:port/<path>: a leading slash would double it.
+    text = ds.parse_text(value).strip("/")
+    if not _URL_PATH.fullmatch(text):
+        raise FieldError(f"{ds.show(value)} is not a URL path (like wsman)")
+    return text
+
+
+def _parse_envelope_size(value: object) -> int:
+    return ds.parse_int(value, MIN_ENVELOPE_SIZE, None, "an envelope size in bytes")
+
+
+def _parse_retries(value: object) -> int:
+    return ds.parse_int(value, 0, None, "a number of retries")
+
+
+def _parse_backoff(value: object) -> float:
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or number < 0:
+        raise FieldError(f"{ds.show(value)} is not a backoff in seconds (a number >= 0)")
+    return number
+
+
+def _redact_url(url: str) -> str:
+    """The URL without the password it may carry (proxy://user:password@host)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return "<a URL that does not parse>" if "@" in url else url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _parse_proxy(value: object) -> str:
+    # Messages show the URL without its password.
+    text = ds.parse_text(value)
+    try:
+        parts = urllib.parse.urlsplit(text)
+        usable = parts.scheme.lower() in PROXY_SCHEMES and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or IPv6 literal
+        usable = False
+    if not usable:
+        raise FieldError(
+            f"{_redact_url(text)!r} is not an http:// or https:// proxy URL (like http://proxy.corp:3128)"
+        )
+    return text
+
+
+def _parse_spn_host(value: object) -> str:
+    text = ds.parse_text(value)
+    if not _HOSTNAME.fullmatch(text):
+        raise FieldError(f"{text!r} is not a host name (the name in the server's Kerberos SPN)")
+    return text
+
+
+def _parse_spn_service(value: object) -> str:
+    text = ds.parse_text(value)
+    if not _SPN_SERVICE.fullmatch(text):
+        raise FieldError(f"{text!r} is not an SPN service class (like WSMAN or HTTP)")
+    return text
+
+
 _VALUE_PARSERS: Mapping[str, Callable[[object], object]] = MappingProxyType(
     {
         "connection": _parse_connection_plugin,
@@ -512,6 +668,16 @@ _VALUE_PARSERS: Mapping[str, Callable[[object], object]] = MappingProxyType(
         "operation_timeout": _parse_timeout,
         "message_encryption": lambda v: ds.parse_choice(v, ENCRYPTIONS),
         "configuration_name": ds.parse_text,
+        "path": _parse_path,
+        "max_envelope_size": _parse_envelope_size,
+        "reconnection_retries": _parse_retries,
+        "reconnection_backoff": _parse_backoff,
+        "proxy": _parse_proxy,
+        "ignore_proxy": ds.parse_bool,
+        "negotiate_delegate": ds.parse_bool,
+        "negotiate_hostname_override": _parse_spn_host,
+        "negotiate_send_cbt": ds.parse_bool,
+        "negotiate_service": _parse_spn_service,
     }
 )
 
@@ -585,11 +751,15 @@ class _Builder:
         self.env = env
         self.require_secrets = require_secrets
         self.problems: dict[Problem, None] = {}  # insertion-ordered set: group values repeat per host
+        self.warnings: dict[Problem, None] = {}  # the same, for what loads but deserves a look
         self.groups: dict[str, _Group] = {}
         self.host_mentions: dict[str, list[tuple[tuple[int, ...], dict[object, object]]]] = {}
 
     def report(self, problem: Problem) -> None:
         self.problems.setdefault(problem)
+
+    def warn(self, problem: Problem) -> None:
+        self.warnings.setdefault(problem)
 
     def fail(self) -> InventoryError:
         return InventoryError(self.path, list(self.problems))
@@ -643,7 +813,9 @@ class _Builder:
                 raise AssertionError(f"host {r.name} did not resolve, yet no problem was reported")
             groups = tuple(g for g, members in group_hosts.items() if g != "all" and r.name in members)
             hosts.append(Host(name=r.name, connection=r.connection, desired=r.desired, groups=groups))
-        return Inventory(path=self.path, hosts=tuple(hosts), groups=MappingProxyType(group_hosts))
+        return Inventory(
+            path=self.path, hosts=tuple(hosts), groups=MappingProxyType(group_hosts), warnings=tuple(self.warnings)
+        )
 
     # --- the tree ---
 
@@ -789,6 +961,9 @@ class _Builder:
             if key.startswith("dsr_") and key not in ds.VARIABLES_BY_NAME:
                 self.report(where.problem(key, ds.unknown_key_message(key)))
                 continue
+            if key.startswith(_CONNECTION_PREFIXES) and key not in _VAR_SETTING:
+                self.warn(where.problem(key, _unsupported_message(key)))
+                continue
             if not (key.startswith("dsr_") or key in _VAR_SETTING or key == "ansible_group_priority"):
                 continue
             if value is None and (key in _VAR_SETTING or key == "ansible_group_priority"):
@@ -888,141 +1063,137 @@ class _Builder:
         """
         here = _Where(host=name)
         before = len(self.problems)
-        bad = {setting for setting, (_, value) in settings.items() if value is _INVALID}
+        s = _Settings.of(settings)
 
-        def get(setting: str) -> object:
-            value = settings[setting][1]
-            return CONNECTION_DEFAULTS.get(setting) if value is None or value is _INVALID else value
-
-        def var(setting: str) -> str:
-            return settings[setting][0]
-
-        address = _address_or_none(settings["address"][1])
-        if address is None and "address" not in bad:
+        address = _address_or_none(s.given("address"))
+        if address is None and "address" not in s.bad:
             try:
                 address = _parse_address(name)
             except FieldError as exc:
                 self.report(here.problem("ansible_host", f"not set, and the host name {exc.message}"))
 
-        auth_value = settings["auth"][1]
+        auth, protocol, port = self._endpoint(here, s)
+        insecure = merged.get("dsr_allow_insecure_basic", (ds.defaults()["dsr_allow_insecure_basic"], here))[0]
+        allow_insecure_basic = insecure is True
+        self._check_encryption(here, s, auth, protocol, opt_in=True if insecure is _INVALID else insecure is True)
+        self._check_certificate_auth(here, s, auth, protocol)
+        self._check_timeouts(here, s)
+        self._warn_ineffective(here, s, auth)
+
+        secret = s.given("password")
+        if secret is None and self.default_password is not None:
+            secret = _Secret(self.default_password, "default")
+
+        if (
+            s.bad
+            or address is None
+            or len(self.problems) > before
+            or not (secret is None or isinstance(secret, _Secret))
+        ):
+            return None, address, None if s.bad & {"port", "protocol", "auth"} else port
+        connection = _make_connection(
+            s, address=address, port=port, auth=auth, protocol=protocol, secret=secret,
+            allow_insecure_basic=allow_insecure_basic,
+        )
+        return connection, address, port
+
+    def _endpoint(self, here: _Where, s: _Settings) -> tuple[str, str, int]:
+        """Auth, protocol and port; ansible_winrm_transport ssl implies https, port 5986 too."""
+        auth_value = s.given("auth")
         auth, implied_protocol = (
             cast("tuple[str, str | None]", auth_value)
             if isinstance(auth_value, tuple)
             else (cast(str, CONNECTION_DEFAULTS["auth"]), None)
         )
-        protocol = cast("str | None", get("protocol"))
-        port = cast("int | None", get("port"))
+        protocol = cast("str | None", s.get("protocol"))
+        port = cast("int | None", s.get("port"))
         if implied_protocol is not None and protocol is not None and protocol != implied_protocol:
             self.report(
                 here.problem(
-                    var("protocol"), f"is {protocol} but ansible_winrm_transport ssl means Basic over https"
+                    s.var("protocol"), f"is {protocol} but ansible_winrm_transport ssl means Basic over https"
                 )
             )
         protocol = protocol or implied_protocol or ("https" if port == HTTPS_PORT else "http")
         if port is None:
             port = HTTPS_PORT if protocol == "https" else HTTP_PORT
-        encryption = cast(str, get("message_encryption"))
-        insecure_basic = merged.get("dsr_allow_insecure_basic", (ds.DEFAULTS["dsr_allow_insecure_basic"], here))
-        allow_insecure_basic = insecure_basic[0] is True
+        return auth, protocol, port
 
-        if (
-            not bad & {"auth", "message_encryption"}
-            and auth in ("basic", "certificate")
-            and encryption == "always"
-        ):
+    def _check_encryption(self, here: _Where, s: _Settings, auth: str, protocol: str, *, opt_in: bool) -> None:
+        """Message encryption against auth and protocol; `opt_in` is dsr_allow_insecure_basic (or unknown)."""
+        encryption = cast(str, s.get("message_encryption"))
+        if not s.bad & {"auth", "message_encryption"} and auth in ("basic", "certificate") and encryption == "always":
             self.report(
                 here.problem(
-                    var("message_encryption"),
+                    s.var("message_encryption"),
                     f"'always' cannot work with {auth} auth, which has no message encryption: "
                     "use https with 'auto'",
                 )
             )
-        if not bad & {"auth", "protocol", "port"} and auth == "certificate":
-            if protocol != "https":
-                self.report(
-                    here.problem(
-                        var("protocol"), "certificate auth needs https: set ansible_psrp_protocol: https"
-                    )
+        if s.bad & {"auth", "protocol", "port", "message_encryption"} or auth != "basic" or protocol != "http":
+            return
+        if encryption != "never":
+            self.report(
+                here.problem(
+                    s.var("message_encryption"),
+                    f"{encryption!r}{'' if s.given('message_encryption') else ' (the default)'} "
+                    "cannot work with Basic auth over http, which has no message encryption: use https "
+                    "(or negotiate auth), or accept clear text with "
+                    "ansible_psrp_message_encryption: never and dsr_allow_insecure_basic: true",
                 )
-            for setting in ("certificate_pem", "certificate_key_pem"):
-                if settings[setting][1] is None:
-                    self.report(
-                        here.problem(
-                            var(setting), "certificate auth needs the client certificate and key files"
-                        )
-                    )
-        if (
-            not bad & {"auth", "protocol", "port", "message_encryption"}
-            and auth == "basic"
-            and protocol == "http"
-        ):
-            if encryption != "never":
-                self.report(
-                    here.problem(
-                        var("message_encryption"),
-                        f"{encryption!r}{'' if settings['message_encryption'][1] else ' (the default)'} "
-                        "cannot work with Basic auth over http, which has no message encryption: use https "
-                        "(or negotiate auth), or accept clear text with "
-                        "ansible_psrp_message_encryption: never and dsr_allow_insecure_basic: true",
-                    )
+            )
+        elif not opt_in:
+            self.report(
+                here.problem(
+                    "dsr_allow_insecure_basic",
+                    "Basic auth over http sends credentials and scripts in clear: use https "
+                    "(or negotiate auth), or set dsr_allow_insecure_basic: true to accept that",
                 )
-            elif (
-                not allow_insecure_basic
-                and merged.get("dsr_allow_insecure_basic", (None,))[0] is not _INVALID
-            ):
+            )
+
+    def _check_certificate_auth(self, here: _Where, s: _Settings, auth: str, protocol: str) -> None:
+        if s.bad & {"auth", "protocol", "port"} or auth != "certificate":
+            return
+        if protocol != "https":
+            self.report(
+                here.problem(s.var("protocol"), "certificate auth needs https: set ansible_psrp_protocol: https")
+            )
+        for setting in ("certificate_pem", "certificate_key_pem"):
+            if s.given(setting) is None:
                 self.report(
-                    here.problem(
-                        "dsr_allow_insecure_basic",
-                        "Basic auth over http sends credentials and scripts in clear: use https "
-                        "(or negotiate auth), or set dsr_allow_insecure_basic: true to accept that",
-                    )
+                    here.problem(s.var(setting), "certificate auth needs the client certificate and key files")
                 )
 
-        connection_timeout = cast(int, get("connection_timeout"))
-        read_timeout = cast(int, get("read_timeout"))
-        operation_timeout = cast(int, get("operation_timeout"))
-        if not bad & {"read_timeout", "operation_timeout"} and read_timeout <= operation_timeout:
+    def _check_timeouts(self, here: _Where, s: _Settings) -> None:
+        read_timeout = cast(int, s.get("read_timeout"))
+        operation_timeout = cast(int, s.get("operation_timeout"))
+        if not s.bad & {"read_timeout", "operation_timeout"} and read_timeout <= operation_timeout:
             # A WSMan receive long-polls for operation_timeout; a read deadline no longer than that
             # cuts healthy polls off.
             self.report(
                 here.problem(
-                    var("read_timeout"),
+                    s.var("read_timeout"),
                     f"{read_timeout} must be greater than the operation timeout ({operation_timeout}, "
-                    f"{var('operation_timeout')})",
+                    f"{s.var('operation_timeout')})",
                 )
             )
 
-        secret = settings["password"][1]
-        if secret is None and self.default_password is not None:
-            secret = _Secret(self.default_password, "default")
-
-        if (
-            bad
-            or address is None
-            or len(self.problems) > before
-            or not (secret is None or isinstance(secret, _Secret))
-        ):
-            return None, address, None if bad & {"port", "protocol", "auth"} else port
-        connection = Connection(
-            address=address,
-            port=port,
-            user=cast("str | None", settings["user"][1]),
-            password=secret.value if secret else None,  # None also for an unset reference when checking
-            auth=auth,
-            protocol=protocol,
-            cert_validation=get("cert_validation") == "validate",
-            ca_cert=cast("str | None", settings["ca_cert"][1]),
-            connection_timeout=connection_timeout,
-            read_timeout=read_timeout,
-            operation_timeout=operation_timeout,
-            message_encryption=encryption,
-            configuration_name=cast(str, get("configuration_name")),
-            password_source=secret.source if secret else None,
-            certificate_pem=cast("str | None", settings["certificate_pem"][1]),
-            certificate_key_pem=cast("str | None", settings["certificate_key_pem"][1]),
-            allow_insecure_basic=allow_insecure_basic,
-        )
-        return connection, address, port
+    def _warn_ineffective(self, here: _Where, s: _Settings, auth: str) -> None:
+        """Settings that parse but that pypsrp would ignore for this host: warnings, not errors."""
+        if "auth" not in s.bad and auth not in ("negotiate", "ntlm", "kerberos"):
+            for setting in _NEGOTIATE_SETTINGS:
+                if s.given(setting) not in (None, _INVALID):
+                    self.warn(
+                        here.problem(
+                            s.var(setting),
+                            f"has no effect with {auth} auth: it applies to negotiate, ntlm and kerberos only",
+                        )
+                    )
+        if s.given("ignore_proxy") is True and s.given("proxy") not in (None, _INVALID):
+            self.warn(
+                here.problem(
+                    s.var("ignore_proxy"), f"has no effect: {s.var('proxy')} is set, and that proxy is used"
+                )
+            )
 
     # --- the whole fleet ---
 
@@ -1067,6 +1238,70 @@ class _Builder:
 
 
 @dataclass(frozen=True)
+class _Settings:
+    """One host's connection settings: setting -> (the variable that gives it, its parsed value).
+
+    An unset setting has the variable that would win and the value None; one that failed to parse
+    (already reported) has _INVALID and is in `bad`.
+    """
+
+    found: Mapping[str, tuple[str, object]]
+    bad: frozenset[str]
+
+    @classmethod
+    def of(cls, found: Mapping[str, tuple[str, object]]) -> _Settings:
+        return cls(found, frozenset(setting for setting, (_, value) in found.items() if value is _INVALID))
+
+    def given(self, setting: str) -> object:
+        """The parsed value as written: None when unset, _INVALID when it did not parse."""
+        return self.found[setting][1]
+
+    def get(self, setting: str) -> object:
+        """The value in effect: the written one, else the default (None when there is none)."""
+        value = self.found[setting][1]
+        return CONNECTION_DEFAULTS.get(setting) if value is None or value is _INVALID else value
+
+    def var(self, setting: str) -> str:
+        return self.found[setting][0]
+
+
+def _make_connection(
+    s: _Settings, *, address: str, port: int, auth: str, protocol: str, secret: _Secret | None,
+    allow_insecure_basic: bool,
+) -> Connection:
+    """The Connection of a host whose every setting parsed and passed the checks."""
+    return Connection(
+        address=address,
+        port=port,
+        user=cast("str | None", s.given("user")),
+        password=secret.value if secret else None,  # None also for an unset reference when checking
+        auth=auth,
+        protocol=protocol,
+        cert_validation=s.get("cert_validation") == "validate",
+        ca_cert=cast("str | None", s.given("ca_cert")),
+        connection_timeout=cast(int, s.get("connection_timeout")),
+        read_timeout=cast(int, s.get("read_timeout")),
+        operation_timeout=cast(int, s.get("operation_timeout")),
+        message_encryption=cast(str, s.get("message_encryption")),
+        configuration_name=cast(str, s.get("configuration_name")),
+        password_source=secret.source if secret else None,
+        certificate_pem=cast("str | None", s.given("certificate_pem")),
+        certificate_key_pem=cast("str | None", s.given("certificate_key_pem")),
+        allow_insecure_basic=allow_insecure_basic,
+        path=cast(str, s.get("path")),
+        max_envelope_size=cast(int, s.get("max_envelope_size")),
+        reconnection_retries=cast(int, s.get("reconnection_retries")),
+        reconnection_backoff=cast(float, s.get("reconnection_backoff")),
+        proxy=cast("str | None", s.get("proxy")),
+        ignore_proxy=cast(bool, s.get("ignore_proxy")),
+        negotiate_delegate=cast(bool, s.get("negotiate_delegate")),
+        negotiate_hostname_override=cast("str | None", s.get("negotiate_hostname_override")),
+        negotiate_send_cbt=cast(bool, s.get("negotiate_send_cbt")),
+        negotiate_service=cast(str, s.get("negotiate_service")),
+    )
+
+
+@dataclass(frozen=True)
 class _Resolved:
     """What one host resolved to; the parts that parsed feed the cross-host checks."""
 
@@ -1084,6 +1319,16 @@ class _CycleError(Exception):
     def __init__(self, group: str) -> None:
         super().__init__(group)
         self.group = group
+
+
+def _unsupported_message(key: str) -> str:
+    close = difflib.get_close_matches(key, list(_VAR_SETTING), n=1, cutoff=0.85)
+    hint = (
+        f"did you mean {close[0]}?"
+        if close
+        else "remove it (inventory/example.yml lists the connection variables dsrprep reads)"
+    )
+    return f"is not supported by dsrprep and has no effect: {hint}"
 
 
 def _address_or_none(value: object) -> str | None:

@@ -2,8 +2,13 @@
 
 A `PsrpSession` opens one WSMan connection and one RunspacePool for a host and reuses them for every
 script it runs; it belongs to one worker thread (pypsrp's WSMan and RunspacePool are not safe to
-share between threads). Scripts travel as text with their values bound as PSRP parameters, never
-spliced into the text. Output objects come back as plain JSON-able Python.
+share between threads). Each script runs in its own PowerShell pipeline, closed before the next one
+starts so the remote shell does not collect finished commands. Scripts travel as text with their
+values bound as PSRP parameters, never spliced into the text. Output objects come back as plain
+JSON-able Python.
+
+`wsman_kwargs` and `pool_kwargs` are the one mapping from a host's connection settings (the
+inventory's `ansible_psrp_*` variables) to pypsrp's keyword arguments.
 """
 
 from __future__ import annotations
@@ -37,7 +42,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one script produced: its output objects and its non-terminating error records."""
+    """What one script that finished without throwing produced.
+
+    - `output`: its output objects, as plain Python (see `to_plain`).
+    - `errors`: the text of each non-terminating error record the script left on PowerShell's
+      error stream (`Write-Error`, a cmdlet error that did not stop it), in order, one line each.
+      The script still succeeded; the caller decides whether to log or act on them. A script that
+      threw does not return a RunResult: it raises ScriptError, whose message joins every record.
+    - `duration`: seconds from sending the script to its end.
+    """
 
     output: list[Any]
     errors: list[str] = field(default_factory=list)
@@ -146,6 +159,49 @@ def _mapped(phase: str) -> Iterator[None]:
         raise map_error(exc, phase=phase) from exc
 
 
+def wsman_kwargs(conn: Connection) -> dict[str, Any]:
+    """pypsrp's `WSMan(**kwargs)` for a host: every transport setting of the inventory, in one place.
+
+    The same mapping as Ansible's psrp connection plugin, so an inventory means here what it means
+    there. Pure: it reads the Connection and touches nothing.
+    """
+    # requests' `verify` takes a CA bundle path as well as a bool; pypsrp passes it through.
+    cert_validation: bool | str = conn.ca_cert if conn.cert_validation and conn.ca_cert else conn.cert_validation
+    kwargs: dict[str, Any] = {
+        "server": conn.address,
+        "port": conn.port,
+        "username": conn.user,
+        "password": conn.password,
+        "ssl": conn.protocol == "https",
+        "path": conn.path,
+        "auth": conn.auth,
+        "cert_validation": cert_validation,
+        "encryption": conn.message_encryption,
+        "connection_timeout": conn.connection_timeout,
+        "read_timeout": conn.read_timeout,
+        "operation_timeout": conn.operation_timeout,
+        "max_envelope_size": conn.max_envelope_size,
+        "reconnection_retries": conn.reconnection_retries,
+        "reconnection_backoff": float(conn.reconnection_backoff),
+        "proxy": conn.proxy,
+        "no_proxy": conn.ignore_proxy,
+        # pypsrp reads these for negotiate, ntlm and kerberos auth only.
+        "negotiate_delegate": conn.negotiate_delegate,
+        "negotiate_hostname_override": conn.negotiate_hostname_override,
+        "negotiate_send_cbt": conn.negotiate_send_cbt,
+        "negotiate_service": conn.negotiate_service,
+    }
+    if conn.auth == "certificate":
+        kwargs["certificate_pem"] = conn.certificate_pem
+        kwargs["certificate_key_pem"] = conn.certificate_key_pem
+    return kwargs
+
+
+def pool_kwargs(conn: Connection) -> dict[str, Any]:
+    """pypsrp's `RunspacePool(wsman, **kwargs)` for a host: the PowerShell endpoint to open."""
+    return {"configuration_name": conn.configuration_name}
+
+
 class PsrpSession:
     """A host's WSMan connection and RunspacePool, opened once and reused for every script."""
 
@@ -155,38 +211,13 @@ class PsrpSession:
         self._wsman: WSMan | None = None
         self._pool: RunspacePool | None = None
 
-    def _make_wsman(self) -> WSMan:
-        c = self._connection
-        cert_validation: bool | str = c.cert_validation
-        if c.cert_validation and c.ca_cert:
-            cert_validation = c.ca_cert
-        extra: dict[str, Any] = {}
-        if c.auth == "certificate":
-            extra = {"certificate_pem": c.certificate_pem, "certificate_key_pem": c.certificate_key_pem}
-        return WSMan(
-            c.address,
-            port=c.port,
-            username=c.user,
-            password=c.password,
-            ssl=c.protocol == "https",
-            auth=c.auth,
-            # pypsrp hands this to requests' `verify`, which takes a CA bundle path as well as a bool;
-            # its annotation only says bool.
-            cert_validation=cert_validation,  # type: ignore[arg-type]
-            connection_timeout=c.connection_timeout,
-            read_timeout=c.read_timeout,
-            operation_timeout=c.operation_timeout,
-            encryption=c.message_encryption,
-            **extra,
-        )
-
     def open(self) -> None:
         if self._pool is not None:
             return
         with _mapped("connect"):
-            wsman = self._make_wsman()
+            wsman = WSMan(**wsman_kwargs(self._connection))
             try:
-                pool = RunspacePool(wsman, configuration_name=self._connection.configuration_name)
+                pool = RunspacePool(wsman, **pool_kwargs(self._connection))
                 pool.open()
             except BaseException:
                 _close_wsman(wsman)
@@ -198,27 +229,43 @@ class PsrpSession:
             self.open()
         assert self._pool is not None  # open() either set it or raised
         started = self._clock()
-        deadline = started + timeout
         with _mapped("run"):
             ps = PowerShell(self._pool)
-            ps.add_script(script)
-            if parameters:
-                ps.add_parameters(dict(parameters))
-            ps.begin_invoke()
-            while ps.state == PSInvocationState.RUNNING:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    self._stop(ps)
-                    raise Timeout(f"script did not finish within {timeout:g} s")
-                # A Receive long-polls for at most this many seconds, so the deadline is checked
-                # again at least that often.
-                poll = max(1, min(int(remaining), self._connection.operation_timeout))
-                ps.poll_invoke(timeout=poll)
-            errors = [_error_text(record) for record in ps.streams.error]
-            output = [to_plain(item) for item in ps.output]
+            connection_lost = False
+            try:
+                self._invoke(ps, script, parameters, deadline=started + timeout, timeout=timeout)
+                errors = [_error_text(record) for record in ps.streams.error]
+                output = [to_plain(item) for item in ps.output]
+            except requests.exceptions.ConnectionError:
+                connection_lost = True
+                raise
+            finally:
+                # Completed, failed or timed out, the pipeline is closed before the next one runs.
+                # Not after a lost connection: that WSMan cannot be used again (its sealing key is
+                # stale), and the runner abandons the whole shell for a fresh one.
+                if not connection_lost:
+                    _close_pipeline(ps)
         if ps.had_errors:
             raise ScriptError("; ".join(errors) or "the script failed without an error record")
         return RunResult(output=output, errors=errors, duration=self._clock() - started)
+
+    def _invoke(
+        self, ps: PowerShell, script: str, parameters: Mapping[str, Any], *, deadline: float, timeout: float
+    ) -> None:
+        """Start the script and poll it to its end, or stop it and raise Timeout at the deadline."""
+        ps.add_script(script)
+        if parameters:
+            ps.add_parameters(dict(parameters))
+        ps.begin_invoke()
+        while ps.state == PSInvocationState.RUNNING:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                self._stop(ps)
+                raise Timeout(f"script did not finish within {timeout:g} s")
+            # A Receive long-polls for at most this many seconds, so the deadline is checked
+            # again at least that often.
+            poll = max(1, min(int(remaining), self._connection.operation_timeout))
+            ps.poll_invoke(timeout=poll)
 
     def _stop(self, ps: PowerShell) -> None:
         # Best effort: the pipeline is abandoned either way.
@@ -233,6 +280,29 @@ class PsrpSession:
                 pool.close()
         if wsman is not None:
             _close_wsman(wsman)
+
+
+class _Pipeline(Protocol):
+    """The part of pypsrp's PowerShell that closing a pipeline uses."""
+
+    state: int
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _close_pipeline(ps: _Pipeline) -> None:
+    """Release a pipeline's remote command (a WSMan Terminate signal), tolerating any failure.
+
+    A pipeline still running (its poll failed) is stopped first: pypsrp closes only finished ones.
+    A pipeline that cannot be closed stays until the shell is deleted, which ends every command.
+    """
+    if ps.state == PSInvocationState.RUNNING:
+        with suppress(Exception):
+            ps.stop()
+    with suppress(Exception):
+        ps.close()
 
 
 def _close_wsman(wsman: WSMan) -> None:

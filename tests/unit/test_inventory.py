@@ -1055,3 +1055,208 @@ def test_checking_tolerates_an_unset_password_variable(tmp_path: Path) -> None:
     (described,) = inv.describe()
     assert described["password"] == "not set"
     assert described["password_source"] == "env NOT_SET_ANYWHERE_X (not set)"
+
+
+# --- the other transport options of Ansible's psrp plugin, and warnings ------------------------------
+
+
+def test_psrp_transport_options_default_like_ansible(tmp_path: Path) -> None:
+    inv = load(tmp_path, one_host(""))
+    c = inv.hosts[0].connection
+    assert (c.path, c.max_envelope_size, c.reconnection_retries, c.reconnection_backoff) == ("wsman", 153600, 0, 2.0)
+    assert (c.proxy, c.ignore_proxy) == (None, False)
+    negotiate = (c.negotiate_delegate, c.negotiate_hostname_override, c.negotiate_send_cbt, c.negotiate_service)
+    assert negotiate == (False, None, True, "WSMAN")
+    assert inv.warnings == () and inv.warning_lines() == []
+
+
+def test_psrp_transport_options_parse(tmp_path: Path) -> None:
+    host_vars = """
+    ansible_psrp_path: /custom/wsman/
+    ansible_psrp_max_envelope_size: "512000"
+    ansible_psrp_reconnection_retries: 2
+    ansible_psrp_reconnection_backoff: "0.5"
+    ansible_psrp_proxy: http://proxy.corp:3128
+    ansible_psrp_ignore_proxy: no
+    ansible_psrp_negotiate_delegate: yes
+    ansible_psrp_negotiate_hostname_override: web01.corp.example.com
+    ansible_psrp_negotiate_send_cbt: false
+    ansible_psrp_negotiate_service: HTTP
+    """
+    inv = load(tmp_path, one_host(host_vars))
+    c = inv.hosts[0].connection
+    assert (c.path, c.max_envelope_size, c.reconnection_retries, c.reconnection_backoff) == (
+        "custom/wsman", 512000, 2, 0.5,
+    )
+    assert (c.proxy, c.ignore_proxy) == ("http://proxy.corp:3128", False)
+    negotiate = (c.negotiate_delegate, c.negotiate_hostname_override, c.negotiate_send_cbt, c.negotiate_service)
+    assert negotiate == (True, "web01.corp.example.com", False, "HTTP")
+    assert c.url == "http://10.0.0.11:5985/custom/wsman"
+    described = inv.describe()[0]
+    assert described["endpoint"] == c.url
+    assert (described["path"], described["proxy"], described["negotiate_service"]) == (
+        "custom/wsman", "http://proxy.corp:3128", "HTTP",
+    )
+    assert inv.warnings == ()
+
+
+def test_psrp_names_win_over_winrm_and_older_names_for_the_new_options(tmp_path: Path) -> None:
+    host_vars = """
+    ansible_winrm_path: winrm
+    ansible_psrp_path: psrp
+    ansible_winrm_kerberos_delegation: false
+    ansible_psrp_negotiate_delegate: true
+    ansible_winrm_kerberos_hostname_override: winrm.corp
+    ansible_psrp_negotiate_hostname_override: psrp.corp
+    ansible_winrm_send_cbt: true
+    ansible_psrp_negotiate_send_cbt: false
+    ansible_psrp_connection_backoff: 9
+    ansible_psrp_reconnection_backoff: 1
+    """
+    c = load(tmp_path, one_host(host_vars)).hosts[0].connection
+    assert (c.path, c.negotiate_delegate, c.negotiate_hostname_override) == ("psrp", True, "psrp.corp")
+    assert (c.negotiate_send_cbt, c.reconnection_backoff) == (False, 1.0)
+    older = load(tmp_path, one_host("ansible_psrp_connection_backoff: 9\nansible_winrm_path: winrm"))
+    assert (older.hosts[0].connection.reconnection_backoff, older.hosts[0].connection.path) == (9.0, "winrm")
+
+
+@pytest.mark.parametrize(
+    ("host_vars", "expected"),
+    [
+        ("ansible_psrp_path: 'a b'", "ansible_psrp_path: 'a b' is not a URL path (like wsman)"),
+        ("ansible_winrm_path: /", "ansible_winrm_path: '/' is not a URL path"),
+        ("ansible_psrp_path: 'wsman?x=1'", "ansible_psrp_path: 'wsman?x=1' is not a URL path"),
+        (
+            "ansible_psrp_max_envelope_size: 1024",
+            "ansible_psrp_max_envelope_size: 1024 is not an envelope size in bytes (>= 32768)",
+        ),
+        (
+            "ansible_psrp_max_envelope_size: 150KB",
+            "ansible_psrp_max_envelope_size: '150KB' is not an envelope size in bytes",
+        ),
+        ("ansible_psrp_reconnection_retries: -1", "ansible_psrp_reconnection_retries: -1 is not a number of retries"),
+        ("ansible_psrp_reconnection_retries: true", "ansible_psrp_reconnection_retries: True is not a number"),
+        (
+            "ansible_psrp_reconnection_backoff: soon",
+            "ansible_psrp_reconnection_backoff: 'soon' is not a backoff in seconds (a number >= 0)",
+        ),
+        ("ansible_psrp_reconnection_backoff: -2", "ansible_psrp_reconnection_backoff: -2 is not a backoff"),
+        ("ansible_psrp_connection_backoff: .nan", "ansible_psrp_connection_backoff: nan is not a backoff"),
+        (
+            "ansible_psrp_proxy: proxy.corp:3128",
+            "ansible_psrp_proxy: 'proxy.corp:3128' is not an http:// or https:// proxy URL",
+        ),
+        ("ansible_psrp_proxy: socks5://proxy:1080", "ansible_psrp_proxy: 'socks5://proxy:1080' is not an http://"),
+        ("ansible_psrp_proxy: 'http://proxy:99999'", "ansible_psrp_proxy: 'http://proxy:99999' is not an http://"),
+        ("ansible_psrp_proxy: 'http://'", "ansible_psrp_proxy: 'http://' is not an http://"),
+        ("ansible_psrp_ignore_proxy: maybe", "ansible_psrp_ignore_proxy: 'maybe' is not true or false"),
+        ("ansible_psrp_negotiate_delegate: 2", "ansible_psrp_negotiate_delegate: 2 is not true or false"),
+        ("ansible_winrm_kerberos_delegation: sure", "ansible_winrm_kerberos_delegation: 'sure' is not true"),
+        ("ansible_winrm_send_cbt: sometimes", "ansible_winrm_send_cbt: 'sometimes' is not true or false"),
+        ("ansible_psrp_negotiate_send_cbt: ''", "ansible_psrp_negotiate_send_cbt: '' is not true or false"),
+        (
+            "ansible_psrp_negotiate_hostname_override: 'bad host!'",
+            "ansible_psrp_negotiate_hostname_override: 'bad host!' is not a host name",
+        ),
+        (
+            "ansible_winrm_kerberos_hostname_override: 42",
+            "ansible_winrm_kerberos_hostname_override: 42 is not a non-empty text value",
+        ),
+        (
+            "ansible_psrp_negotiate_service: HTTP/web01",
+            "ansible_psrp_negotiate_service: 'HTTP/web01' is not an SPN service class",
+        ),
+        ("ansible_psrp_configuration_name: ''", "ansible_psrp_configuration_name: '' is not a non-empty text"),
+        ('ansible_psrp_proxy: "{{ proxy_url }}"', "ansible_psrp_proxy: '{{ proxy_url }}' is a template"),
+    ],
+)
+def test_new_option_errors_name_file_host_and_field(tmp_path: Path, host_vars: str, expected: str) -> None:
+    lines = problems(tmp_path, one_host(host_vars))
+    assert any(line.startswith("host web01: " + expected) for line in lines), lines
+
+
+def test_a_bad_group_value_of_a_new_option_is_reported_at_the_group(tmp_path: Path) -> None:
+    lines = problems(tmp_path, one_host("", group_vars="dsr_vips: [10.0.0.100]\nansible_psrp_max_envelope_size: 0"))
+    assert lines == ["group all: ansible_psrp_max_envelope_size: 0 is not an envelope size in bytes (>= 32768)"]
+
+
+def test_proxy_credentials_never_show(tmp_path: Path) -> None:
+    inv = load(tmp_path, one_host("ansible_psrp_proxy: http://svc:hunter2@proxy.corp:3128"))
+    c = inv.hosts[0].connection
+    assert c.proxy == "http://svc:hunter2@proxy.corp:3128"  # pypsrp needs it whole
+    assert "hunter2" not in repr(c) and "hunter2" not in repr(inv)
+    assert inv.describe()[0]["proxy"] == "http://svc:***@proxy.corp:3128"
+    assert "hunter2" not in json.dumps(inv.describe())
+    lines = problems(tmp_path, one_host("ansible_psrp_proxy: ftp://svc:hunter2@proxy.corp:21"))
+    assert lines == ["host web01: ansible_psrp_proxy: 'ftp://svc:***@proxy.corp:21' is not an http:// or https:// "
+                     "proxy URL (like http://proxy.corp:3128)"]
+
+
+def test_unsupported_psrp_and_winrm_variables_are_warnings_not_errors(tmp_path: Path) -> None:
+    text = """
+    all:
+      vars:
+        dsr_vips: [10.0.0.100]
+        ansible_psrp_credssp_minimum_version: 5
+        ansible_winrm_kinit_mode: managed
+      hosts:
+        web01: {ansible_host: 10.0.0.11, ansible_psrp_operation_timout: 30}
+        web02: {ansible_host: 10.0.0.12, ansible_winrm_kinit_mode: ~}
+    """
+    inv = load(tmp_path, text)
+    assert [h.name for h in inv.hosts] == ["web01", "web02"]
+    assert inv.host("web01").connection.operation_timeout == 20  # the misspelt value changed nothing
+    unsupported = "is not supported by dsrprep and has no effect: remove it (inventory/example.yml lists the "
+    assert [line.removeprefix(f"{inv.path}: ") for line in inv.warning_lines()] == [
+        f"group all: ansible_psrp_credssp_minimum_version: {unsupported}connection variables dsrprep reads)",
+        f"group all: ansible_winrm_kinit_mode: {unsupported}connection variables dsrprep reads)",
+        "host web01: ansible_psrp_operation_timout: is not supported by dsrprep and has no effect: "
+        "did you mean ansible_psrp_operation_timeout?",
+        f"host web02: ansible_winrm_kinit_mode: {unsupported}connection variables dsrprep reads)",
+    ]
+    assert all(w.field and w.field.startswith("ansible_") for w in inv.warnings)
+
+
+def test_other_ansible_variables_stay_silent(tmp_path: Path) -> None:
+    inv = load(tmp_path, one_host("ansible_shell_type: powershell\nansible_become_method: runas\nansible_winrmx: 1"))
+    assert inv.warnings == ()
+
+
+def test_settings_without_effect_are_warnings(tmp_path: Path) -> None:
+    host_vars = """
+    ansible_psrp_protocol: https
+    ansible_psrp_auth: basic
+    ansible_psrp_negotiate_service: HTTP
+    ansible_winrm_kerberos_delegation: true
+    ansible_psrp_proxy: http://proxy.corp:3128
+    ansible_psrp_ignore_proxy: true
+    """
+    inv = load(tmp_path, one_host(host_vars))
+    assert inv.hosts[0].connection.negotiate_service == "HTTP"  # still what the user wrote
+    basic = "has no effect with basic auth: it applies to negotiate, ntlm and kerberos only"
+    assert [line.removeprefix(f"{inv.path}: ") for line in inv.warning_lines()] == [
+        f"host web01: ansible_winrm_kerberos_delegation: {basic}",
+        f"host web01: ansible_psrp_negotiate_service: {basic}",
+        "host web01: ansible_psrp_ignore_proxy: has no effect: ansible_psrp_proxy is set, and that proxy is used",
+    ]
+    quiet = load(tmp_path, one_host("ansible_psrp_auth: kerberos\nansible_psrp_negotiate_service: HTTP"))
+    assert quiet.warnings == ()
+
+
+def test_inventory_check_prints_each_warning(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    path = write(tmp_path, one_host("ansible_winrm_kinit_mode: managed"))
+    warning = (
+        f"{path}: host web01: ansible_winrm_kinit_mode: is not supported by dsrprep and has no effect: "
+        "remove it (inventory/example.yml lists the connection variables dsrprep reads)"
+    )
+    result = CliRunner().invoke(app, ["inventory", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"WARNING: {warning}" in result.output
+    result = CliRunner().invoke(app, ["inventory", "check", "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["warnings"] == [warning]
+    assert f"WARNING: {warning}" in result.stderr
