@@ -1,4 +1,4 @@
-"""Types shared by the lab's protocol server (server.py) and its Windows host model (model.py)."""
+"""Types shared by the lab's protocol server (server.py) and its Windows host model (host.py, steps/)."""
 
 from __future__ import annotations
 

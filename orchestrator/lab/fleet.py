@@ -19,8 +19,11 @@ from typing import Any
 
 import yaml
 
+from orchestrator import oscaps
+from orchestrator.lab.build import build_fleet
 from orchestrator.lab.common import LabFaults, RequestCounters, ScriptResult
-from orchestrator.lab.model import PROFILES, Segment, WindowsHost, build_fleet
+from orchestrator.lab.host import Segment, WindowsHost
+from orchestrator.lab.profiles import profiles
 from orchestrator.lab.server import LabServer
 from orchestrator.templates import all_templates
 
@@ -59,6 +62,11 @@ def template_of(script: str) -> tuple[str, str | None] | None:
         return known
     step = step_of(script)
     return None if step is None else (step, None)
+
+
+def _lacks_skip_as_source_hotfix(model: WindowsHost) -> bool:
+    caps = model.caps
+    return caps.skip_as_source is oscaps.SkipAsSource.HOTFIX and not model.skip_as_source_supported()
 
 
 class _HostHandler:
@@ -133,8 +141,8 @@ class LabFleet:
 
     @classmethod
     def build(cls, count: int, *, seed: int, profile: str, port: int = 0) -> LabFleet:
-        if profile not in PROFILES:
-            raise FleetError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        if profile not in profiles():
+            raise FleetError(f"unknown profile {profile!r}; choose one of {', '.join(profiles())}")
         return cls(build_fleet(count, seed=seed, profile=profile, password=LAB_PASSWORD), port=port)
 
     def host(self, name: str) -> LabHost:
@@ -188,7 +196,7 @@ class LabFleet:
                 "ansible_port": handle.port,
                 "dsr_nic": {"address": rip},
             }
-            if handle.model.os_family == "2008" and "KB975808" not in handle.model.hotfixes:
+            if _lacks_skip_as_source_hotfix(handle.model):
                 # What an admin does once preflight says so: no SkipAsSource without the hotfix.
                 entry["dsr_skip_as_source"] = False
             group["hosts"][handle.name] = entry

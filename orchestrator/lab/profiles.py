@@ -1,15 +1,28 @@
-"""What differs per Windows Server family in the lab fleet: versions, captions, stock NIC hardware,
-adapter and interface numbering, automatic metrics, and which lines each build's netsh prints.
+"""What differs per Windows Server family in the lab fleet beyond orchestrator.oscaps: captions,
+stock NIC hardware, adapter and interface numbering, automatic metrics, which lines each build's
+netsh prints, how %windir% is spelt and how the route table shows local addresses.
 
-Pure data; `orchestrator.lab.model` builds hosts from it.
+The families themselves, their versions (NT version, release build, PowerShell, IIS) and their
+capabilities are the rows of orchestrator.oscaps: `profiles()` lists the families of that table and
+`family_spec()` answers for any of them. A family of the table with no lab data of its own (one added
+by `oscaps.extended` in a test, say) borrows the data of the nearest older family that has some, with
+its own name and release build; its PowerShell and IIS versions come from its row anyway.
+
+Pure data; orchestrator.lab.build makes hosts from it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-FAMILIES: tuple[str, ...] = ("2003", "2008", "2008r2", "2012r2", "2016", "2019", "2022")
-PROFILES: tuple[str, ...] = ("mixed", *FAMILIES)
+from orchestrator import oscaps
+
+MIXED = "mixed"
+
+
+def profiles() -> tuple[str, ...]:
+    """The lab profiles: "mixed" (every family in turn), then one per family of the table."""
+    return (MIXED, *oscaps.families())
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,7 @@ HYPERV_VMBUS = NicHardware(
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """Everything the model needs to know about one OS family.
+    """The lab's data about one OS family, beside its row in orchestrator.oscaps.
 
     builds:         (Win32_OperatingSystem.Version, ServicePackMajorVersion, weight). Server 2008
                     "RTM" already reports 6.0.6001 Service Pack 1: it shipped at the Vista SP1 level.
@@ -80,11 +93,15 @@ class FamilySpec:
     luid_base:      NetLuidIndex of the first NIC ("ethernet_7"); Windows 8+ numbers NDIS
                     interfaces from 32768.
     nic_index / loopback_index:         Win32_NetworkAdapter.Index choices.
-    nic_ifindex / loopback_ifindex_gap: InterfaceIndex choices (None on 2003) and how far above the
-                    NIC's the loopback's lands (WAN miniports, ISATAP and Teredo take the numbers
-                    between).
+    nic_ifindex / loopback_ifindex_gap: InterfaceIndex choices (unused where the family has no
+                    InterfaceIndex, see `OsCaps.interface_index`) and how far above the NIC's the
+                    loopback's lands (WAN miniports, ISATAP and Teredo take the numbers between).
     nic_metric / loopback_metric:       automatic IPConnectionMetric for the NIC's link speed and
                     for the loopback's nominal 100 Mbps.
+    windir:         %windir% as Setup spelt it ("C:\\WINDOWS" up to 2003).
+    loopback_routes: the XP/2003 TCP/IP stack routes every local address as a host route through
+                    127.0.0.1 on the "MS TCP Loopback interface" (index 1), whatever its mask; the
+                    Vista+ stack keeps on-link routes on the address' own interface.
     """
 
     family: str
@@ -92,14 +109,12 @@ class FamilySpec:
     caption: str
     editions: tuple[str, ...]
     x64_share: float
-    powershell_version: str
-    iis_version: str
     connection_name: str
     loopback_description: str
     nic_hardware: tuple[NicHardware, ...]
     nic_index: tuple[int, ...]
     loopback_index: tuple[int, ...]
-    nic_ifindex: tuple[int, ...] | None
+    nic_ifindex: tuple[int, ...]
     loopback_ifindex_gap: tuple[int, int]
     luid_base: int
     nic_metric: int
@@ -107,162 +122,188 @@ class FamilySpec:
     netsh_level: int
     hotfixes: tuple[str, ...]
     caption_x86: str | None = None
-
-    @property
-    def is_2003(self) -> bool:
-        return self.family == "2003"
+    windir: str = "C:\\Windows"
+    loopback_routes: bool = False
 
 
 _LEGACY_LOOPBACK = "Microsoft Loopback Adapter"
+# Windows 8 / Server 2012 renamed the adapter and the connections ("Ethernet", "Ethernet 2").
 _KMTEST_LOOPBACK = "Microsoft KM-TEST Loopback Adapter"
 
+_2003 = FamilySpec(
+    family="2003",
+    builds=(("5.2.3790", 2, 1.0),),
+    caption="Microsoft(R) Windows(R) Server 2003 {edition} x64 Edition",
+    caption_x86="Microsoft(R) Windows(R) Server 2003, {edition} Edition",
+    editions=("Standard", "Enterprise"),
+    x64_share=0.4,
+    connection_name="Local Area Connection",
+    loopback_description=_LEGACY_LOOPBACK,
+    nic_hardware=(E1000_2003,),
+    nic_index=(1, 2),
+    loopback_index=(8, 9, 10),
+    nic_ifindex=(),
+    loopback_ifindex_gap=(0, 0),
+    luid_base=0,
+    nic_metric=10,
+    loopback_metric=20,
+    netsh_level=0,
+    hotfixes=("KB968930", "KB2868626", "KB4012598"),
+    windir="C:\\WINDOWS",
+    loopback_routes=True,
+)
+_2008 = FamilySpec(
+    family="2008",
+    builds=(("6.0.6001", 1, 0.35), ("6.0.6002", 2, 0.65)),
+    caption="Microsoft\u00ae Windows Server\u00ae 2008 {edition} ",
+    editions=("Standard", "Enterprise"),
+    x64_share=0.8,
+    connection_name="Local Area Connection",
+    loopback_description=_LEGACY_LOOPBACK,
+    nic_hardware=(E1000,),
+    nic_index=(7,),
+    loopback_index=(11, 12, 13),
+    nic_ifindex=(10, 11, 12),
+    loopback_ifindex_gap=(3, 8),
+    luid_base=6,
+    nic_metric=10,
+    loopback_metric=20,
+    netsh_level=0,
+    hotfixes=("KB968930", "KB4012598"),
+)
+_2008R2 = FamilySpec(
+    family="2008r2",
+    builds=(("6.1.7600", 0, 0.2), ("6.1.7601", 1, 0.8)),
+    caption="Microsoft Windows Server 2008 R2 {edition} ",
+    editions=("Standard", "Enterprise", "Datacenter"),
+    x64_share=1.0,
+    connection_name="Local Area Connection",
+    loopback_description=_LEGACY_LOOPBACK,
+    nic_hardware=(E1000, HYPERV_VMBUS_2008R2),
+    nic_index=(7,),
+    loopback_index=(11, 12, 13),
+    nic_ifindex=(10, 11, 12, 13),
+    loopback_ifindex_gap=(3, 8),
+    luid_base=6,
+    nic_metric=10,
+    loopback_metric=20,
+    netsh_level=1,
+    hotfixes=("KB976902", "KB2533623", "KB4012212"),
+)
+_2012 = FamilySpec(
+    family="2012",
+    builds=(("6.2.9200", 0, 1.0),),
+    caption="Microsoft Windows Server 2012 {edition}",
+    editions=("Standard", "Datacenter"),
+    x64_share=1.0,
+    connection_name="Ethernet",
+    loopback_description=_KMTEST_LOOPBACK,
+    nic_hardware=(VMXNET3, HYPERV_VMBUS),
+    nic_index=(10, 12),
+    loopback_index=(14, 15, 16),
+    nic_ifindex=(12, 13, 14),
+    loopback_ifindex_gap=(3, 8),
+    luid_base=32768,
+    nic_metric=5,
+    loopback_metric=25,
+    netsh_level=2,
+    hotfixes=("KB2756872", "KB2770917", "KB4012214"),
+)
+_2012R2 = FamilySpec(
+    family="2012r2",
+    builds=(("6.3.9600", 0, 1.0),),
+    caption="Microsoft Windows Server 2012 R2 {edition}",
+    editions=("Standard", "Datacenter"),
+    x64_share=1.0,
+    connection_name="Ethernet",
+    loopback_description=_KMTEST_LOOPBACK,
+    nic_hardware=(VMXNET3, HYPERV_VMBUS),
+    nic_index=(10, 12),
+    loopback_index=(14, 15, 16),
+    nic_ifindex=(12, 13, 14),
+    loopback_ifindex_gap=(3, 8),
+    luid_base=32768,
+    nic_metric=5,
+    loopback_metric=25,
+    netsh_level=2,
+    hotfixes=("KB2919355", "KB2919442", "KB3000850"),
+)
+_2016 = FamilySpec(
+    family="2016",
+    builds=(("10.0.14393", 0, 1.0),),
+    caption="Microsoft Windows Server 2016 {edition}",
+    editions=("Standard", "Datacenter"),
+    x64_share=1.0,
+    connection_name="Ethernet",
+    loopback_description=_KMTEST_LOOPBACK,
+    nic_hardware=(VMXNET3, HYPERV_VMBUS),
+    nic_index=(1, 2),
+    loopback_index=(3, 4, 5),
+    nic_ifindex=(2, 3, 4, 5),
+    loopback_ifindex_gap=(3, 9),
+    luid_base=32768,
+    nic_metric=15,
+    loopback_metric=25,
+    netsh_level=2,
+    hotfixes=("KB3192137", "KB4512574", "KB5011570"),
+)
+_2019 = replace(
+    _2016,
+    family="2019",
+    builds=(("10.0.17763", 0, 1.0),),
+    caption="Microsoft Windows Server 2019 {edition}",
+    nic_ifindex=(2, 3, 4, 5, 6),
+    netsh_level=3,
+    hotfixes=("KB4470788", "KB4589208", "KB5005112"),
+)
+_2022 = replace(
+    _2019,
+    family="2022",
+    builds=(("10.0.20348", 0, 1.0),),
+    caption="Microsoft Windows Server 2022 {edition}",
+    netsh_level=4,
+    hotfixes=("KB5005039", "KB5012170", "KB5017316"),
+)
+# No capture of 2025's netsh yet: it prints what 2022's does as far as the lab knows.
+_2025 = replace(
+    _2022,
+    family="2025",
+    builds=(("10.0.26100", 0, 1.0),),
+    caption="Microsoft Windows Server 2025 {edition}",
+    hotfixes=("KB5043080", "KB5044284", "KB5048667"),
+)
+
+# The families the lab has data of its own for; every key is a family of orchestrator.oscaps.
 FAMILY_SPECS: dict[str, FamilySpec] = {
-    "2003": FamilySpec(
-        family="2003",
-        builds=(("5.2.3790", 2, 1.0),),
-        caption="Microsoft(R) Windows(R) Server 2003 {edition} x64 Edition",
-        caption_x86="Microsoft(R) Windows(R) Server 2003, {edition} Edition",
-        editions=("Standard", "Enterprise"),
-        x64_share=0.4,
-        powershell_version="2.0",
-        iis_version="6.0",
-        connection_name="Local Area Connection",
-        loopback_description=_LEGACY_LOOPBACK,
-        nic_hardware=(E1000_2003,),
-        nic_index=(1, 2),
-        loopback_index=(8, 9, 10),
-        nic_ifindex=None,
-        loopback_ifindex_gap=(0, 0),
-        luid_base=0,
-        nic_metric=10,
-        loopback_metric=20,
-        netsh_level=0,
-        hotfixes=("KB968930", "KB2868626", "KB4012598"),
-    ),
-    "2008": FamilySpec(
-        family="2008",
-        builds=(("6.0.6001", 1, 0.35), ("6.0.6002", 2, 0.65)),
-        caption="Microsoft\u00ae Windows Server\u00ae 2008 {edition} ",
-        editions=("Standard", "Enterprise"),
-        x64_share=0.8,
-        powershell_version="2.0",
-        iis_version="7.0",
-        connection_name="Local Area Connection",
-        loopback_description=_LEGACY_LOOPBACK,
-        nic_hardware=(E1000,),
-        nic_index=(7,),
-        loopback_index=(11, 12, 13),
-        nic_ifindex=(10, 11, 12),
-        loopback_ifindex_gap=(3, 8),
-        luid_base=6,
-        nic_metric=10,
-        loopback_metric=20,
-        netsh_level=0,
-        hotfixes=("KB968930", "KB4012598"),
-    ),
-    "2008r2": FamilySpec(
-        family="2008r2",
-        builds=(("6.1.7600", 0, 0.2), ("6.1.7601", 1, 0.8)),
-        caption="Microsoft Windows Server 2008 R2 {edition} ",
-        editions=("Standard", "Enterprise", "Datacenter"),
-        x64_share=1.0,
-        powershell_version="2.0",
-        iis_version="7.5",
-        connection_name="Local Area Connection",
-        loopback_description=_LEGACY_LOOPBACK,
-        nic_hardware=(E1000, HYPERV_VMBUS_2008R2),
-        nic_index=(7,),
-        loopback_index=(11, 12, 13),
-        nic_ifindex=(10, 11, 12, 13),
-        loopback_ifindex_gap=(3, 8),
-        luid_base=6,
-        nic_metric=10,
-        loopback_metric=20,
-        netsh_level=1,
-        hotfixes=("KB976902", "KB2533623", "KB4012212"),
-    ),
-    "2012r2": FamilySpec(
-        family="2012r2",
-        builds=(("6.3.9600", 0, 1.0),),
-        caption="Microsoft Windows Server 2012 R2 {edition}",
-        editions=("Standard", "Datacenter"),
-        x64_share=1.0,
-        powershell_version="4.0",
-        iis_version="8.5",
-        connection_name="Ethernet",
-        loopback_description=_KMTEST_LOOPBACK,
-        nic_hardware=(VMXNET3, HYPERV_VMBUS),
-        nic_index=(10, 12),
-        loopback_index=(14, 15, 16),
-        nic_ifindex=(12, 13, 14),
-        loopback_ifindex_gap=(3, 8),
-        luid_base=32768,
-        nic_metric=5,
-        loopback_metric=25,
-        netsh_level=2,
-        hotfixes=("KB2919355", "KB2919442", "KB3000850"),
-    ),
-    "2016": FamilySpec(
-        family="2016",
-        builds=(("10.0.14393", 0, 1.0),),
-        caption="Microsoft Windows Server 2016 {edition}",
-        editions=("Standard", "Datacenter"),
-        x64_share=1.0,
-        powershell_version="5.1",
-        iis_version="10.0",
-        connection_name="Ethernet",
-        loopback_description=_KMTEST_LOOPBACK,
-        nic_hardware=(VMXNET3, HYPERV_VMBUS),
-        nic_index=(1, 2),
-        loopback_index=(3, 4, 5),
-        nic_ifindex=(2, 3, 4, 5),
-        loopback_ifindex_gap=(3, 9),
-        luid_base=32768,
-        nic_metric=15,
-        loopback_metric=25,
-        netsh_level=2,
-        hotfixes=("KB3192137", "KB4512574", "KB5011570"),
-    ),
-    "2019": FamilySpec(
-        family="2019",
-        builds=(("10.0.17763", 0, 1.0),),
-        caption="Microsoft Windows Server 2019 {edition}",
-        editions=("Standard", "Datacenter"),
-        x64_share=1.0,
-        powershell_version="5.1",
-        iis_version="10.0",
-        connection_name="Ethernet",
-        loopback_description=_KMTEST_LOOPBACK,
-        nic_hardware=(VMXNET3, HYPERV_VMBUS),
-        nic_index=(1, 2),
-        loopback_index=(3, 4, 5),
-        nic_ifindex=(2, 3, 4, 5, 6),
-        loopback_ifindex_gap=(3, 9),
-        luid_base=32768,
-        nic_metric=15,
-        loopback_metric=25,
-        netsh_level=3,
-        hotfixes=("KB4470788", "KB4589208", "KB5005112"),
-    ),
-    "2022": FamilySpec(
-        family="2022",
-        builds=(("10.0.20348", 0, 1.0),),
-        caption="Microsoft Windows Server 2022 {edition}",
-        editions=("Standard", "Datacenter"),
-        x64_share=1.0,
-        powershell_version="5.1",
-        iis_version="10.0",
-        connection_name="Ethernet",
-        loopback_description=_KMTEST_LOOPBACK,
-        nic_hardware=(VMXNET3, HYPERV_VMBUS),
-        nic_index=(1, 2),
-        loopback_index=(3, 4, 5),
-        nic_ifindex=(2, 3, 4, 5, 6),
-        loopback_ifindex_gap=(3, 9),
-        luid_base=32768,
-        nic_metric=15,
-        loopback_metric=25,
-        netsh_level=4,
-        hotfixes=("KB5005039", "KB5012170", "KB5017316"),
-    ),
+    spec.family: spec for spec in (_2003, _2008, _2008R2, _2012, _2012R2, _2016, _2019, _2022, _2025)
 }
+
+
+def family_spec(family: str) -> FamilySpec:
+    """The lab data of `family` (any spelling oscaps accepts); UnknownFamily for a family the
+    table does not have."""
+    row = oscaps.caps(family)
+    own = FAMILY_SPECS.get(row.family)
+    return own if own is not None else _borrowed(row)
+
+
+def _borrowed(row: oscaps.OsCaps) -> FamilySpec:
+    """The data of the nearest older family that has some (else the oldest that has), renamed
+    to `row` and on its release build. Updates are per release: it lists no hotfix."""
+    order = oscaps.families()
+    older = [f for f in reversed(order[: order.index(row.family)]) if f in FAMILY_SPECS]
+    donor_family = older[0] if older else next(f for f in order if f in FAMILY_SPECS)
+    donor = FAMILY_SPECS[donor_family]
+    donor_name = oscaps.caps(donor_family).name
+    caption = f"Microsoft {row.name} {{edition}}"
+    if donor_name in donor.caption:
+        caption = donor.caption.replace(donor_name, row.name)
+    major, minor = row.nt_version
+    return replace(
+        donor,
+        family=row.family,
+        builds=((f"{major}.{minor}.{row.first_build}", 0, 1.0),),
+        caption=caption,
+        caption_x86=None,
+        hotfixes=(),
+    )

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from orchestrator import oscaps
 from orchestrator.cli import app
 from orchestrator.lab.fleet import LabFleet
-from orchestrator.lab.model import FAMILIES
 from orchestrator.rolloutlog import read_host_log, read_run
 
 pytestmark = pytest.mark.lab
@@ -44,7 +44,7 @@ def result(fleet: LabFleet, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 def test_fleet_has_every_os_family(fleet: LabFleet) -> None:
-    assert {h.model.os_family for h in fleet} == set(FAMILIES)
+    assert {h.model.os_family for h in fleet} == set(oscaps.families())
 
 
 def test_every_healthy_host_reports_its_own_facts(fleet: LabFleet, result: dict[str, Any]) -> None:

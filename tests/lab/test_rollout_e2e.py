@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from orchestrator import oscaps
 from orchestrator.cli import app
 from orchestrator.facts import parse_facts
 from orchestrator.lab.fleet import LabFleet
 
 pytestmark = pytest.mark.lab
 
-FAMILIES = ["2003", "2008", "2008r2", "2012r2", "2016", "2019", "2022"]
+FAMILIES = oscaps.families()
 
 
 def cli(*args: str) -> tuple[int, dict[str, Any]]:

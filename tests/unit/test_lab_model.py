@@ -12,31 +12,31 @@ from collections import Counter
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
+from orchestrator import oscaps
 from orchestrator.facts import WeakHost, parse_facts
+from orchestrator.lab.build import build_fleet
 from orchestrator.lab.common import Hashtable, ScriptResult
-from orchestrator.lab.model import (
-    FAMILIES,
-    PROFILES,
+from orchestrator.lab.firewall import (
     AdvFirewall,
     LegacyFirewall,
-    Nic,
     PortOpening,
-    Site,
-    StepFailed,
-    StepHandler,
-    WindowsHost,
-    build_fleet,
-    render_appcmd_sites,
     render_firewall_opmode,
     render_firewall_portopening,
-    render_httpcfg_iplisten,
-    render_netsh_http_iplisten,
-    render_netsh_interface,
 )
+from orchestrator.lab.host import WindowsHost
+from orchestrator.lab.iis import Site, render_appcmd_sites, render_httpcfg_iplisten, render_netsh_http_iplisten
+from orchestrator.lab.net import Nic, render_netsh_interface
+from orchestrator.lab.profiles import FAMILY_SPECS, family_spec, profiles
+from orchestrator.lab.shell import StepFailed
+from orchestrator.lab.steps import STEPS
+from orchestrator.lab.steps.base import LabStep
+
+FAMILIES = oscaps.families()
+PROFILES = profiles()
 
 NOW = datetime(2025, 3, 14, 9, 30)
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -110,7 +110,7 @@ def lines_of(text: str) -> list[str]:
 
 def assert_facts_shape(facts: Any, family: str) -> None:
     """The shape of docs/facts.md, key for key, with the per-version nulls."""
-    is_2003 = family == "2003"
+    caps = oscaps.caps(family)
     assert isinstance(facts, Hashtable)
     assert set(facts) == TOP_KEYS
     assert facts["schema"] == 1
@@ -124,7 +124,7 @@ def assert_facts_shape(facts: Any, family: str) -> None:
     assert os_["architecture"] in ("32-bit", "64-bit")
     assert all(isinstance(h, str) and h == h.upper() for h in os_["hotfixes"])
 
-    assert facts["powershell_version"] in ("2.0", "4.0", "5.1")
+    assert facts["powershell_version"] == caps.powershell
     assert isinstance(facts["elevated"], bool)
     assert isinstance(facts["process_64bit"], bool)
 
@@ -136,13 +136,14 @@ def assert_facts_shape(facts: Any, family: str) -> None:
             assert isinstance(adapter[key], types), key
         assert len(adapter["ip_addresses"]) == len(adapter["ip_subnets"])
         assert adapter["netbios"] in (0, 1, 2)
-        if is_2003:
+        if not caps.interface_index:
             assert adapter["interface_index"] is None
-            assert all(":" not in a for a in adapter["ip_addresses"])
         else:
             assert isinstance(adapter["interface_index"], int)
+        if not caps.ipv6_vips:
+            assert all(":" not in a for a in adapter["ip_addresses"])
 
-    if is_2003:
+    if not caps.netsh_ipv4:
         assert facts["netsh_ipv4"] == {} and facts["netsh_ipv6"] == {}
         assert facts["netsh_ipv4_addresses"] is None and facts["netsh_ipv6_addresses"] is None
     else:
@@ -154,7 +155,7 @@ def assert_facts_shape(facts: Any, family: str) -> None:
 
     fw = facts["firewall"]
     assert set(fw) == FIREWALL_KEYS
-    if is_2003:
+    if not caps.advfirewall:
         assert fw["api"] == "netsh-firewall"
         assert isinstance(fw["opmode_text"], str) and "Operational mode" in fw["opmode_text"]
         assert isinstance(fw["portopening_text"], str) and "Port configuration for" in fw["portopening_text"]
@@ -174,8 +175,9 @@ def assert_facts_shape(facts: Any, family: str) -> None:
 
     iis = facts["iis"]
     assert set(iis) == IIS_KEYS
-    if is_2003:
-        assert iis["version"] == "6.0" and iis["appcmd_sites_text"] is None
+    assert iis["version"] == caps.iis_version
+    if caps.iis is oscaps.IisApi.METABASE:
+        assert iis["appcmd_sites_text"] is None
         for site in iis["metabase_sites"]:
             assert isinstance(site, Hashtable)
             assert set(site) == {"id", "name", "bindings"}
@@ -186,7 +188,7 @@ def assert_facts_shape(facts: Any, family: str) -> None:
         assert isinstance(iis["appcmd_sites_text"], str)
 
     assert facts["http_listen_text"] is None or isinstance(facts["http_listen_text"], str)
-    if not is_2003:
+    if caps.listen_tool is oscaps.ListenTool.NETSH_HTTP:
         assert isinstance(facts["http_listen_text"], str)
     for event in facts["events"]:
         assert isinstance(event, Hashtable)
@@ -203,9 +205,21 @@ def assert_facts_shape(facts: Any, family: str) -> None:
 # --- fleet building ---------------------------------------------------------------------------------
 
 
-def test_profiles_are_mixed_and_every_family() -> None:
-    assert PROFILES == ("mixed", "2003", "2008", "2008r2", "2012r2", "2016", "2019", "2022")
-    assert PROFILES[1:] == FAMILIES
+def test_profiles_are_mixed_and_every_family_of_the_table() -> None:
+    assert profiles() == ("mixed", *oscaps.families())
+    assert "2012" in PROFILES and "2025" in PROFILES
+
+
+def test_lab_data_is_for_families_of_the_table_and_agrees_with_it() -> None:
+    assert set(FAMILY_SPECS) <= set(oscaps.families())
+    for family in oscaps.families():
+        spec, caps = family_spec(family), oscaps.caps(family)
+        assert spec.family == family
+        for version, _, _ in spec.builds:
+            major, minor, build = (int(x) for x in version.split("."))
+            assert (major, minor) == caps.nt_version and build >= caps.first_build
+            assert oscaps.family_of(version) == family
+        assert bool(spec.nic_ifindex) == caps.interface_index
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -259,7 +273,7 @@ def test_custom_subnet_and_its_limits() -> None:
     with pytest.raises(ValueError, match="too small"):
         build_fleet(10, seed=1, profile="mixed", subnet="10.0.0.0/28")
     with pytest.raises(ValueError, match="unknown lab profile"):
-        build_fleet(2, seed=1, profile="2012")
+        build_fleet(2, seed=1, profile="2010")
     with pytest.raises(ValueError, match="at least one host"):
         build_fleet(0, seed=1, profile="mixed")
 
@@ -290,16 +304,14 @@ def test_macs_are_unique_and_pnp_ids_realistic() -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_per_family_versions_and_names(family: str) -> None:
-    expected = {
-        "2003": ("5.2.", "2.0", "6.0", "Local Area Connection", "Microsoft Loopback Adapter"),
-        "2008": ("6.0.", "2.0", "7.0", "Local Area Connection", "Microsoft Loopback Adapter"),
-        "2008r2": ("6.1.", "2.0", "7.5", "Local Area Connection", "Microsoft Loopback Adapter"),
-        "2012r2": ("6.3.", "4.0", "8.5", "Ethernet", "Microsoft KM-TEST Loopback Adapter"),
-        "2016": ("10.0.14393", "5.1", "10.0", "Ethernet", "Microsoft KM-TEST Loopback Adapter"),
-        "2019": ("10.0.17763", "5.1", "10.0", "Ethernet", "Microsoft KM-TEST Loopback Adapter"),
-        "2022": ("10.0.20348", "5.1", "10.0", "Ethernet", "Microsoft KM-TEST Loopback Adapter"),
-    }[family]
-    version, ps, iis, connection, loopback = expected
+    caps = oscaps.caps(family)
+    major, minor = caps.nt_version
+    version = f"{major}.{minor}." + (str(caps.first_build) if major >= 10 else "")
+    ps, iis = caps.powershell, caps.iis_version
+    # Windows 8 / Server 2012 renamed the connections and the loopback adapter.
+    renamed = caps.nt_version >= (6, 2)
+    connection = "Ethernet" if renamed else "Local Area Connection"
+    loopback = "Microsoft KM-TEST Loopback Adapter" if renamed else "Microsoft Loopback Adapter"
     hosts = build_fleet(40, seed=11, profile=family, now=NOW)
     for host in hosts:
         facts = host.facts()
@@ -319,15 +331,15 @@ def test_per_family_versions_and_names(family: str) -> None:
         assert adapter["dhcp_enabled"] is True
         assert adapter["ip_addresses"][0].startswith("169.254.") and adapter["ip_subnets"][0] == "255.255.0.0"
         assert adapter["gateways"] == [] and adapter["dns_servers"] == []
-    if family in ("2008r2", "2012r2", "2016", "2019", "2022"):
+    if caps.nt_version >= (6, 1):
         assert all(h.architecture == "64-bit" for h in hosts)
     link_local = [
         a for h in hosts for a in h.facts()["adapters"] for x in a["ip_addresses"] if x.startswith("fe80::")
     ]
-    if family == "2003":
-        assert not link_local
-    else:
+    if caps.ipv6_vips:
         assert link_local
+    else:
+        assert not link_local
 
 
 def test_seeded_variation_covers_the_documented_cases() -> None:
@@ -590,11 +602,9 @@ def test_a_step_that_throws_fails_the_pipeline() -> None:
     def boom(host: WindowsHost, params: dict[str, Any], variant: str) -> ScriptResult:
         raise StepFailed(f"cannot do {params['What']}")
 
-    class Throwing(WindowsHost):
-        _STEPS: ClassVar[dict[str, StepHandler]] = {**WindowsHost._STEPS, "boom": boom}
-
     template = one_of("2016")[0]
-    host = Throwing(**{f.name: getattr(template, f.name) for f in fields(template) if f.name != "lock"})
+    kept = {f.name: getattr(template, f.name) for f in fields(template) if f.name not in ("lock", "steps")}
+    host = WindowsHost(**kept, steps={**STEPS, "boom": LabStep("boom", boom)})
     assert host.run("boom", {"What": "that"}).failed == "cannot do that"
     assert host.run("facts", {}).failed is None
 
@@ -740,12 +750,12 @@ def test_facts_of_every_profile_parse_and_agree_with_the_model(profile: str) -> 
                 nic.weak_host_send_v6,
                 nic.weak_host_receive_v6,
             )
-        if host.os_family == "2003" or not host._skipassource_supported():
+        if not host.skip_as_source_supported():
             assert dict(parsed.skip_as_source) == {}
         else:
             assert parsed.skips_as_source(host.rip) is False
             assert parsed.skips_as_source("127.0.0.1") is False
-        if host.os_family == "2003" and not host.httpcfg_installed:
+        if host.caps.listen_tool is oscaps.ListenTool.HTTPCFG and not host.httpcfg_installed:
             assert parsed.http_listen is None
         else:
             assert parsed.http_listen == tuple(host.http_listen)

@@ -9,21 +9,18 @@ from typing import Any
 
 import pytest
 
+from orchestrator import oscaps
 from orchestrator.facts import Facts, parse_facts
+from orchestrator.lab.build import build_fleet
 from orchestrator.lab.common import Hashtable, RequestCounters, ScriptResult
+from orchestrator.lab.firewall import AdvFirewall, LegacyFirewall
 from orchestrator.lab.fleet import LabFleet, _HostHandler, template_of
-from orchestrator.lab.model import (
-    FAMILIES,
-    AdvFirewall,
-    LegacyFirewall,
-    Nic,
-    Site,
-    WindowsHost,
-    build_fleet,
-    render_arp,
-    render_netsh_ipaddresses,
-)
+from orchestrator.lab.host import WindowsHost
+from orchestrator.lab.iis import Site
+from orchestrator.lab.net import Nic, render_arp, render_netsh_ipaddresses
 from orchestrator.templates import all_templates
+
+FAMILIES = oscaps.families()
 
 NOW = datetime(2025, 3, 14, 9, 30)
 VIP = "10.20.0.200"
@@ -90,7 +87,7 @@ def config_params(host: WindowsHost, **overrides: Any) -> dict[str, Any]:
         "Addresses": [VIP],
         "Masks": [HOST_MASK],
         "Addresses6": [],
-        "SkipAsSource": not host.spec.is_2003 and host._skipassource_supported(),
+        "SkipAsSource": host.skip_as_source_supported(),
         "FallbackMask": "255.255.255.0",
         "Dhcp": False,
     }
@@ -116,7 +113,7 @@ def apply_plan(host: WindowsHost) -> list[Step]:
                                "Vips": [VIP], "DevconPath": ""}))
     steps.append(("loopback_config", config_params(host)))
     steps.append(("adapter_settings", {"PnpDeviceId": "", "Metric": 254, "DnsRegistration": False, "NetBios": 2}))
-    if not host.spec.is_2003:
+    if host.caps.weak_host:
         steps.append(("weak_host", {"InterfaceIndex": nic.interface_index, "IpVersion": 4, "Receive": True,
                                     "Send": False}))
         steps.append(("weak_host", {"InterfaceIndex": 0, "IpVersion": 4, "Receive": True, "Send": True}))
@@ -150,7 +147,7 @@ def rollback_plan(host: WindowsHost, before: Facts, created: bool) -> list[Step]
         steps.append(("iis_binding", binding_params("Absent")))
     if before.http_listen:
         steps.append(("http_listen", {"Ensure": "Absent", "Addresses": [VIP]}))
-    if not host.spec.is_2003:
+    if host.caps.weak_host:
         assert nic.interface_index is not None
         original = before.weak_host(nic.interface_index, 4)
         assert original is not None
@@ -162,7 +159,7 @@ def rollback_plan(host: WindowsHost, before: Facts, created: bool) -> list[Step]
         lo = before.loopbacks()[0]
         steps.append(("adapter_settings", {"PnpDeviceId": "", "Metric": lo.metric, "NetBios": lo.netbios,
                                            "DnsRegistration": lo.dns_registration}))
-        if not host.spec.is_2003:
+        if host.caps.weak_host:
             assert lo.interface_index is not None
             weak = before.weak_host(lo.interface_index, 4)
             assert weak is not None
@@ -189,7 +186,7 @@ def assert_compliant(host: WindowsHost, before: Facts, results: dict[str, Hashta
     assert lo.dns_registration is False and lo.domain_dns_registration is False and lo.netbios == 2
     assert lo.connection_id == "DSR Loopback"
     assert facts.adapters_with_address(VIP) == (lo,)
-    if host.spec.is_2003:
+    if not host.caps.advfirewall:
         openings = {(p.port, p.protocol, p.profile) for p in facts.firewall.port_openings if p.enabled}
         assert {(80, "TCP", "domain"), (80, "TCP", "standard")} <= openings
     else:
@@ -215,12 +212,12 @@ def assert_compliant(host: WindowsHost, before: Facts, results: dict[str, Hashta
     assert verify["changed"] is False
     assert [(t["address"], t["port"], t["ok"]) for t in verify["tcp"]] == [(host.rip, 80, True), (VIP, 80, True)]
     assert [(p["address"], p["ok"]) for p in verify["ping"]] == [(VIP, True)]
-    if degraded and not host.spec.is_2003:
+    if degraded and not host.spec.loopback_routes:
         assert verify["routes"] == []
     else:
         (route,) = verify["routes"]
         assert (route["destination"], route["mask"]) == (VIP, HOST_MASK)
-        if host.spec.is_2003:
+        if host.spec.loopback_routes:
             # 2003 routes a local address through 127.0.0.1 on the software loopback, whatever its mask.
             assert (route["next_hop"], route["interface_index"]) == ("127.0.0.1", 1)
         else:

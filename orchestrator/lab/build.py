@@ -1,0 +1,328 @@
+"""`build_fleet`: a seeded fleet of lab hosts, every family's host made from its row of
+orchestrator.oscaps (versions, capabilities) and the lab's data about it (orchestrator.lab.profiles).
+
+Seeded variation (every draw comes from `random.Random(seed)`, so a seed always gives the same
+fleet, event timestamps aside, which count back from `now`):
+
+* OS family: the profile's family, or for "mixed" the families of the table in turn (host i gets
+  family i mod len(families)) shuffled, so every family appears floor(count / len(families)) times
+  at least.
+* Build: 2003 5.2.3790 SP2 (what WMF 2.0 needs); 2008 "RTM" 6.0.6001 SP1 (35 %) or 6.0.6002 SP2;
+  2008 R2 6.1.7600 RTM (20 %) or 6.1.7601 SP1; 2012 6.2.9200; 2012 R2 6.3.9600; 2016 10.0.14393;
+  2019 10.0.17763; 2022 10.0.20348; 2025 10.0.26100; a family without lab data its release build.
+  Edition drawn per host; 2003 is 64-bit on 40 % of hosts, 2008 on 80 %, later always. Where
+  SkipAsSource needs a hotfix (2008: KB975808), half the hosts of the newest service pack have it.
+  PowerShell and IIS as the family's row says (PowerShell 2.0 on 2003/2008/2008 R2, 3.0 on 2012,
+  4.0 on 2012 R2, 5.1 on 2016+; IIS 6.0, 7.0, 7.5, 8.0, 8.5, 10.0).
+* NIC: VMware e1000 on 2003/2008 (MACs 00:50:56:80-BF:..), e1000 or Hyper-V synthetic on 2008 R2,
+  vmxnet3 or Hyper-V synthetic on 2012+ (Hyper-V MACs 00:15:5D); physical MACs are unique in a
+  fleet. "Local Area Connection" up to 2008 R2, "Ethernet" from 2012. Static RIP (subnet host
+  10+i), gateway .1, DNS .2. Where IPv6 is part of the stack (2008+) 80 % of hosts also show an
+  fe80:: link-local address (prefix "64"). 2003 has no InterfaceIndex and is weak host by design.
+* Loopback: 25 % of hosts already have an msloop adapter (ROOT\\NET\\0000, MAC 02:00:4C:4F:4F:50,
+  "Microsoft Loopback Adapter" up to 2008 R2, "Microsoft KM-TEST Loopback Adapter" from 2012),
+  left on DHCP with an APIPA 169.254.x.x/16 address and the automatic metric.
+* Firewall: 2003 (`netsh firewall`) on for 40 % of hosts (off is the 2003 SP1+ server default),
+  domain profile current on 80 %, an "HTTP" TCP 80 port opening on half. Advanced firewall (2008+):
+  all profiles on (60 %), all off (25 %), or domain off and private/public on (15 %); current
+  profile domain, except that an existing loopback (an unidentified network) makes it public where
+  one profile applies to the whole machine (2008) and domain+public elsewhere. Built-in IIS and
+  WinRM inbound rules exist; no "dsrprep" rule does.
+* IIS by family; "Default Web Site" (id 1) bound to `*:80:` (70 %) or to `<RIP>:80:`; on IIS 7+
+  30 % also carry `https *:443:`; 20 % of hosts have a second site "Intranet" on `*:8080:` (on
+  IIS 6 with a generated site id, as IIS 6 Manager makes them).
+* http.sys listen list: holds the RIP on 20 % of hosts, else empty. Where the listen tool is
+  httpcfg.exe (2003 Support Tools) it is present where the list is non-empty and on half of the
+  rest; elsewhere the facts field is null.
+* Event log: 10 % of hosts logged one Tcpip 4199 address conflict for their RIP 1 to 6 days before
+  `now`.
+* WMI EnableStatic refuses 255.255.255.255 (return 66) on 25 % of the hosts of a family whose
+  host mask is not sure (2003: `accepts_host_mask`; the research could not settle it, so the
+  fleet has both).
+* `unhealthy_share` (default 0) of the hosts fail preflight: not elevated, a 32-bit session on
+  64-bit Windows, or PowerShell 1.0. These draws come last, so they leave the rest of a fleet as is.
+* All hosts of a fleet share one `Segment` with the load balancer (MAC `DEFAULT_LB_MAC`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from orchestrator import oscaps
+from orchestrator.lab.common import LabFaults
+from orchestrator.lab.firewall import ALL_PROFILES, AdvFirewall, Firewall, FirewallRule, LegacyFirewall, PortOpening
+from orchestrator.lab.host import DEFAULT_PASSWORD, DEFAULT_USERNAME, Segment, WindowsHost
+from orchestrator.lab.iis import Site
+from orchestrator.lab.net import APIPA_MASK, DEFAULT_LB_MAC, LOOPBACK_PNP_ID, Nic, unconfigured_loopback
+from orchestrator.lab.profiles import MIXED, FamilySpec, NicHardware, family_spec, profiles
+from orchestrator.lab.system import ADDRESS_CONFLICT, conflict_message, tcpip_event
+
+
+def build_fleet(
+    count: int,
+    *,
+    seed: int,
+    profile: str,
+    subnet: str = "10.20.0.0/24",
+    username: str = DEFAULT_USERNAME,
+    password: str = DEFAULT_PASSWORD,
+    now: datetime | None = None,
+    unhealthy_share: float = 0.0,
+    lb_mac: str = DEFAULT_LB_MAC,
+) -> list[WindowsHost]:
+    """`count` hosts WEB01.. of `profile` ("mixed" or one family), RIPs from host number 11 of
+    `subnet`, all on one `Segment` with the load balancer. `now` anchors the timestamps of
+    pre-existing events (default: the current minute). `unhealthy_share` of the hosts (drawn per
+    host) fail preflight: not elevated, a 32-bit session on 64-bit Windows, or PowerShell 1.0."""
+    if not 0.0 <= unhealthy_share <= 1.0:
+        raise ValueError(f"unhealthy_share must be between 0 and 1, not {unhealthy_share}")
+    if profile not in profiles():
+        raise ValueError(f"unknown lab profile {profile!r}; choose one of {', '.join(profiles())}")
+    if count < 1:
+        raise ValueError(f"a lab fleet needs at least one host, not {count}")
+    net = ipaddress.IPv4Network(subnet, strict=False)
+    if 10 + count >= net.num_addresses - 1:
+        raise ValueError(f"subnet {subnet} is too small for {count} hosts (RIPs start at host number 11)")
+    rng = random.Random(seed)
+    if profile == MIXED:
+        table = oscaps.families()
+        families = [table[i % len(table)] for i in range(count)]
+        rng.shuffle(families)
+    else:
+        families = [profile] * count
+    context = _Context(net=net, used_macs=set(), username=username, password=password,
+                       now=now if now is not None else datetime.now().replace(second=0, microsecond=0),
+                       unhealthy_share=unhealthy_share)
+    hosts = [
+        _build_host(i + 1, family_spec(family), random.Random(rng.getrandbits(64)), context)
+        for i, family in enumerate(families)
+    ]
+    segment = Segment(lb_mac=lb_mac)
+    for host in hosts:
+        segment.join(host)
+    return hosts
+
+
+@dataclass
+class _Context:
+    """What every host of one fleet is built with."""
+
+    net: ipaddress.IPv4Network
+    used_macs: set[str]
+    username: str
+    password: str
+    now: datetime
+    unhealthy_share: float
+
+
+@dataclass(frozen=True)
+class _Os:
+    version: str
+    service_pack: int
+    x64: bool
+    caption: str
+    hotfixes: set[str]
+
+
+def _build_host(number: int, spec: FamilySpec, rng: random.Random, context: _Context) -> WindowsHost:
+    # The order of the draws is the fleet's seed contract: keep it when changing what is drawn.
+    caps = oscaps.caps(spec.family)
+    os = _draw_os(spec, caps, rng)
+    rip = str(context.net.network_address + 10 + number)
+    ipv6 = caps.ipv6_vips and rng.random() < 0.8
+    nic = _draw_nic(spec, caps, rng, context, rip, ipv6)
+    nics = [nic]
+    has_loopback = rng.random() < 0.25
+    if has_loopback:
+        nics.append(_draw_loopback(spec, caps, rng, nic.interface_index, ipv6))
+    firewall = _draw_firewall(caps, rng, nics, has_loopback)
+    sites = _draw_sites(caps, rng, rip)
+    http_listen = [rip] if rng.random() < 0.2 else []
+    httpcfg_installed = bool(http_listen) or rng.random() < 0.5
+    events = _draw_events(rng, context.now, rip, number)
+    # Drawn last, so that the draws above (and every seeded fleet) stay as they were.
+    accepts_host_mask = caps.host_mask_sure or rng.random() < 0.75
+    elevated, process_64bit, powershell_version = _draw_health(rng, os.x64, caps.powershell, context.unhealthy_share)
+    return WindowsHost(
+        name=f"WEB{number:02d}",
+        os_family=spec.family,
+        version=os.version,
+        caption=os.caption,
+        service_pack=os.service_pack,
+        architecture="64-bit" if os.x64 else "32-bit",
+        hotfixes=os.hotfixes,
+        powershell_version=powershell_version,
+        elevated=elevated,
+        process_64bit=process_64bit,
+        nics=nics,
+        firewall=firewall,
+        iis_version=caps.iis_version,
+        sites=sites,
+        http_listen=http_listen,
+        httpcfg_installed=httpcfg_installed if caps.listen_tool is oscaps.ListenTool.HTTPCFG else True,
+        events=events,
+        marker={},
+        faults=LabFaults(),
+        username=context.username,
+        password=context.password,
+        accepts_host_mask=accepts_host_mask,
+    )
+
+
+def _draw_os(spec: FamilySpec, caps: oscaps.OsCaps, rng: random.Random) -> _Os:
+    builds = list(spec.builds)
+    version, service_pack, _ = rng.choices(builds, weights=[w for _, _, w in builds])[0]
+    x64 = rng.random() < spec.x64_share
+    edition = rng.choice(spec.editions)
+    caption_format = spec.caption if x64 or spec.caption_x86 is None else spec.caption_x86
+    hotfixes = set(spec.hotfixes)
+    newest_sp = max(sp for _, sp, _ in builds)
+    hotfix = caps.skip_as_source_hotfix if caps.skip_as_source is oscaps.SkipAsSource.HOTFIX else None
+    if hotfix is not None and service_pack == newest_sp and rng.random() < 0.5:
+        hotfixes.add(hotfix)
+    return _Os(version, service_pack, x64, caption_format.format(edition=edition), hotfixes)
+
+
+def _draw_nic(spec: FamilySpec, caps: oscaps.OsCaps, rng: random.Random, context: _Context, rip: str,
+              ipv6: bool) -> Nic:
+    hw = rng.choice(spec.nic_hardware)
+    interface_index = rng.choice(spec.nic_ifindex) if caps.interface_index else None
+    # Where the stack has no per-interface setting (2003) it is weak host, and cannot be otherwise.
+    weak = not caps.weak_host
+    return Nic(
+        index=rng.choice(spec.nic_index),
+        interface_index=interface_index,
+        connection_id=spec.connection_name,
+        description=hw.description,
+        service_name=hw.service_name,
+        pnp_device_id=_pnp_id(hw, rng),
+        mac=_unique_mac(hw, rng, context.used_macs),
+        addresses=[(rip, str(context.net.netmask))] + ([(_link_local(rng), "64")] if ipv6 else []),
+        dhcp_enabled=False,
+        gateways=[str(context.net.network_address + 1)],
+        dns_servers=[str(context.net.network_address + 2)],
+        metric=spec.nic_metric,
+        dns_registration=True,
+        domain_dns_registration=False,
+        netbios=0,
+        weak_host_send=weak,
+        weak_host_receive=weak,
+        weak_host_send_v6=weak,
+        weak_host_receive_v6=weak,
+        if_luid=f"ethernet_{spec.luid_base}" if caps.interface_index else "",
+    )
+
+
+def _draw_loopback(spec: FamilySpec, caps: oscaps.OsCaps, rng: random.Random, nic_ifindex: int | None,
+                   ipv6: bool) -> Nic:
+    """A loopback someone installed before dsrprep came, left as Windows installs it."""
+    lo, hi = spec.loopback_ifindex_gap
+    apipa = f"169.254.{rng.randint(1, 254)}.{rng.randint(1, 254)}"
+    return unconfigured_loopback(
+        spec,
+        caps,
+        index=rng.choice(spec.loopback_index),
+        interface_index=None if nic_ifindex is None else nic_ifindex + rng.randint(lo, hi),
+        connection_id=f"{spec.connection_name} 2",
+        description=spec.loopback_description,
+        pnp_device_id=LOOPBACK_PNP_ID,
+        addresses=[(apipa, APIPA_MASK)] + ([(_link_local(rng), "64")] if ipv6 else []),
+        if_luid=f"ethernet_{spec.luid_base + rng.randint(1, 4)}" if caps.interface_index else "",
+        apipa=apipa,
+        # NLA has met it: an unidentified network.
+        unidentified_network=caps.advfirewall,
+    )
+
+
+def _draw_firewall(caps: oscaps.OsCaps, rng: random.Random, nics: list[Nic], has_loopback: bool) -> Firewall:
+    if not caps.advfirewall:
+        on = rng.random() < 0.4
+        openings = []
+        if rng.random() < 0.5:
+            openings = [PortOpening(80, "TCP", "HTTP", profile) for profile in ("domain", "standard")]
+        return LegacyFirewall(
+            domain_enabled=on,
+            domain_exceptions=True,
+            standard_enabled=on,
+            standard_exceptions=True,
+            current="domain" if rng.random() < 0.8 else "standard",
+            interface_enabled={n.alias: True for n in nics},
+            port_openings=openings,
+        )
+    mode = rng.choices(("on", "off", "domain-off"), weights=(0.6, 0.25, 0.15))[0]
+    current = 1
+    if has_loopback:
+        # An unidentified network is public; 2008 applies one profile, the most restrictive, to the
+        # whole machine, 2008 R2+ one per network.
+        current = 4 if caps.single_firewall_profile else 1 | 4
+    # `winrm quickconfig` allows WinRM on Domain and Private only. A 2008 host managed over WinRM with
+    # its Public profile on has been given Public too (its machine-wide profile can turn Public);
+    # tests take that away to see dsrprep refuse.
+    winrm_profiles = 1 | 2 | (4 if caps.single_firewall_profile and mode != "off" else 0)
+    return AdvFirewall(
+        domain=mode == "on",
+        private=mode != "off",
+        public=mode != "off",
+        current_profiles=current,
+        rules=[
+            FirewallRule("World Wide Web Services (HTTP Traffic-In)", True, 1, 1, 6, "*", "80", ALL_PROFILES),
+            FirewallRule("Windows Remote Management (HTTP-In)", True, 1, 1, 6, "*", "5985", winrm_profiles),
+        ],
+    )
+
+
+def _draw_sites(caps: oscaps.OsCaps, rng: random.Random, rip: str) -> list[Site]:
+    metabase = caps.iis is oscaps.IisApi.METABASE
+    default_binding = "*:80:" if rng.random() < 0.7 else f"{rip}:80:"
+    bindings = [("http", default_binding)]
+    if not metabase and rng.random() < 0.3:
+        bindings.append(("https", "*:443:"))
+    sites = [Site(1, "Default Web Site", bindings)]
+    if rng.random() < 0.2:
+        site_id = rng.randint(100_000_000, 2_147_483_647) if metabase else 2
+        sites.append(Site(site_id, "Intranet", [("http", "*:8080:")]))
+    return sites
+
+
+def _draw_events(rng: random.Random, now: datetime, rip: str, number: int) -> list[dict[str, Any]]:
+    if rng.random() >= 0.1:
+        return []
+    when = now - timedelta(days=rng.randint(1, 6), hours=rng.randint(0, 23), minutes=rng.randint(0, 59))
+    other_mac = "-".join(f"{b:02X}" for b in (0x00, 0x50, 0x56, rng.randint(0x80, 0xBF), 0x10, number))
+    return [tcpip_event(ADDRESS_CONFLICT, conflict_message(rip, other_mac), when)]
+
+
+def _draw_health(rng: random.Random, x64: bool, powershell: str, unhealthy_share: float) -> tuple[bool, bool, str]:
+    """(elevated, 64-bit process, PowerShell version): healthy, or one reason to fail preflight."""
+    if rng.random() >= unhealthy_share:
+        return True, x64, powershell
+    problem = rng.choice(("not-elevated", "wow64", "powershell-1") if x64 else ("not-elevated", "powershell-1"))
+    return problem != "not-elevated", x64 and problem != "wow64", "1.0" if problem == "powershell-1" else powershell
+
+
+def _unique_mac(hw: NicHardware, rng: random.Random, used: set[str]) -> str:
+    while True:
+        # vCenter assigns 00:50:56:80-BF:xx:xx; Hyper-V's dynamic pool is 00:15:5D:xx:xx:xx.
+        first = rng.randint(0x80, 0xBF) if hw.mac_prefix == "00:50:56" else rng.randint(0, 0xFF)
+        mac = f"{hw.mac_prefix}:{first:02X}:{rng.randint(0, 0xFF):02X}:{rng.randint(0, 0xFF):02X}"
+        if mac not in used:
+            used.add(mac)
+            return mac
+
+
+def _pnp_id(hw: NicHardware, rng: random.Random) -> str:
+    if hw.kind == "vmbus":
+        return f"{hw.pnp_prefix}\\{{{str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper()}}}"
+    if hw.service_name == "vmxnet3ndis6":
+        return f"{hw.pnp_prefix}\\FF565000{rng.getrandbits(32):08X}00"
+    slot = rng.choice(("0888", "1088", "00A8", "0818"))
+    return f"{hw.pnp_prefix}\\4&{rng.getrandbits(32):X}&0&{slot}"
+
+
+def _link_local(rng: random.Random) -> str:
+    return "fe80::" + ":".join(f"{rng.getrandbits(16):x}" for _ in range(4))

@@ -1,0 +1,243 @@
+"""One simulated Windows server behind a lab server: `WindowsHost` holds its state (OS, adapters,
+addresses, weak host flags, metrics, DNS/NetBIOS flags, firewall, IIS sites, http.sys listen list,
+event log, dsrprep marker), answers the facts script with the raw facts object of docs/facts.md
+(text fields in the layouts real Windows prints), and runs a template by step id with the handler
+orchestrator.lab.steps registers for it. `Segment` is the layer-2 network a fleet's hosts share
+with the load balancer.
+
+What the host has is its family's row of orchestrator.oscaps (`caps`) and the lab's data about
+the family (`spec`, orchestrator.lab.profiles); the variant a step runs as is the one the template
+catalogue picks for the family (`select_template(step, family).variant`), unless the client sent
+another variant's text, which then fails the way its commands fail on this Windows version.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator import oscaps
+from orchestrator.lab.common import Hashtable, LabFaults, ScriptResult
+from orchestrator.lab.firewall import Firewall, firewall_facts
+from orchestrator.lab.iis import Site, http_listen_text, iis_facts
+from orchestrator.lab.net import DEFAULT_LB_MAC, Nic, adapter_facts, render_netsh_interface, render_netsh_ipaddresses
+from orchestrator.lab.profiles import FamilySpec, family_spec
+from orchestrator.lab.shell import DEFAULT_VARIANT, StepFailed, changed, not_recognized
+from orchestrator.lab.steps import STEPS
+from orchestrator.lab.steps.base import LabStep
+from orchestrator.lab.system import MARKER_KEY
+from orchestrator.templates import select_template
+from orchestrator.templates import steps as template_steps
+
+DEFAULT_USERNAME = "labadmin"
+DEFAULT_PASSWORD = "Lab-Passw0rd!"
+
+
+@dataclass(eq=False)
+class Segment:
+    """The layer-2 segment a fleet's hosts share with the load balancer, which answers ARP for
+    every VIP with `lb_mac`. Steps that look at other hosts (`arp_check`) read them through it."""
+
+    lb_mac: str = DEFAULT_LB_MAC
+    hosts: list[WindowsHost] = field(default_factory=list, repr=False)
+
+    def join(self, host: WindowsHost) -> None:
+        if all(h is not host for h in self.hosts):
+            self.hosts.append(host)
+        host.segment = self
+
+
+@dataclass(kw_only=True)
+class WindowsHost:
+    """One simulated Windows server.
+
+    `lock` guards every field: the protocol server calls `run` from several threads. Step handlers
+    run with it held, so they read state through `facts_locked()` and the fields, never `facts()`.
+    """
+
+    name: str
+    os_family: str
+    version: str
+    caption: str
+    service_pack: int
+    architecture: str
+    hotfixes: set[str]
+    powershell_version: str
+    nics: list[Nic]
+    firewall: Firewall
+    iis_version: str | None
+    sites: list[Site]
+    elevated: bool = True
+    process_64bit: bool = True
+    http_listen: list[str] = field(default_factory=list)
+    httpcfg_installed: bool = True
+    events: list[dict[str, Any]] = field(default_factory=list)
+    marker: dict[str, str] = field(default_factory=dict)
+    faults: LabFaults = field(default_factory=LabFaults)
+    username: str = DEFAULT_USERNAME
+    password: str = DEFAULT_PASSWORD
+    # Where the family's WMI may refuse a /32 (`host_mask_sure` off: 2003): whether this host's
+    # EnableStatic takes 255.255.255.255 (research: unresolved, so the fleet has both).
+    accepts_host_mask: bool = True
+    # The next successful run of this step that changes something drops the management
+    # connection (the change stays made); the knob then clears itself.
+    cut_on_step: str | None = None
+    # Step id -> what the host does with that template; tests may hand a host steps of their own.
+    steps: Mapping[str, LabStep] = field(default_factory=lambda: STEPS, repr=False, compare=False)
+    segment: Segment | None = field(default=None, repr=False, compare=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def caps(self) -> oscaps.OsCaps:
+        return oscaps.caps(self.os_family)
+
+    @property
+    def spec(self) -> FamilySpec:
+        return family_spec(self.os_family)
+
+    @property
+    def inventory_name(self) -> str:
+        """The name an inventory uses for this host ("web07")."""
+        return self.name.lower()
+
+    @property
+    def rip(self) -> str:
+        """The real IP: the first IPv4 address of the first non-loopback adapter."""
+        for nic in self.nics:
+            if not nic.is_loopback and nic.ipv4():
+                return nic.ipv4()[0][0]
+        raise LookupError(f"{self.name} has no IPv4 address on a physical adapter")
+
+    # ---- facts -----------------------------------------------------------------------------------
+
+    def facts(self) -> Hashtable:
+        """The raw facts object of docs/facts.md, as the facts script returns it.
+
+        Every map is a `Hashtable`, adapters, rules, sites and events included: the template builds
+        each of them with `@{}`. Lists and strings are fresh copies, safe to hand to another thread.
+        """
+        with self.lock:
+            return self.facts_locked()
+
+    def facts_locked(self) -> Hashtable:
+        """`facts()` for a caller that holds the lock."""
+        caps = self.caps
+        adapters = sorted(self.nics, key=lambda n: n.index)
+        netsh_ipv4, netsh_ipv6 = self._netsh_interfaces(adapters)
+        shown = self.skip_as_source_supported()
+        return Hashtable(
+            schema=1,
+            computer_name=self.name,
+            os=Hashtable(
+                version=self.version,
+                caption=self.caption,
+                service_pack=self.service_pack,
+                architecture=self.architecture,
+                hotfixes=sorted(h.upper() for h in self.hotfixes),
+            ),
+            powershell_version=self.powershell_version,
+            elevated=self.elevated,
+            process_64bit=self.process_64bit,
+            adapters=[adapter_facts(nic) for nic in adapters],
+            netsh_ipv4=netsh_ipv4,
+            netsh_ipv6=netsh_ipv6,
+            netsh_ipv4_addresses=render_netsh_ipaddresses(adapters, ipv6=False, skip_as_source_shown=shown)
+            if caps.netsh_ipv4 else None,
+            netsh_ipv6_addresses=render_netsh_ipaddresses(adapters, ipv6=True, skip_as_source_shown=shown)
+            if caps.netsh_ipv4 else None,
+            firewall=firewall_facts(self.firewall, adapters),
+            iis=iis_facts(caps, self.iis_version, self.sites),
+            http_listen_text=http_listen_text(caps, self.http_listen, self.httpcfg_installed),
+            events=[Hashtable(e) for e in self.events],
+            marker=Hashtable(self.marker),
+        )
+
+    def _netsh_interfaces(self, adapters: list[Nic]) -> tuple[Hashtable, Hashtable]:
+        """`netsh interface ipv4|ipv6 show interface <idx>` per adapter, by interface index;
+        nothing where the family has no such netsh context (2003)."""
+        ipv4, ipv6 = Hashtable(), Hashtable()
+        if not self.caps.netsh_ipv4:
+            return ipv4, ipv6
+        level = self.spec.netsh_level
+        for nic in adapters:
+            if nic.interface_index is not None:
+                key = str(nic.interface_index)
+                ipv4[key] = render_netsh_interface(nic, level, ipv6=False)
+                ipv6[key] = render_netsh_interface(nic, level, ipv6=True)
+        return ipv4, ipv6
+
+    # ---- steps -----------------------------------------------------------------------------------
+
+    def natural_variant(self, step: str) -> str:
+        """The variant the template catalogue picks for this host's family (default.ps1 for a
+        step that has no template, one only a test gave the host)."""
+        if step not in template_steps():
+            return DEFAULT_VARIANT
+        return select_template(step, self.os_family).variant
+
+    def run(self, step: str, params: dict[str, Any], variant: str | None = None) -> ScriptResult:
+        """Execute template `step`/`variant` with the parameters the client bound.
+
+        `variant` None means the variant the catalogue would pick for this host. Any other
+        variant runs its own commands here, and fails the way they fail on this Windows version.
+        """
+        handler = self.steps.get(step)
+        if handler is None:
+            return ScriptResult(failed=not_recognized(step))
+        chosen = variant if variant is not None else self.natural_variant(step)
+        try:
+            if chosen not in handler.variants:
+                raise StepFailed(f"The lab host does not model variant {chosen!r} of step {step!r}")
+            if handler.segment:
+                # These read other hosts of the segment and take every lock themselves, one at a
+                # time, so that two hosts checking each other cannot deadlock.
+                return handler.run(self, dict(params), chosen)
+            with self.lock:
+                return self._after_step(step, handler.run(self, dict(params), chosen))
+        except StepFailed as exc:
+            return ScriptResult(failed=str(exc))
+
+    def _after_step(self, step: str, result: ScriptResult) -> ScriptResult:
+        if self.cut_on_step == step and result.failed is None and changed(result):
+            self.cut_on_step = None
+            result.cut_connection = True
+        return result
+
+    # ---- what several steps read (the caller holds the lock) --------------------------------------
+
+    def windir(self) -> str:
+        return self.spec.windir
+
+    def skip_as_source_supported(self) -> bool:
+        """netsh knows skipassource: natively (2008 R2 RTM already has it, Windows 7's netsh;
+        KB2386184 later fixed only the DNS registration of such addresses), or with the family's
+        hotfix installed (2008: KB975808)."""
+        caps = self.caps
+        if caps.skip_as_source is oscaps.SkipAsSource.HOTFIX:
+            hotfix = caps.skip_as_source_hotfix
+            return hotfix is not None and hotfix.upper() in {h.upper() for h in self.hotfixes}
+        return caps.skip_as_source is oscaps.SkipAsSource.NATIVE
+
+    def require_admin(self, message: str) -> None:
+        if not self.elevated:
+            raise StepFailed(message)
+
+    def nic_by_pnp(self, pnp_device_id: str) -> Nic | None:
+        wanted = pnp_device_id.casefold()
+        return next((n for n in self.nics if n.pnp_device_id.casefold() == wanted), None)
+
+    def resolve_adapter(self, pnp_device_id: str) -> Nic:
+        """The adapter a template names by PNPDeviceID; '' is the loopback in dsrprep's marker."""
+        target = pnp_device_id or self.marker.get("LoopbackPnpId", "")
+        if not target:
+            raise StepFailed(f"PnpDeviceId is empty and {MARKER_KEY} has no LoopbackPnpId")
+        nic = self.nic_by_pnp(target)
+        if nic is None:
+            raise StepFailed(f"No network adapter has PNPDeviceID '{target}'")
+        return nic
+
+    def holders(self, address: str) -> list[Nic]:
+        """The IP-enabled adapters that hold `address`."""
+        return [n for n in self.nics if n.ip_enabled and n.has_address(address)]
