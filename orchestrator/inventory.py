@@ -958,7 +958,7 @@ class _Builder:
         parsed: dict[str, object] = {}
         for key_obj, value in raw.items():
             key = str(key_obj)
-            if key.startswith("dsr_") and key not in ds.VARIABLES_BY_NAME:
+            if key.startswith("dsr_") and ds.variable(key) is None:
                 self.report(where.problem(key, ds.unknown_key_message(key)))
                 continue
             if key.startswith(_CONNECTION_PREFIXES) and key not in _VAR_SETTING:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from orchestrator import desired as desired_module
 from orchestrator import inventory as inventory_module
-from orchestrator.desired import DEFAULTS, NicSelector, Vip
+from orchestrator.desired import NicSelector, Vip
 from orchestrator.inventory import Inventory, InventoryError, Problem, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,10 +84,10 @@ def test_example_inventory_without_the_env_variable_names_it() -> None:
 def test_example_and_docstring_document_every_dsr_option_and_default() -> None:
     example = (REPO / "inventory" / "example.yml").read_text(encoding="utf-8")
     doc = desired_module.__doc__ or ""
-    for key in desired_module.KNOWN_KEYS:
+    for key in desired_module.known_keys():
         assert key in example, key
         assert key in doc, key
-    for key, default in DEFAULTS.items():
+    for key, default in desired_module.defaults().items():
         forms = _spellings(default)
         doc_line = next(line for line in doc.splitlines() if line.startswith(key + " "))
         assert any(form in doc_line for form in forms), (key, forms)
@@ -151,7 +151,7 @@ def test_defaults_of_a_minimal_host(tmp_path: Path) -> None:
     assert d.vips == (Vip("10.0.0.100", (80,), "tcp"),)
     assert d.nic == NicSelector("address", "10.0.0.11")
     resolved = desired_module.desired_to_dict(d)
-    for key, default in DEFAULTS.items():
+    for key, default in desired_module.defaults().items():
         field = key.removeprefix("dsr_")
         if field in resolved:
             expected = list(default) if isinstance(default, tuple) else default
