@@ -9,8 +9,10 @@ import pytest
 
 from orchestrator.desired import Desired, NicSelector, Vip
 from orchestrator.facts import Facts, parse_facts
-from orchestrator.lab.model import WindowsHost, build_fleet
-from orchestrator.plan import STEP_ORDER, find_loopback, find_nic, plan, rollback_plan
+from orchestrator.lab.build import build_fleet
+from orchestrator.lab.host import WindowsHost
+from orchestrator.plan import plan, rollback_plan, step_order
+from orchestrator.steps import iis_binding
 
 VIP = "10.20.0.200"
 
@@ -39,7 +41,7 @@ def test_a_plain_host_gets_an_ordered_plan_with_reasons(profile: str) -> None:
     steps = [a.step for a in the_plan.actions]
     assert the_plan.refusals == ()
     assert steps[0] == "preflight"
-    assert steps == sorted(steps, key=STEP_ORDER.index)
+    assert steps == sorted(steps, key=step_order().index)
     assert "loopback_config" in steps
     assert all(a.reason for a in the_plan.actions)
     if profile == "2003":
@@ -99,7 +101,7 @@ def test_unknown_nic_is_refused() -> None:
     host = first_host("2022")
     the_plan = plan(facts_of(host), desired_for(host, nic=NicSelector("mac", "AA:BB:CC:DD:EE:FF")))
     assert any("dsr_nic" in r for r in the_plan.refusals)
-    assert find_nic(facts_of(host), NicSelector("address", host.rip)) is not None
+    assert facts_of(host).nic("address", host.rip) is not None
 
 
 def test_firewall_modes() -> None:
@@ -115,7 +117,7 @@ def test_firewall_modes() -> None:
 def test_site_bound_to_all_unassigned_needs_no_binding() -> None:
     for host in build_fleet(30, seed=4, profile="2012r2"):
         facts = facts_of(host)
-        site = next(s for s in facts.iis.sites if s.name == "Default Web Site")
+        site = next(s for s in iis_binding.iis(facts).sites if s.name == "Default Web Site")
         bindings = [a for a in plan(facts, desired_for(host)).actions if a.step == "iis_binding"]
         star = any(b.is_all_unassigned and b.port == 80 for b in site.bindings)
         assert (not bindings) == star
@@ -125,12 +127,6 @@ def test_rollback_of_an_unchanged_host_is_empty() -> None:
     host = first_host("2008r2")
     facts = facts_of(host)
     assert rollback_plan(facts, facts, desired_for(host)).actions == ()
-
-
-def test_find_loopback_prefers_the_marker() -> None:
-    host = first_host("2019")
-    facts = facts_of(host)
-    assert find_loopback(facts, desired_for(host).vips) is None or facts.marker
 
 
 def _apply_in_model(host: WindowsHost, the_plan_actions: Any, family: str) -> None:
@@ -145,7 +141,7 @@ def test_rollback_leaves_alone_what_dsrprep_did_not_change() -> None:
     host = first_host("2012r2")
     desired = desired_for(host)
     before = facts_of(host)
-    family = before.os.family.value
+    family = before.os.family
     _apply_in_model(host, plan(before, desired).actions, family)
     # Someone else adds a binding on another port and turns on weak host send on the NIC.
     site = next(s for s in host.sites if s.name == "Default Web Site")
@@ -161,7 +157,7 @@ def test_a_rule_that_differs_is_replaced_and_the_plan_converges() -> None:
     host = first_host("2019")
     host.firewall.domain = host.firewall.private = host.firewall.public = True
     desired = desired_for(host)
-    family = facts_of(host).os.family.value
+    family = facts_of(host).os.family
     _apply_in_model(host, plan(facts_of(host), desired).actions, family)
     assert plan(facts_of(host), desired).actions == ()
     rule = next(r for r in host.firewall.rules if r.name.startswith("dsrprep "))
@@ -190,7 +186,7 @@ def test_host_headers_are_kept_for_the_vip_binding() -> None:
 def test_an_adopted_loopback_keeps_addresses_that_are_not_ours() -> None:
     host = first_host("2016")
     desired = desired_for(host)
-    family = facts_of(host).os.family.value
+    family = facts_of(host).os.family
     _apply_in_model(host, plan(facts_of(host), desired).actions, family)
     loopback = next(n for n in host.nics if n.service_name == "msloop" and any(a == VIP for a, _ in n.addresses))
     loopback.addresses.append(("10.20.0.201", "255.255.255.255"))  # another service's VIP

@@ -6,10 +6,10 @@ import pytest
 
 from orchestrator.desired import NicSelector, Vip
 from orchestrator.facts import parse_facts
-from orchestrator.lab.model import build_fleet
+from orchestrator.lab.build import build_fleet
 from orchestrator.plan import Action, plan, rollback_plan
+from orchestrator.steps import verify
 from orchestrator.templates import render, select_template
-from orchestrator.verify import verify_params
 from tests.unit.test_plan import desired_for
 
 
@@ -34,10 +34,10 @@ def test_every_planned_action_binds_the_declared_parameters(seed: int) -> None:
         ]
         for desired in variants:
             for action in plan(facts, desired).actions:
-                assert_binds_exactly(action, facts.os.family.value)
-                seen.add((action.step, facts.os.family.value))
-            params = verify_params(facts, desired)
-            assert_binds_exactly(Action("verify", params, "verify"), facts.os.family.value)
+                assert_binds_exactly(action, facts.os.family)
+                seen.add((action.step, facts.os.family))
+            params = verify.params(facts, desired)
+            assert_binds_exactly(Action("verify", params, "verify"), facts.os.family)
     steps = {step for step, _family in seen}
     assert {"preflight", "loopback", "loopback_config", "adapter_settings", "weak_host", "firewall_rule",
             "firewall_state"} <= steps
@@ -49,7 +49,7 @@ def test_rollback_actions_bind_the_declared_parameters() -> None:
         host.hotfixes.add("KB975808")
         before = parse_facts(host.facts())
         desired = desired_for(host, firewall="disable" if host.rip.endswith("5") else "rule")
-        family = before.os.family.value
+        family = before.os.family
         # Apply the plan to the model directly (no network): the state a rollout leaves behind.
         for action in plan(before, desired).actions:
             variant = select_template(action.step, family).variant
