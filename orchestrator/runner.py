@@ -279,7 +279,7 @@ class PoolInterrupted(Exception):
     """Ctrl-C during `in_pool`: the outcomes as far as they got, every host accounted for."""
 
     def __init__(self, outcomes: list[Any]) -> None:
-        super().__init__("interrupted")
+        super().__init__("the run was interrupted")
         self.outcomes = outcomes
 
 
@@ -287,7 +287,7 @@ class FleetInterrupted(Exception):
     """Ctrl-C during a fleet run: every host's result as far as it got."""
 
     def __init__(self, result: FleetResult) -> None:
-        super().__init__("interrupted")
+        super().__init__("the run was interrupted")
         self.result = result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import AuthError, ConnectionLost, RemoteFault, ScriptError, Unreachable
+from orchestrator.errors import AuthError, ConnectionLost, DsrError, RemoteFault, ScriptError, Unreachable
 from orchestrator.retry import NO_RETRY, RetryPolicy, call_with_retry
 
 
@@ -72,3 +72,12 @@ def test_every_failed_attempt_is_reported_even_when_not_retried() -> None:
         call_with_retry(fn, RetryPolicy(attempts=3), sleep=lambda _s: None,
                         on_failure=lambda n, e: seen.append((n, type(e).__name__)))
     assert seen == [(1, "AuthError")]
+
+
+def test_the_error_class_declares_whether_it_is_retried() -> None:
+    class Busy(DsrError):
+        retryable = True
+
+    fn = Flaky([Busy("try later")])
+    assert call_with_retry(fn, RetryPolicy(attempts=2), sleep=lambda _s: None) == "done"
+    assert fn.calls == 2

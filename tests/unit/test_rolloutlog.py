@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.rolloutlog import RunLog, host_file_name, read_host_log, read_run, redact
+from orchestrator.results import Status
+from orchestrator.rolloutlog import (
+    Event,
+    HostRecord,
+    RunLog,
+    host_file_name,
+    read_host_log,
+    read_run,
+    recorded_rollout,
+    redact,
+)
 
 
 def test_events_are_json_lines_with_run_and_host(tmp_path: Path) -> None:
@@ -68,3 +78,37 @@ def test_host_names_that_look_like_secret_words_are_data() -> None:
     data = {"outcomes": {"passport01": "changed", "tokyo-web": "ok"}, "ansible_password": "x", "token": "y"}
     assert redact(data) == {"outcomes": {"passport01": "changed", "tokyo-web": "ok"},
                             "ansible_password": "***", "token": "***"}
+
+
+def test_recorded_rollout_reads_facts_before_the_desired_state_and_whether_it_changed(tmp_path: Path) -> None:
+    log = RunLog.create(tmp_path, "run-5")
+    logger = log.host_logger("web01")
+    logger.info(Event.FACTS_BEFORE, step="facts", raw={"computer_name": "WEB01"})
+    logger.info(Event.PLAN, step="plan", plan={"actions": []}, desired={"firewall": "disable"})
+    logger.info(Event.STEP_RESULT, step="weak_host", status=Status.OK)
+    log.host_logger("web02").info(Event.STEP_RESULT, step="weak_host", status=Status.CHANGED)
+    log.close()
+    assert recorded_rollout(log.path, "web01") == HostRecord({"computer_name": "WEB01"}, False,
+                                                             {"firewall": "disable"})
+    assert recorded_rollout(log.path, "web02") == HostRecord(None, True, None)
+    assert recorded_rollout(log.path, "web03") == HostRecord(None, False, None)
+    line = json.loads((log.hosts_dir / "web02.jsonl").read_text())
+    assert line["event"] == "step_result" and line["status"] == "changed"  # plain names on disk
+
+
+def _connect(password: str) -> None:
+    raise ConnectionError("no route")
+
+
+def test_an_exception_is_logged_as_structured_frames_without_locals(tmp_path: Path) -> None:
+    log = RunLog.create(tmp_path, "run-6")
+    try:
+        _connect("hunter2")
+    except ConnectionError as exc:
+        log.host_logger("web01").error(Event.INTERNAL_ERROR, step="rollout", exc_info=exc)
+    log.close()
+    (event,) = read_host_log(log.hosts_dir / "web01.jsonl").events
+    (exception,) = event["exception"]
+    assert exception["exc_type"] == "ConnectionError" and exception["exc_value"] == "no route"
+    assert exception["frames"][-1]["name"] == "_connect"
+    assert "hunter2" not in (log.hosts_dir / "web01.jsonl").read_text()

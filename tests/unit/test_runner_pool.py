@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator.desired import Desired, NicSelector, Vip
+from orchestrator.errors import Unreachable
 from orchestrator.inventory import Connection, Host
-from orchestrator.runner import PoolInterrupted, in_pool
+from orchestrator.results import Command, Status
+from orchestrator.retry import RetryPolicy
+from orchestrator.rolloutlog import RunLog
+from orchestrator.runner import FleetInterrupted, PoolInterrupted, gather_fleet_facts, in_pool
+from orchestrator.transport import RunResult
 
 
 def host(name: str) -> Host:
@@ -47,3 +56,37 @@ def test_ctrl_c_cancels_what_has_not_started_and_waits_for_the_rest() -> None:
     assert len(outcomes) == 6
     assert outcomes[1] == "stopped" and outcomes[2] == "done"
     assert outcomes[3:] == ["interrupted"] * 3
+
+
+class _Session:
+    """Ctrl-C arrives while h0 connects; every other host refuses the connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.address = connection.address
+
+    def open(self) -> None:
+        if self.address == "127.0.0.10":
+            raise KeyboardInterrupt
+        raise Unreachable("connection refused")
+
+    def run(self, script: str, parameters: Mapping[str, Any], *, timeout: float) -> RunResult:
+        raise AssertionError("never opened")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_fleet_run_interrupted_carries_a_result_for_every_host(tmp_path: Path) -> None:
+    hosts = [dataclasses.replace(host(f"h{i}"), connection=dataclasses.replace(host("x").connection,
+                                                                                address=f"127.0.0.1{i}"))
+             for i in range(3)]
+    log = RunLog.create(tmp_path, "run")
+    with pytest.raises(FleetInterrupted) as info:
+        gather_fleet_facts(hosts, session_factory=_Session, log=log, policy=RetryPolicy(attempts=1), forks=1,
+                           sleep=lambda _s: None)
+    log.close()
+    result = info.value.result
+    assert result.command == Command.FACTS and result.covers(["h0", "h1", "h2"])
+    assert result.by_host["h0"].status == Status.INTERRUPTED
+    assert {r.status for r in result} <= {Status.INTERRUPTED, Status.UNREACHABLE}
+    assert not result.succeeded
