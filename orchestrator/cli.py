@@ -452,6 +452,36 @@ def rollback(
     raise _exit_for(result)
 
 
+@app.command("steps")
+def steps_command(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table in Markdown.")] = False,
+    write_docs: Annotated[
+        Path | None, typer.Option("--write-docs", help="Regenerate the step tables and variable lists of README.md, "
+                                                       "docs/steps.md and inventory/example.yml in this source folder.")
+    ] = None,
+) -> None:
+    """Show every step: per OS family the command it runs, the facts that check it, what undoes it."""
+    from orchestrator import stepdocs
+
+    if write_docs is not None:
+        try:
+            changed = stepdocs.write_docs(write_docs)
+        except (OSError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+        out.print("rewrote: " + (", ".join(str(p) for p in changed) or "nothing (already up to date)"), markup=False)
+        return
+    if markdown:
+        typer.echo(stepdocs.readme_table(), nl=False)
+        return
+    head, rows = stepdocs.table_rows()
+    table = Table(title="dsrprep steps, in rollout order", title_justify="left", show_lines=True)
+    for column in head:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    out.print(table)
+
+
 @lab_app.command("serve")
 def lab_serve(
     hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=250, help="How many hosts.")] = 10,

@@ -149,6 +149,8 @@ def write_docs(root: Path) -> list[Path]:
                                ("docs/steps.md", STEPS_MD_MARKERS, steps_reference()),
                                ("inventory/example.yml", EXAMPLE_MARKERS, example_variables())):
         path = root / rel
+        if not path.is_file():
+            raise ValueError(f"{root}: not a dsrprep source folder (no {rel})")
         old = path.read_text(encoding="utf-8")
         new = replace_between(old, markers, body, where=str(path))
         if new != old:
