@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from orchestrator import oscaps
-from orchestrator.facts import WeakHost, parse_facts
+from orchestrator.facts import parse_facts
 from orchestrator.lab.build import build_fleet
 from orchestrator.lab.common import Hashtable, ScriptResult
 from orchestrator.lab.firewall import (
@@ -34,6 +34,11 @@ from orchestrator.lab.profiles import FAMILY_SPECS, family_spec, profiles
 from orchestrator.lab.shell import StepFailed
 from orchestrator.lab.steps import STEPS
 from orchestrator.lab.steps.base import LabStep
+from orchestrator.steps import http_listen as http_listen_step
+from orchestrator.steps import iis_binding as iis_step
+from orchestrator.steps import skip_as_source as skip_step
+from orchestrator.steps import weak_host as weak_host_step
+from orchestrator.steps.weak_host import WeakHost
 
 FAMILIES = oscaps.families()
 PROFILES = profiles()
@@ -743,25 +748,25 @@ def test_facts_of_every_profile_parse_and_agree_with_the_model(profile: str) -> 
         for nic in host.nics:
             if nic.interface_index is None:
                 continue
-            v4 = parsed.weak_host(nic.interface_index, 4)
-            v6 = parsed.weak_host(nic.interface_index, 6)
+            v4 = weak_host_step.flags(parsed, nic.interface_index, 4)
+            v6 = weak_host_step.flags(parsed, nic.interface_index, 6)
             assert v4 is not None and (v4.send, v4.receive) == (nic.weak_host_send, nic.weak_host_receive)
             assert v6 is not None and (v6.send, v6.receive) == (
                 nic.weak_host_send_v6,
                 nic.weak_host_receive_v6,
             )
         if not host.skip_as_source_supported():
-            assert dict(parsed.skip_as_source) == {}
+            assert dict(skip_step.skip_flags(parsed).flags) == {}
         else:
-            assert parsed.skips_as_source(host.rip) is False
-            assert parsed.skips_as_source("127.0.0.1") is False
+            assert skip_step.skip_flags(parsed).of(host.rip) is False
+            assert skip_step.skip_flags(parsed).of("127.0.0.1") is False
         if host.caps.listen_tool is oscaps.ListenTool.HTTPCFG and not host.httpcfg_installed:
-            assert parsed.http_listen is None
+            assert http_listen_step.listen_list(parsed) is None
         else:
-            assert parsed.http_listen == tuple(host.http_listen)
-        assert parsed.iis.version == host.iis_version
+            assert http_listen_step.listen_list(parsed) == tuple(host.http_listen)
+        assert iis_step.iis(parsed).version == host.iis_version
         assert {
-            (s.name, tuple((b.protocol, b.ip, b.port) for b in s.bindings)) for s in parsed.iis.sites
+            (s.name, tuple((b.protocol, b.ip, b.port) for b in s.bindings)) for s in iis_step.iis(parsed).sites
         } == {
             (s.name, tuple((p, *_ip_port(i)) for p, i in s.bindings if p in ("http", "https")))
             for s in host.sites
@@ -791,8 +796,8 @@ def test_parsed_weak_host_follows_a_changed_flag() -> None:
         nic.weak_host_receive = True
         nic.weak_host_send_v6 = True
     parsed = parse_facts(host.run("facts", {}).output[0])
-    assert parsed.weak_host(nic.interface_index, 4) == WeakHost(send=False, receive=True)
-    assert parsed.weak_host(nic.interface_index, 6) == WeakHost(send=True, receive=False)
+    assert weak_host_step.flags(parsed, nic.interface_index, 4) == WeakHost(send=False, receive=True)
+    assert weak_host_step.flags(parsed, nic.interface_index, 6) == WeakHost(send=True, receive=False)
 
 
 def _ip_port(info: str) -> tuple[str, int]:

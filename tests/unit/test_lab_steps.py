@@ -18,6 +18,11 @@ from orchestrator.lab.fleet import LabFleet, _HostHandler, template_of
 from orchestrator.lab.host import WindowsHost
 from orchestrator.lab.iis import Site
 from orchestrator.lab.net import Nic, render_arp, render_netsh_ipaddresses
+from orchestrator.steps import http_listen as http_listen_step
+from orchestrator.steps import iis_binding as iis_step
+from orchestrator.steps import skip_as_source as skip_step
+from orchestrator.steps import verify as verify_step
+from orchestrator.steps import weak_host as weak_host_step
 from orchestrator.templates import all_templates
 
 FAMILIES = oscaps.families()
@@ -117,9 +122,9 @@ def apply_plan(host: WindowsHost) -> list[Step]:
         steps.append(("weak_host", {"InterfaceIndex": nic.interface_index, "IpVersion": 4, "Receive": True,
                                     "Send": False}))
         steps.append(("weak_host", {"InterfaceIndex": 0, "IpVersion": 4, "Receive": True, "Send": True}))
-    if facts.http_listen:
+    if http_listen_step.listen_list(facts):
         steps.append(("http_listen", {"Ensure": "Present", "Addresses": [VIP]}))
-    site = next(s for s in facts.iis.sites if s.name == "Default Web Site")
+    site = next(s for s in iis_step.iis(facts).sites if s.name == "Default Web Site")
     if not any(b.port == 80 and b.is_all_unassigned for b in site.bindings):
         steps.append(("iis_binding", binding_params()))
     steps.append(("marker", {"Ensure": "Present", "Values": {"Vips": VIP}}))
@@ -142,14 +147,14 @@ def rollback_plan(host: WindowsHost, before: Facts, created: bool) -> list[Step]
     """Reverse order, values from the facts read before the rollout."""
     nic = before.physical_adapters()[0]
     steps: list[Step] = []
-    site = next(s for s in before.iis.sites if s.name == "Default Web Site")
+    site = next(s for s in iis_step.iis(before).sites if s.name == "Default Web Site")
     if not any(b.port == 80 and b.is_all_unassigned for b in site.bindings):
         steps.append(("iis_binding", binding_params("Absent")))
-    if before.http_listen:
+    if http_listen_step.listen_list(before):
         steps.append(("http_listen", {"Ensure": "Absent", "Addresses": [VIP]}))
     if host.caps.weak_host:
         assert nic.interface_index is not None
-        original = before.weak_host(nic.interface_index, 4)
+        original = weak_host_step.flags(before, nic.interface_index, 4)
         assert original is not None
         steps.append(("weak_host", {"InterfaceIndex": nic.interface_index, "IpVersion": 4,
                                     "Receive": original.receive, "Send": original.send}))
@@ -161,7 +166,7 @@ def rollback_plan(host: WindowsHost, before: Facts, created: bool) -> list[Step]
                                            "DnsRegistration": lo.dns_registration}))
         if host.caps.weak_host:
             assert lo.interface_index is not None
-            weak = before.weak_host(lo.interface_index, 4)
+            weak = weak_host_step.flags(before, lo.interface_index, 4)
             assert weak is not None
             steps.append(("weak_host", {"InterfaceIndex": 0, "IpVersion": 4, "Receive": weak.receive,
                                         "Send": weak.send}))
@@ -192,20 +197,21 @@ def assert_compliant(host: WindowsHost, before: Facts, results: dict[str, Hashta
     else:
         nic = facts.physical_adapters()[0]
         assert nic.interface_index is not None and lo.interface_index is not None
-        assert facts.weak_host(nic.interface_index, 4) is not None
-        assert facts.weak_host(nic.interface_index, 4).receive  # type: ignore[union-attr]
-        weak = facts.weak_host(lo.interface_index, 4)
+        assert weak_host_step.flags(facts, nic.interface_index, 4) is not None
+        assert weak_host_step.flags(facts, nic.interface_index, 4).receive  # type: ignore[union-attr]
+        weak = weak_host_step.flags(facts, lo.interface_index, 4)
         assert weak is not None and weak.send and weak.receive
         rules = [r for r in facts.firewall.rules if r.name == RULE]
         assert len(rules) == 1
         assert rules[0].local_addresses == f"{VIP}/{HOST_MASK}" and rules[0].profiles == 0x7FFFFFFF
         assert rules[0].local_ports == "80" and rules[0].protocol == 6 and rules[0].action == 1
         assert facts.firewall.current_profiles is not None and facts.firewall.current_profiles & 4
-    site = next(s for s in facts.iis.sites if s.name == "Default Web Site")
+    site = next(s for s in iis_step.iis(facts).sites if s.name == "Default Web Site")
     if any(b.ip == host.rip for b in site.bindings):
         assert any(b.ip == VIP and b.port == 80 for b in site.bindings)
-    if before.http_listen:
-        assert facts.http_listen is not None and VIP in facts.http_listen
+    if http_listen_step.listen_list(before):
+        listen = http_listen_step.listen_list(facts)
+        assert listen is not None and VIP in listen
     assert facts.marker["Vips"] == VIP
 
     verify = ok(host, "verify", {"Vips": [VIP], "Ports": [80], "Rip": host.rip, "TimeoutMs": 1000})
@@ -391,7 +397,7 @@ def test_skipassource_needs_kb975808_on_2008() -> None:
     assert lo.ipv4() == [(VIP, HOST_MASK)] and not lo.dhcp_enabled and lo.skip_as_source == set()
     text = without.facts()["netsh_ipv4_addresses"]
     assert isinstance(text, str) and f"Address {VIP} Parameters" in text and "Skip as Source" not in text
-    assert facts_of(without).skips_as_source(VIP) is None
+    assert skip_step.skip_flags(facts_of(without)).of(VIP) is None
     # The template sees that netsh reports no flag here and leaves the address alone.
     message = failed(without, "skip_as_source", {"PnpDeviceId": "", "Address": VIP, "Mask": HOST_MASK,
                                                  "Enabled": True})
@@ -410,13 +416,13 @@ def test_skipassource_needs_kb975808_on_2008() -> None:
         f"netsh.exe interface ipv4 delete address {index} {VIP}",
         f"netsh.exe interface ipv4 add address {index} {VIP} {HOST_MASK} skipassource=true",
     ]
-    assert facts_of(with_kb).skips_as_source(VIP) is True
+    assert skip_step.skip_flags(facts_of(with_kb)).of(VIP) is True
     text = with_kb.facts()["netsh_ipv4_addresses"]
     assert isinstance(text, str)
     block = text.split(f"Address {VIP} Parameters\r\n", 1)[1].split("\r\n\r\n", 1)[0]
     assert "Skip as Source     : true" in block and "Address Type       : Manual" in block
     out = ok(with_kb, "skip_as_source", {"PnpDeviceId": "", "Address": VIP, "Mask": HOST_MASK, "Enabled": False})
-    assert out["changed"] is True and facts_of(with_kb).skips_as_source(VIP) is False
+    assert out["changed"] is True and skip_step.skip_flags(facts_of(with_kb)).of(VIP) is False
     assert loopback_of(with_kb).mask_of(VIP) == HOST_MASK
     again = ok(with_kb, "skip_as_source", {"PnpDeviceId": "", "Address": VIP, "Mask": HOST_MASK, "Enabled": False})
     assert again["changed"] is False
@@ -655,7 +661,7 @@ def test_weak_host_by_interface_index_and_ip_version() -> None:
                                  "Send": True})
     assert out["changed"] is True
     facts = facts_of(host)
-    assert facts.weak_host(nic.interface_index, 6) is not None
+    assert weak_host_step.flags(facts, nic.interface_index, 6) is not None
     assert (nic.weak_host_send_v6, nic.weak_host_receive_v6, nic.weak_host_send) == (True, True, False)
     message = failed(host, "weak_host", {"InterfaceIndex": 99, "IpVersion": 4, "Receive": True, "Send": True})
     assert message.endswith("failed (exit 1): Element not found.")
@@ -665,7 +671,7 @@ def test_http_listen_and_iis_binding_on_iis6_and_iis7() -> None:
     legacy = find_host("2003", lambda h: h.httpcfg_installed and bool(h.http_listen))
     out = ok(legacy, "http_listen", {"Ensure": "Present", "Addresses": [VIP]})
     assert out["output"] == "HttpSetServiceConfiguration completed with 0.\r\n"
-    assert facts_of(legacy).http_listen == (legacy.rip, VIP)
+    assert http_listen_step.listen_list(facts_of(legacy)) == (legacy.rip, VIP)
     assert ok(legacy, "http_listen", {"Ensure": "Present", "Addresses": [VIP]})["changed"] is False
     assert ok(legacy, "iis_binding", binding_params())["changed"] is True
     metabase = legacy.facts()["iis"]["metabase_sites"]
@@ -749,10 +755,10 @@ def test_arp_check_sees_the_load_balancer_or_the_offender() -> None:
     out = ok(peer, "arp_check", {"Address": VIP})
     mac = (offender.nics[0].mac or "").replace(":", "-").lower()
     assert f"  {VIP:<22}{mac:<22}dynamic" in out["arp_text"]
-    events = facts_of(offender).events
+    events = verify_step.events(facts_of(offender))
     assert [(e.event_id, e.source) for e in events][-1:] == [(4199, "Tcpip")]
     assert VIP in events[-1].message and "00-0C-29-4C-42-01" in events[-1].message
-    assert all(VIP not in e.message for e in facts_of(peer).events)
+    assert all(VIP not in e.message for e in verify_step.events(facts_of(peer)))
 
     # A real server that already holds the VIP on its loopback answers itself: no ARP at all.
     _with_loopback(prepared)
@@ -867,7 +873,7 @@ def test_http_listen_reports_the_scheduled_restart() -> None:
     assert out["output"] == "\r\nIP address successfully added\r\n\r\n"
     assert ok(host, "http_listen", {"Ensure": "Present", "Addresses": [VIP]})["restart"] is None
     assert ok(host, "http_listen", {"Ensure": "Absent", "Addresses": [VIP]})["changed"] is True
-    assert facts_of(host).http_listen == (host.rip,)
+    assert http_listen_step.listen_list(facts_of(host)) == (host.rip,)
 
 
 def test_marker_null_value_deletes_it_and_values_are_strings() -> None:
