@@ -227,12 +227,22 @@ def set_opening(fw: Firewall, caps: oscaps.OsCaps, port: int, proto: str, name: 
                 keys: tuple[int, ...]) -> None:
     """Adds (name) or deletes (None) the opening for port/protocol in profile types `keys`."""
     if isinstance(fw, LegacyFirewall):
-        profiles = {"domain" if key == 0 else "standard" for key in keys}
-        kept = [p for p in fw.port_openings if not ((p.port, p.protocol) == (port, proto) and p.profile in profiles)]
-        if name is not None:
-            kept += [PortOpening(port, proto, name, p) for p in ("domain", "standard") if p in profiles]
-        fw.port_openings = kept
-        return
+        _set_port_opening(fw, port, proto, name, keys)
+    else:
+        _set_opening_rule(fw, caps, port, proto, name, keys)
+
+
+def _set_port_opening(fw: LegacyFirewall, port: int, proto: str, name: str | None, keys: tuple[int, ...]) -> None:
+    profiles = {"domain" if key == 0 else "standard" for key in keys}
+    kept = [p for p in fw.port_openings if not ((p.port, p.protocol) == (port, proto) and p.profile in profiles)]
+    if name is not None:
+        kept += [PortOpening(port, proto, name, p) for p in ("domain", "standard") if p in profiles]
+    fw.port_openings = kept
+
+
+def _set_opening_rule(fw: AdvFirewall, caps: oscaps.OsCaps, port: int, proto: str, name: str | None,
+                      keys: tuple[int, ...]) -> None:
+    """2008+: `netsh firewall` keeps one rule per opening, its profiles those of the types it is in."""
     number = PROTOCOLS[proto]
     bits = sum(DOMAIN_PROFILE if key == 0 else PRIVATE_PROFILE for key in keys)
     rules: list[FirewallRule] = []
