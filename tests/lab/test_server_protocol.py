@@ -495,8 +495,9 @@ def test_cut_connection_drops_the_session_mid_step_and_the_host_stays_reachable(
 
 def test_a_fleet_host_runs_real_templates_and_drops_the_session_its_step_cuts_off() -> None:
     from orchestrator.facts import parse_facts
+    from orchestrator.lab.build import build_fleet
+    from orchestrator.lab.firewall import AdvFirewall
     from orchestrator.lab.fleet import LabFleet
-    from orchestrator.lab.model import AdvFirewall, build_fleet
     from orchestrator.templates import select_template
 
     vip = "10.20.0.200"

@@ -147,11 +147,13 @@ def test_other_folders_starting_with_an_underscore_are_still_refused(write_catal
 
 
 def test_shipped_templates_are_expanded_from_their_files() -> None:
-    # Template.text is the file with each include line replaced by its lib, nothing else.
+    # Template.text is the file with its facts fragments and each include line expanded, nothing else.
     libs = {lib.name: lib for lib in templates.all_libs()}
+    fragments = templates.all_fragments()
     for template in templates.all_templates():
         source = (ROOT / template.path).read_text(encoding="utf-8-sig")
-        assert expand_includes(source, template.path, libs) == (template.text, template.includes)
+        with_fragments = templates.expand_fragments(source, template.path, fragments)
+        assert expand_includes(with_fragments, template.path, libs) == (template.text, template.includes)
         lines = [line for line in source.splitlines() if line.startswith("# dsrprep-include: ")]
         assert tuple(line.removeprefix("# dsrprep-include: ") for line in lines) == template.includes
 
