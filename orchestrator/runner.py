@@ -127,10 +127,6 @@ class HostConnection:
         if session is not None:
             session.close()
 
-    def reconnect(self) -> None:
-        """Abandon the current session: after a lost connection its WSMan cannot be reused."""
-        self.close()
-
     def _on_failure(self, step: str) -> Callable[[int, BaseException], None]:
         def record(attempt: int, exc: BaseException) -> None:
             info = ErrorInfo.of(exc)
@@ -423,7 +419,7 @@ class _Apply:
         self.recoveries += 0 if expected else 1
         if self.recoveries > MAX_RECOVERIES:
             raise HostFailed(step, NotConverging(f"state still moving after {MAX_RECOVERIES} re-plans"))
-        self.ctx.conn.reconnect()
+        self.ctx.conn.close()  # after a lost connection its WSMan cannot be reused
         self.facts = self.ctx.conn.take_facts(RECONNECT_POLICY).facts
         fresh = self.replan(self.facts)
         if fresh.refusals:
@@ -449,7 +445,7 @@ def _verify(ctx: _Context, before: Facts) -> Facts:
             info = ErrorInfo.of(exc)
             ctx.logger.warning(Event.ATTEMPT_FAILED, step="verify", attempt=attempt, error_class=info.error_class,
                                error=info.message, will_retry=True)
-            ctx.conn.reconnect()
+            ctx.conn.close()  # after a lost connection its WSMan cannot be reused
 
 
 def _verify_once(ctx: _Context, before: Facts) -> Facts:

@@ -828,10 +828,7 @@ def test_handler_runs_the_variant_the_client_sent() -> None:
     host = find_host("2003", lambda h: True)
     handler = _HostHandler(host, RequestCounters())
     by_key = {(t.step, t.variant): t for t in all_templates()}
-    default_rule = by_key.get(("firewall_rule", "default"))
-    if default_rule is None:
-        pytest.skip("no firewall_rule template yet")
-    result = handler(default_rule.text, rule_params())
+    result = handler(by_key[("firewall_rule", "default")].text, rule_params())
     assert isinstance(result, ScriptResult) and result.failed is not None
     assert "The following command was not found: advfirewall firewall add rule" in result.failed
     native = by_key[("firewall_rule", "win2003")]

@@ -12,48 +12,31 @@ machine; when that flip happens with the Public profile on and no dsrprep rule f
 the result asks the server to cut the session (`ScriptResult.cut_connection`), the change staying
 made (loopback_config). `WindowsHost.cut_on_step` cuts any one step on demand.
 
-Adding a step: its module here with a `STEP`, and a line in `STEPS` below.
+Adding a step: its module here, named as the step, with a `STEP`; `STEPS` finds it.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from orchestrator.lab.steps import (
-    adapter_settings,
-    arp_check,
-    facts,
-    firewall_rule,
-    firewall_state,
-    http_listen,
-    iis_binding,
-    loopback,
-    loopback_config,
-    marker,
-    preflight,
-    skip_as_source,
-    verify,
-    weak_host,
-)
 from orchestrator.lab.steps.base import LabStep
 
-STEPS: Mapping[str, LabStep] = MappingProxyType({
-    step.name: step
-    for step in (
-        facts.STEP,
-        preflight.STEP,
-        firewall_rule.STEP,
-        firewall_state.STEP,
-        loopback.STEP,
-        loopback_config.STEP,
-        adapter_settings.STEP,
-        skip_as_source.STEP,
-        weak_host.STEP,
-        http_listen.STEP,
-        iis_binding.STEP,
-        marker.STEP,
-        verify.STEP,
-        arp_check.STEP,
-    )
-})
+_NOT_STEPS = frozenset({"base"})
+
+
+def _discover() -> Mapping[str, LabStep]:
+    found: dict[str, LabStep] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name in _NOT_STEPS:
+            continue
+        step = getattr(importlib.import_module(f"{__name__}.{info.name}"), "STEP", None)
+        if not isinstance(step, LabStep) or step.name != info.name:
+            raise ImportError(f"{__name__}.{info.name} must define STEP = LabStep({info.name!r}, ...)")
+        found[step.name] = step
+    return MappingProxyType(found)
+
+
+STEPS: Mapping[str, LabStep] = _discover()
