@@ -776,13 +776,29 @@ class _Builder:
             self.report(Problem(None, None, "no hosts: list them under all: hosts: or a group"))
             raise self.fail()
 
+        memberships = self._memberships()
+        resolved = self._resolve_hosts(depths, memberships)
+        self._cross_checks(resolved)
+        if self.problems:
+            raise self.fail()
+        group_hosts = self._group_hosts(memberships)
+        hosts: list[Host] = []
+        for r in resolved:
+            if r.connection is None or r.desired is None:  # pragma: no cover - every cause is reported
+                raise AssertionError(f"host {r.name} did not resolve, yet no problem was reported")
+            groups = tuple(g for g, members in group_hosts.items() if g != "all" and r.name in members)
+            hosts.append(Host(name=r.name, connection=r.connection, desired=r.desired, groups=groups))
+        return Inventory(
+            path=self.path, hosts=tuple(hosts), groups=MappingProxyType(group_hosts), warnings=tuple(self.warnings)
+        )
+
+    def _resolve_hosts(self, depths: dict[str, int], memberships: dict[str, set[str]]) -> list[_Resolved]:
+        """Each host's variables merged by precedence (host > child group > parent group > all)."""
         group_vars = {
             g.name: self._parse_vars(_merge_defs(g.var_defs), _Where(group=g.name))
             for g in self.groups.values()
         }
         priority = {name: self._priority(group_vars[name]) for name in self.groups}
-        memberships = self._memberships()
-
         resolved: list[_Resolved] = []
         for name, mentions in self.host_mentions.items():
             host_vars = self._parse_vars(_merge_defs(mentions), _Where(host=name))
@@ -794,11 +810,10 @@ class _Builder:
             for key, value in host_vars.items():
                 merged[key] = (value, _Where(host=name))
             resolved.append(self._resolve_host(name, merged))
+        return resolved
 
-        self._cross_checks(resolved)
-        if self.problems:
-            raise self.fail()
-
+    def _group_hosts(self, memberships: dict[str, set[str]]) -> dict[str, tuple[str, ...]]:
+        """Group -> its hosts in inventory order, with Ansible's implicit `all` and `ungrouped`."""
         group_hosts: dict[str, tuple[str, ...]] = {"all": tuple(self.host_mentions)}
         for group in self.groups:
             if group != "all":
@@ -807,15 +822,7 @@ class _Builder:
             loose = tuple(h for h in self.host_mentions if memberships[h] == {"all"})
             if loose:
                 group_hosts["ungrouped"] = loose
-        hosts: list[Host] = []
-        for r in resolved:
-            if r.connection is None or r.desired is None:  # pragma: no cover - every cause is reported
-                raise AssertionError(f"host {r.name} did not resolve, yet no problem was reported")
-            groups = tuple(g for g, members in group_hosts.items() if g != "all" and r.name in members)
-            hosts.append(Host(name=r.name, connection=r.connection, desired=r.desired, groups=groups))
-        return Inventory(
-            path=self.path, hosts=tuple(hosts), groups=MappingProxyType(group_hosts), warnings=tuple(self.warnings)
-        )
+        return group_hosts
 
     # --- the tree ---
 
