@@ -534,6 +534,13 @@ class _HTTPServer(ThreadingHTTPServer):
 # --- the server ------------------------------------------------------------------------------------
 
 
+def _drop(conn: _Handler) -> None:
+    """Leave the client without an answer: the TCP connection just closes."""
+    conn.close_connection = True
+    with contextlib.suppress(OSError):
+        conn.connection.shutdown(socket.SHUT_RDWR)
+
+
 class LabServer:
     """A simulated Windows host's WinRM listener (`http[s]://address:port/wsman`).
 
@@ -675,48 +682,15 @@ class LabServer:
         self.counters.count_http()
         if self.faults.down_from <= time.monotonic() < self.faults.down_until:
             # The HTTP service is restarting: nothing answers.
-            conn.close_connection = True
-            with contextlib.suppress(OSError):
-                conn.connection.shutdown(socket.SHUT_RDWR)
+            _drop(conn)
             return
-        try:
-            length = int(conn.headers.get("Content-Length") or 0)
-        except ValueError:
-            conn.close_connection = True
-            conn.send_body(400, b"")
+        body = self._read_body(conn)
+        if body is None:
             return
-        body = conn.rfile.read(length) if length > 0 else b""
-        latency = self.faults.latency
-        if latency > 0:
-            time.sleep(latency)
-        if conn.path.split("?", 1)[0].rstrip("/").lower() != "/wsman":
-            conn.send_body(404, b"")
+        authenticated = self._authenticate(conn)
+        if authenticated is None:
             return
-
-        auth_headers: list[tuple[str, str]] = []
-        authorization = conn.headers.get("Authorization")
-        basic_user: str | None = None
-        if authorization:
-            scheme, _, token = authorization.strip().partition(" ")
-            scheme_l = scheme.lower()
-            if scheme_l in ("negotiate", "ntlm") and self.auth & {"negotiate", "ntlm"}:
-                result = self._step_negotiate(conn, scheme, token.strip())
-                if result is None:
-                    return
-                auth_headers = result
-            elif scheme_l == "basic" and "basic" in self.auth:
-                basic_user = self._check_basic(token.strip())
-                if basic_user is None:
-                    self.counters.count_auth_failure()
-                    self._challenge(conn)
-                    return
-            else:
-                self._challenge(conn)
-                return
-        elif conn.principal is None:
-            self._challenge(conn)
-            return
-
+        auth_headers, basic_user = authenticated
         content_type = conn.headers.get("Content-Type", "")
         encrypted = content_type.startswith(("multipart/encrypted", "multipart/x-multi-encrypted"))
         if encrypted and (conn.principal is None or basic_user is not None):
@@ -725,33 +699,72 @@ class LabServer:
         if not body:
             conn.send_body(200, b"", headers=auth_headers)
             return
-
         protocol = SPNEGO_PROTOCOL
         if encrypted:
-            protocol_match = re.search(r'protocol="([^"]+)"', content_type)
-            boundary_match = re.search(r'boundary="([^"]+)"', content_type)
-            protocol = protocol_match.group(1) if protocol_match else SPNEGO_PROTOCOL
-            try:
-                body = unseal(conn.auth_context, body, boundary_match.group(1) if boundary_match else "")
-                conn.sealed_protocol = protocol
-            except Exception:
-                log.debug("could not decrypt a request", exc_info=True)
+            opened = self._unseal(conn, content_type, body)
+            if opened is None:
                 conn.send_body(400, b"", headers=auth_headers)
                 return
-
-        principal = conn.principal or basic_user or ""
-        status, reply = self._handle_soap(conn, body, principal)
+            protocol, body = opened
+        status, reply = self._handle_soap(conn, body, conn.principal or basic_user or "")
         if status == 0:
-            # drop_on_request: leave without a word.
-            conn.close_connection = True
-            with contextlib.suppress(OSError):
-                conn.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if encrypted and conn.sealed_protocol is not None:
+            _drop(conn)  # drop_on_request: leave without a word.
+        elif encrypted and conn.sealed_protocol is not None:
             sealed_type, payload = seal(conn.auth_context, protocol, reply)
             conn.send_body(status, payload, sealed_type, headers=auth_headers)
         else:
             conn.send_body(status, reply, _SOAP_CONTENT_TYPE, headers=auth_headers)
+
+    def _read_body(self, conn: _Handler) -> bytes | None:
+        """The request body, after the injected latency; None when an answer was already sent."""
+        try:
+            length = int(conn.headers.get("Content-Length") or 0)
+        except ValueError:
+            conn.close_connection = True
+            conn.send_body(400, b"")
+            return None
+        body = conn.rfile.read(length) if length > 0 else b""
+        if self.faults.latency > 0:
+            time.sleep(self.faults.latency)
+        if conn.path.split("?", 1)[0].rstrip("/").lower() != "/wsman":
+            conn.send_body(404, b"")
+            return None
+        return body
+
+    def _authenticate(self, conn: _Handler) -> tuple[list[tuple[str, str]], str | None] | None:
+        """(headers for the answer, the Basic user if Basic was used); None when the client was
+        challenged or refused (the answer is sent)."""
+        authorization = conn.headers.get("Authorization")
+        if not authorization:
+            if conn.principal is None:
+                self._challenge(conn)
+                return None
+            return [], None
+        scheme, _, token = authorization.strip().partition(" ")
+        scheme_l = scheme.lower()
+        if scheme_l in ("negotiate", "ntlm") and self.auth & {"negotiate", "ntlm"}:
+            result = self._step_negotiate(conn, scheme, token.strip())
+            return None if result is None else (result, None)
+        if scheme_l == "basic" and "basic" in self.auth:
+            basic_user = self._check_basic(token.strip())
+            if basic_user is not None:
+                return [], basic_user
+            self.counters.count_auth_failure()
+        self._challenge(conn)
+        return None
+
+    def _unseal(self, conn: _Handler, content_type: str, body: bytes) -> tuple[str, bytes] | None:
+        """(protocol, clear body) of an encrypted request; None when it cannot be decrypted."""
+        protocol_match = re.search(r'protocol="([^"]+)"', content_type)
+        boundary_match = re.search(r'boundary="([^"]+)"', content_type)
+        protocol = protocol_match.group(1) if protocol_match else SPNEGO_PROTOCOL
+        try:
+            clear = unseal(conn.auth_context, body, boundary_match.group(1) if boundary_match else "")
+        except Exception:
+            log.debug("could not decrypt a request", exc_info=True)
+            return None
+        conn.sealed_protocol = protocol
+        return protocol, clear
 
     def _challenge(self, conn: _Handler) -> None:
         headers = []
@@ -977,27 +990,9 @@ class LabServer:
         deadline = time.monotonic() + wait
         with shell.lock:
             while True:
-                if shell.cut:
-                    raise _Dropped()
-                if shell.closed or self._stopping.is_set():
-                    raise _unknown_shell_fault()
-                pipeline = shell.pipelines.get(target) if target is not None else None
-                if target is not None and (pipeline is None or pipeline.done_sent):
-                    # Like Windows once CommandState Done went out; a client that lost that reply
-                    # gets an error instead of polling forever.
-                    raise _unknown_command_fault()
-                queue = shell.out.get(target)
-                finished = pipeline is not None and pipeline.ps.state in _TERMINAL_STATES
-                if queue or finished:
-                    chunks: list[bytes] = []
-                    size = 0
-                    while queue and (not chunks or size + len(queue[0]) <= budget):
-                        chunk = queue.popleft()
-                        chunks.append(chunk)
-                        size += len(chunk)
-                    done = finished and not queue
-                    if done and pipeline is not None:
-                        pipeline.done_sent = True
+                taken = self._take_output(shell, target, budget)
+                if taken is not None:
+                    chunks, done = taken
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -1008,15 +1003,41 @@ class LabServer:
             f'<rsp:Stream Name="stdout"{attr}>{base64.b64encode(c).decode()}</rsp:Stream>' for c in chunks
         )
         state = ""
-        if command_id:
-            if done:
-                state = (
-                    f'<rsp:CommandState CommandId="{command_id}" State="{_COMMAND_DONE}">'
-                    "<rsp:ExitCode>0</rsp:ExitCode></rsp:CommandState>"
-                )
-            else:
-                state = f'<rsp:CommandState CommandId="{command_id}" State="{_COMMAND_RUNNING}"/>'
+        if command_id and done:
+            state = (
+                f'<rsp:CommandState CommandId="{command_id}" State="{_COMMAND_DONE}">'
+                "<rsp:ExitCode>0</rsp:ExitCode></rsp:CommandState>"
+            )
+        elif command_id:
+            state = f'<rsp:CommandState CommandId="{command_id}" State="{_COMMAND_RUNNING}"/>'
         return f"<rsp:ReceiveResponse>{streams}{state}</rsp:ReceiveResponse>"
+
+    def _take_output(self, shell: _Shell, target: uuid.UUID | None, budget: int) -> tuple[list[bytes], bool] | None:
+        """(chunks up to `budget` bytes, whether the command is done) when there is something to
+        send, None to keep waiting. Called with the shell's lock held."""
+        if shell.cut:
+            raise _Dropped()
+        if shell.closed or self._stopping.is_set():
+            raise _unknown_shell_fault()
+        pipeline = shell.pipelines.get(target) if target is not None else None
+        if target is not None and (pipeline is None or pipeline.done_sent):
+            # Like Windows once CommandState Done went out; a client that lost that reply
+            # gets an error instead of polling forever.
+            raise _unknown_command_fault()
+        queue = shell.out.get(target)
+        finished = pipeline is not None and pipeline.ps.state in _TERMINAL_STATES
+        if not queue and not finished:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while queue and (not chunks or size + len(queue[0]) <= budget):
+            chunk = queue.popleft()
+            chunks.append(chunk)
+            size += len(chunk)
+        done = finished and not queue
+        if done and pipeline is not None:
+            pipeline.done_sent = True
+        return chunks, done
 
     def _wsman_signal(self, request: _Request, conn: _Handler, principal: str) -> str:
         shell = self._get_shell(request)
