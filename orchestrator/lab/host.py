@@ -21,8 +21,8 @@ from typing import Any
 from orchestrator import oscaps
 from orchestrator.lab.common import Hashtable, LabFaults, ScriptResult
 from orchestrator.lab.firewall import Firewall, firewall_facts
-from orchestrator.lab.iis import Site, http_listen_text, iis_facts
-from orchestrator.lab.net import DEFAULT_LB_MAC, Nic, adapter_facts, render_netsh_interface, render_netsh_ipaddresses
+from orchestrator.lab.iis import Site
+from orchestrator.lab.net import DEFAULT_LB_MAC, Nic, adapter_facts
 from orchestrator.lab.profiles import FamilySpec, family_spec
 from orchestrator.lab.shell import DEFAULT_VARIANT, StepFailed, changed, not_recognized
 from orchestrator.lab.steps import STEPS
@@ -122,12 +122,9 @@ class WindowsHost:
             return self.facts_locked()
 
     def facts_locked(self) -> Hashtable:
-        """`facts()` for a caller that holds the lock."""
-        caps = self.caps
-        adapters = sorted(self.nics, key=lambda n: n.index)
-        netsh_ipv4, netsh_ipv6 = self._netsh_interfaces(adapters)
-        shown = self.skip_as_source_supported()
-        return Hashtable(
+        """`facts()` for a caller that holds the lock: the common part of the facts script here,
+        each step's fragment answered by that step's lab module."""
+        answer = Hashtable(
             schema=1,
             computer_name=self.name,
             os=Hashtable(
@@ -140,35 +137,18 @@ class WindowsHost:
             powershell_version=self.powershell_version,
             elevated=self.elevated,
             process_64bit=self.process_64bit,
-            adapters=[adapter_facts(nic) for nic in adapters],
-            netsh_ipv4=netsh_ipv4,
-            netsh_ipv6=netsh_ipv6,
-            netsh_ipv4_addresses=render_netsh_ipaddresses(adapters, ipv6=False, skip_as_source_shown=shown)
-            if caps.netsh_ipv4 else None,
-            netsh_ipv6_addresses=render_netsh_ipaddresses(adapters, ipv6=True, skip_as_source_shown=shown)
-            if caps.netsh_ipv4 else None,
-            firewall=firewall_facts(self.firewall, adapters),
-            iis=iis_facts(caps, self.iis_version, self.sites),
-            http_listen_text=http_listen_text(caps, self.http_listen, self.httpcfg_installed),
-            events=[Hashtable(e) for e in self.events],
+            adapters=[adapter_facts(nic) for nic in self.adapters()],
+            firewall=firewall_facts(self.firewall, self.adapters()),
             marker=Hashtable(self.marker),
         )
+        for step in STEPS.values():
+            if step.facts is not None:
+                answer.update(step.facts(self))
+        return answer
 
-    def _netsh_interfaces(self, adapters: list[Nic]) -> tuple[Hashtable, Hashtable]:
-        """`netsh interface ipv4|ipv6 show interface <idx>` per adapter, by interface index;
-        nothing where the family has no such netsh context (2003)."""
-        ipv4, ipv6 = Hashtable(), Hashtable()
-        if not self.caps.netsh_ipv4:
-            return ipv4, ipv6
-        level = self.spec.netsh_level
-        for nic in adapters:
-            if nic.interface_index is not None:
-                key = str(nic.interface_index)
-                ipv4[key] = render_netsh_interface(nic, level, ipv6=False)
-                ipv6[key] = render_netsh_interface(nic, level, ipv6=True)
-        return ipv4, ipv6
-
-    # ---- steps -----------------------------------------------------------------------------------
+    def adapters(self) -> list[Nic]:
+        """The adapters as WMI lists them, by Index."""
+        return sorted(self.nics, key=lambda n: n.index)
 
     def natural_variant(self, step: str) -> str:
         """The variant the template catalogue picks for this host's family (default.ps1 for a

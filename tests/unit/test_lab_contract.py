@@ -27,13 +27,14 @@ VIP = "10.20.0.200"
 FAMILIES = oscaps.families()
 
 
-def output_keys(template: Template) -> set[str]:
-    """The keys of every result hashtable the template emits: a line that is `@{` alone, up to
-    its closing `}` at the same indentation; nested hashtables' keys are not the result's."""
+def output_keys(template: Template, opening: str = "@{") -> set[str]:
+    """The keys of every result hashtable the template emits: a line that is `@{` alone (or
+    `opening`), up to its closing `}` at the same indentation; nested hashtables' keys are not the
+    result's."""
     keys: set[str] = set()
     lines = template.text.splitlines()
     for start, line in enumerate(lines):
-        if line.strip() != "@{":
+        if line.strip() != opening:
             continue
         indent = len(line) - len(line.lstrip())
         for inner in lines[start + 1:]:
@@ -117,6 +118,17 @@ def test_lab_answers_have_the_template_shape_and_parse(family: str) -> None:
     never = {"weak_host", "skip_as_source"} if not oscaps.caps(family).weak_host else set()
     planned = {s.name for s in steps.ordered()} - never
     assert planned <= seen, (family, planned - seen)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lab_facts_have_the_facts_script_shape(family: str) -> None:
+    script = select_template("facts", family)
+    fragments = set(re.findall(r"^\$facts\['([a-z0-9_]+)'\] =", script.text, re.MULTILINE))
+    expected = output_keys(script, "$facts = @{") | fragments
+    assert {"schema", "adapters", "firewall", "netsh_ipv4", "iis", "events"} <= expected
+    for host in build_fleet(3, seed=2, profile=family):
+        assert set(host.facts()) == expected
+        parse_facts(host.facts())
 
 
 def test_the_lab_models_every_step_and_nothing_else() -> None:

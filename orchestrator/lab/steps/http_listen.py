@@ -7,11 +7,13 @@ their connection closed unanswered, and the client reconnects."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import oscaps
 from orchestrator.facts import normalize_ip
 from orchestrator.lab.common import ScriptResult
+from orchestrator.lab.iis import http_listen_text
 from orchestrator.lab.native import netsh
 from orchestrator.lab.net import is_ip
 from orchestrator.lab.shell import DEFAULT_VARIANT, StepFailed, command_line, ensure, p_list, result, text
@@ -69,4 +71,8 @@ def _httpcfg(host: WindowsHost, present: bool, address: str) -> str:
     return text([f"{call} completed with 0."])
 
 
-STEP = LabStep("http_listen", _run, variants=(DEFAULT_VARIANT, "win2003"))
+def _facts(host: WindowsHost) -> Mapping[str, Any]:
+    return {"http_listen_text": http_listen_text(host.caps, host.http_listen, host.httpcfg_installed)}
+
+
+STEP = LabStep("http_listen", _run, variants=(DEFAULT_VARIANT, "win2003"), facts=_facts)

@@ -6,13 +6,14 @@ meant for the other one finds appcmd missing or the WMI namespace invalid."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import oscaps
 from orchestrator.facts import normalize_ip
 from orchestrator.lab.common import ScriptResult
-from orchestrator.lab.iis import Site, iis_api
+from orchestrator.lab.iis import Site, iis_api, iis_facts
 from orchestrator.lab.net import is_ip
 from orchestrator.lab.shell import (
     DEFAULT_VARIANT,
@@ -134,4 +135,8 @@ def _change(host: WindowsHost, site_name: str, site: Site, binding: _Binding, pr
         site.bindings.remove(binding.pair)
 
 
-STEP = LabStep("iis_binding", _run, variants=(DEFAULT_VARIANT, "win2003"))
+def _facts(host: WindowsHost) -> Mapping[str, Any]:
+    return {"iis": iis_facts(host.caps, host.iis_version, host.sites)}
+
+
+STEP = LabStep("iis_binding", _run, variants=(DEFAULT_VARIANT, "win2003"), facts=_facts)

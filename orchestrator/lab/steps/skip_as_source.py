@@ -7,12 +7,13 @@ if the add is refused. Windows Server 2008 knows the flag only with KB975808; 20
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.facts import normalize_ip
 from orchestrator.lab.common import ScriptResult
 from orchestrator.lab.native import Commands, add_flagged, delete_address, netsh
-from orchestrator.lab.net import Nic, is_ip, is_ipv4
+from orchestrator.lab.net import Nic, is_ip, is_ipv4, render_netsh_ipaddresses
 from orchestrator.lab.shell import StepFailed, native_failed, p_bool, p_str, result, text
 from orchestrator.lab.steps.base import LabStep
 
@@ -77,4 +78,15 @@ def _set_flag(host: WindowsHost, nic: Nic, address: str, mask: str, enabled: boo
         raise
 
 
-STEP = LabStep("skip_as_source", _run)
+def _facts(host: WindowsHost) -> Mapping[str, Any]:
+    """The verbose address listings (2008+), with or without the flag as this build prints it."""
+    if not host.caps.netsh_ipv4:
+        return {"netsh_ipv4_addresses": None, "netsh_ipv6_addresses": None}
+    shown, adapters = host.skip_as_source_supported(), host.adapters()
+    return {
+        "netsh_ipv4_addresses": render_netsh_ipaddresses(adapters, ipv6=False, skip_as_source_shown=shown),
+        "netsh_ipv6_addresses": render_netsh_ipaddresses(adapters, ipv6=True, skip_as_source_shown=shown),
+    }
+
+
+STEP = LabStep("skip_as_source", _run, facts=_facts)

@@ -5,6 +5,7 @@ loopback as Win32_IP4RouteTable lists them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.facts import normalize_ip
@@ -80,4 +81,9 @@ def _route(host: WindowsHost, nic: Nic, address: str, mask: str) -> list[Hashtab
                       interface_index=ip_interface_index(nic), metric=metric + 256)]
 
 
-STEP = LabStep("verify", _run)
+def _facts(host: WindowsHost) -> Mapping[str, Any]:
+    """The Tcpip 4198/4199 events of the System log's last week."""
+    return {"events": [Hashtable(e) for e in host.events]}
+
+
+STEP = LabStep("verify", _run, facts=_facts)

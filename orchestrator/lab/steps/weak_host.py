@@ -5,10 +5,12 @@ have neither the netsh context nor an InterfaceIndex, and fail on both."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.lab.common import ScriptResult
+from orchestrator.lab.common import Hashtable, ScriptResult
 from orchestrator.lab.native import netsh
+from orchestrator.lab.net import render_netsh_interface
 from orchestrator.lab.shell import StepFailed, enabled, native_failed, p_bool, p_int, result, text
 from orchestrator.lab.steps.base import LabStep
 
@@ -52,4 +54,17 @@ def _run(host: WindowsHost, params: dict[str, Any], variant: str) -> ScriptResul
     return result(changed, interface_index=index, receive=receive, send=send, output=output)
 
 
-STEP = LabStep("weak_host", _run)
+def _facts(host: WindowsHost) -> Mapping[str, Any]:
+    """`netsh interface ipv4|ipv6 show interface <idx>` per adapter, by interface index; nothing
+    where the family has no such netsh context (2003)."""
+    ipv4, ipv6 = Hashtable(), Hashtable()
+    if host.caps.netsh_ipv4:
+        for nic in host.adapters():
+            if nic.interface_index is not None:
+                key = str(nic.interface_index)
+                ipv4[key] = render_netsh_interface(nic, host.spec.netsh_level, ipv6=False)
+                ipv6[key] = render_netsh_interface(nic, host.spec.netsh_level, ipv6=True)
+    return {"netsh_ipv4": ipv4, "netsh_ipv6": ipv6}
+
+
+STEP = LabStep("weak_host", _run, facts=_facts)
