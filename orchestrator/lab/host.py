@@ -75,6 +75,9 @@ class WindowsHost:
     httpcfg_installed: bool = True
     events: list[dict[str, Any]] = field(default_factory=list)
     marker: dict[str, str] = field(default_factory=dict)
+    # Other registry values a step reads or writes, by full path ("HKLM\\SYSTEM\\...\\Name"); a
+    # value that is absent here is absent on the host (Windows then uses its built-in default).
+    registry: dict[str, int | str] = field(default_factory=dict)
     faults: LabFaults = field(default_factory=LabFaults)
     username: str = DEFAULT_USERNAME
     password: str = DEFAULT_PASSWORD
