@@ -338,7 +338,8 @@ NO_DEFAULT: Final = _NoDefault()
 class Variable:
     """One `dsr_*` inventory variable: the single place that says what it is.
 
-    `type` is the type of the parsed value (the `Desired` field's type); `parse` turns an inventory
+    `type` is the type of the parsed value (the `Desired` field's type, or the `Desired.options` value
+    of a variable a step declares); `parse` turns an inventory
     value into it or raises FieldError / FieldErrors; `default` is the value of an unset variable,
     NO_DEFAULT when there is none (then `shown_default` says what happens instead). `desired` is
     False for a variable that belongs to the connection rather than to `Desired`.
@@ -351,6 +352,9 @@ class Variable:
     help: str
     shown_default: str | None = None
     desired: bool = True
+    # A value other than the default, for the docs and for tests that exercise what it changes
+    # (required of the variables steps declare; NO_DEFAULT: none given).
+    example: object = NO_DEFAULT
 
     @property
     def field(self) -> str:

@@ -9,6 +9,7 @@ differ from what this module generates (`dsrprep steps --write-docs` rewrites th
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from collections.abc import Sequence
@@ -127,7 +128,7 @@ def example_variables() -> str:
     for step in steps.ordered():
         for v in step.variables:
             lines += [f"    # {line}" for line in textwrap.wrap(f"{v.help} (the {step.name} step).", 92)]
-            lines += [f"    # Default: {v.default_text}.", f"    # {v.name}: {v.default_text}", "    #"]
+            lines += [f"    # Default: {v.default_text}.", f"    # {v.name}: {json.dumps(v.example)}", "    #"]
     return "\n".join(lines[:-1]) + "\n" if lines else ""
 
 

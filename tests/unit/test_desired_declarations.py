@@ -94,7 +94,10 @@ def test_every_variable_is_declared_once_with_a_parser_and_help() -> None:
         assert ds.variable(v.name) is v
     assert dict(ds.defaults()) == {v.name: v.default for v in ALL_VARIABLES if v.default is not ds.NO_DEFAULT}
     assert ALL_VARIABLES[: len(VARIABLES)] == VARIABLES
-    assert all(v.default is not ds.NO_DEFAULT for v in ds.step_variables()), "a step's variable needs a default"
+    for v in ds.step_variables():
+        assert v.default is not ds.NO_DEFAULT, f"{v.name}: a step's variable needs a default"
+        assert v.example is not ds.NO_DEFAULT and v.example != v.default, f"{v.name}: and an example"
+        assert v.parse(v.example) == v.example, v.name
 
 
 def test_desired_has_one_field_per_declared_variable_with_its_type() -> None:

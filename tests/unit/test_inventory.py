@@ -82,15 +82,18 @@ def test_example_inventory_without_the_env_variable_names_it() -> None:
 
 
 def test_example_and_docstring_document_every_dsr_option_and_default() -> None:
+    # desired.py's docstring documents the variables declared there; the steps document their own.
     example = (REPO / "inventory" / "example.yml").read_text(encoding="utf-8")
     doc = desired_module.__doc__ or ""
+    own = {v.name for v in desired_module.VARIABLES}
     for key in desired_module.known_keys():
         assert key in example, key
-        assert key in doc, key
+        assert key in doc or key not in own, key
     for key, default in desired_module.defaults().items():
         forms = _spellings(default)
-        doc_line = next(line for line in doc.splitlines() if line.startswith(key + " "))
-        assert any(form in doc_line for form in forms), (key, forms)
+        if key in own:
+            doc_line = next(line for line in doc.splitlines() if line.startswith(key + " "))
+            assert any(form in doc_line for form in forms), (key, forms)
         assert any(f"Default: {form}" in example for form in forms), (key, forms)
 
 
@@ -129,7 +132,10 @@ def test_ansible_style_inventory_loads_unchanged() -> None:
 def test_many_problems_file_reports_each_one_line() -> None:
     with pytest.raises(InventoryError) as info:
         load_inventory(DATA / "many_problems.yml", env={})
-    expected = (DATA / "many_problems.expected").read_text(encoding="utf-8").splitlines()
+    # {known}: the declared dsr_ variables, steps' own included, as the message lists them.
+    known = ", ".join(desired_module.known_keys())
+    text = (DATA / "many_problems.expected").read_text(encoding="utf-8").replace("{known}", known)
+    expected = text.splitlines()
     path = str(DATA / "many_problems.yml")
     assert [line.removeprefix(path + ": ") for line in str(info.value).splitlines()] == expected
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from orchestrator import oscaps, steps
-from orchestrator.desired import Desired, NicSelector, Vip
+from orchestrator.desired import Desired, NicSelector, Vip, step_variables
 from orchestrator.facts import parse_facts
 from orchestrator.lab.build import build_fleet
 from orchestrator.lab.host import WindowsHost
@@ -67,8 +67,11 @@ class Recording(dict[str, Any]):
 
 
 def desired_for(host: WindowsHost, **changes: Any) -> Desired:
+    """What a rollout would want, with every variable a step declares set to its example value."""
+    options = tuple(sorted((v.name, v.example) for v in step_variables()))
     return Desired(vips=(Vip(VIP, (80,), "tcp"),), nic=NicSelector("address", host.rip),
-                   skip_as_source=host.os_family != "2008" or "KB975808" in host.hotfixes, **changes)
+                   skip_as_source=host.os_family != "2008" or "KB975808" in host.hotfixes, options=options,
+                   **changes)
 
 
 def answers(host: WindowsHost) -> Iterator[tuple[str, str, Any]]:
@@ -120,11 +123,16 @@ def test_lab_answers_have_the_template_shape_and_parse(family: str) -> None:
     assert planned <= seen, (family, planned - seen)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_lab_facts_have_the_facts_script_shape(family: str) -> None:
+def facts_script_keys(family: str) -> set[str]:
+    """The keys of the facts object: the common part's `$facts = @{` and each fragment's `$facts['k'] =`."""
     script = select_template("facts", family)
     fragments = set(re.findall(r"^\$facts\['([a-z0-9_]+)'\] =", script.text, re.MULTILINE))
-    expected = output_keys(script, "$facts = @{") | fragments
+    return output_keys(script, "$facts = @{") | fragments
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lab_facts_have_the_facts_script_shape(family: str) -> None:
+    expected = facts_script_keys(family)
     assert {"schema", "adapters", "firewall", "netsh_ipv4", "iis", "events"} <= expected
     for host in build_fleet(3, seed=2, profile=family):
         assert set(host.facts()) == expected

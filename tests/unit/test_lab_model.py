@@ -39,6 +39,7 @@ from orchestrator.steps import iis_binding as iis_step
 from orchestrator.steps import skip_as_source as skip_step
 from orchestrator.steps import weak_host as weak_host_step
 from orchestrator.steps.weak_host import WeakHost
+from tests.unit.test_lab_contract import facts_script_keys
 
 FAMILIES = oscaps.families()
 PROFILES = profiles()
@@ -46,24 +47,6 @@ PROFILES = profiles()
 NOW = datetime(2025, 3, 14, 9, 30)
 DATA = Path(__file__).resolve().parents[1] / "data"
 
-TOP_KEYS = {
-    "schema",
-    "computer_name",
-    "os",
-    "powershell_version",
-    "elevated",
-    "process_64bit",
-    "adapters",
-    "netsh_ipv4",
-    "netsh_ipv6",
-    "netsh_ipv4_addresses",
-    "netsh_ipv6_addresses",
-    "firewall",
-    "iis",
-    "http_listen_text",
-    "events",
-    "marker",
-}
 OS_KEYS = {"version", "caption", "service_pack", "architecture", "hotfixes"}
 ADAPTER_TYPES: dict[str, tuple[type, ...]] = {
     "index": (int,),
@@ -117,7 +100,7 @@ def assert_facts_shape(facts: Any, family: str) -> None:
     """The shape of docs/facts.md, key for key, with the per-version nulls."""
     caps = oscaps.caps(family)
     assert isinstance(facts, Hashtable)
-    assert set(facts) == TOP_KEYS
+    assert set(facts) == facts_script_keys(family)
     assert facts["schema"] == 1
     assert isinstance(facts["computer_name"], str) and facts["computer_name"].isupper()
 
