@@ -44,7 +44,7 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             log.close()
             requests = sum(h.counters.http_requests for h in fleet) - before
-            statuses = dict(Counter(o.status for o in outcomes))
+            statuses = {str(k): v for k, v in Counter(o.status for o in outcomes).items()}
             print(f"{label}: hosts={args.hosts} forks={args.forks} statuses={statuses} wall={elapsed:.2f}s "
                   f"hosts/s={args.hosts / elapsed:.1f} http_requests/host={requests / args.hosts:.1f}")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator import oscaps
 from orchestrator.desired import Desired
 from orchestrator.errors import ErrorInfo
 from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
@@ -486,7 +487,8 @@ def steps_command(
 def lab_serve(
     hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=250, help="How many hosts.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fleet's variation.")] = 1,
-    profile: Annotated[str, typer.Option("--profile", help="mixed|2003|2008|2008r2|2012r2|2016|2019|2022")] = "mixed",
+    profile: Annotated[str, typer.Option("--profile", help="mixed (every OS family), or one family: "
+                                         + "|".join(oscaps.families()))] = "mixed",
     inventory_out: InventoryOutOpt = Path("lab-inventory.yml"),
     port: Annotated[int, typer.Option("--port", help="Port for every host (0: a free port each).")] = 0,
 ) -> None:
