@@ -124,3 +124,27 @@ def test_non_terminating_errors_are_logged_on_the_step_line(tmp_path: Path) -> N
         (line,) = [e for e in events if e["event"] == Event.STEP_RESULT and e["step"] == "loopback_config"]
         assert line["script_errors"] == [warning] and line["level"] == "info"
         assert all("script_errors" not in e for e in events if e.get("step") != "loopback_config")
+
+
+def test_a_rollback_that_does_not_take_is_reported_failed(tmp_path: Path) -> None:
+    """The rollback judge: a host whose undo answers "changed" but leaves the firewall off is not
+    rolled back (the facts afterwards still differ from the recorded ones)."""
+    with LabFleet.build(1, seed=4, profile="2016") as fleet:
+        handle = fleet.hosts[0]
+        inventory, runs = tmp_path / "lab.yml", str(tmp_path / "runs")
+        run_dir = roll_out_with_firewall_disabled(fleet, inventory, runs)
+        model = handle.model
+        answer = model.run
+
+        def ignores_firewall_state(step: str, params: dict[str, Any], variant: str | None = None) -> ScriptResult:
+            if step == "firewall_state":  # says it turned the profiles on, and did not
+                return ScriptResult(output=[{"changed": True, "profiles": {}, "output": None}])
+            return answer(step, params, variant=variant)
+
+        model.run = ignores_firewall_state  # type: ignore[method-assign]  # this host object only
+        code, undone, _err = cli("rollback", str(run_dir), "--yes", "--json", "--runs-dir", runs)
+        assert code == 1, json.dumps(undone, indent=1)[:3000]
+        entry = undone["hosts"][handle.name]
+        assert entry["status"] == "failed" and entry["error"]["class"] == "NotRestored"
+        assert "turn firewall profiles back on" in entry["error"]["message"]
+        assert profiles(handle) == ALL_OFF
