@@ -209,23 +209,11 @@ _2012 = FamilySpec(
     netsh_level=2,
     hotfixes=("KB2756872", "KB2770917", "KB4012214"),
 )
-_2012R2 = FamilySpec(
+_2012R2 = replace(
+    _2012,
     family="2012r2",
     builds=(("6.3.9600", 0, 1.0),),
     caption="Microsoft Windows Server 2012 R2 {edition}",
-    editions=("Standard", "Datacenter"),
-    x64_share=1.0,
-    connection_name="Ethernet",
-    loopback_description=_KMTEST_LOOPBACK,
-    nic_hardware=(VMXNET3, HYPERV_VMBUS),
-    nic_index=(10, 12),
-    loopback_index=(14, 15, 16),
-    nic_ifindex=(12, 13, 14),
-    loopback_ifindex_gap=(3, 8),
-    luid_base=32768,
-    nic_metric=5,
-    loopback_metric=25,
-    netsh_level=2,
     hotfixes=("KB2919355", "KB2919442", "KB3000850"),
 )
 _2016 = FamilySpec(
