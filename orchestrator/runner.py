@@ -355,7 +355,8 @@ class _Apply:
     """Runs actions in order; when the host's state may have moved under us, re-reads facts and re-plans.
 
     That is after a lost connection or a timeout (the step may or may not have happened), after a
-    fallback the host chose (a `degraded` result) and after a service restart the step scheduled.
+    fallback the host chose (`StepOutput.state_moved()`) and after a service restart the step
+    scheduled (`StepOutput.restart_wait()`).
     """
 
     def __init__(self, ctx: _Context, facts: Facts, replan: Callable[[Facts], Plan]) -> None:
@@ -391,7 +392,14 @@ class _Apply:
             if not exc.recoverable:
                 raise HostFailed(action.step, exc) from exc
             return self._refresh(action.step, exc)
-        output = parse_step_output(action.step, answer.value)
+        try:
+            output = parse_step_output(action.step, answer.value)
+        except DsrError as exc:
+            # The step ran, but its answer is not what its template returns: keep what came back.
+            self._record(StepResult(action.step, action.reason, Status.FAILED, self.recoveries + 1,
+                                    ctx.clock() - started, result=answer.value, error=ErrorInfo.of(exc),
+                                    script_errors=answer.script_errors))
+            raise HostFailed(action.step, exc) from exc
         self._record(StepResult(action.step, action.reason, Status.CHANGED if output.changed else Status.OK,
                                 self.recoveries + 1, ctx.clock() - started, result=answer.value,
                                 script_errors=answer.script_errors))
@@ -491,7 +499,10 @@ def _peer_arp(ctx: _Context, after: Facts) -> list[str]:
                 continue
             check = render("arp_check", peer_facts.os.family, {"Address": vip.address})
             answer = session.run(check, timeout=STEP_TIMEOUT)
-            text = arp_check.parse(answer.value).arp_text
+            try:
+                text = arp_check.parse(answer.value).arp_text
+            except DsrError as exc:  # the peer's answer, not this host's state
+                return [f"verify peer {peer.name} answered the ARP check unreadably ({exc})"]
             ctx.logger.info(Event.PEER_ARP, step="verify", peer=peer.name, vip=vip.address, arp_text=text,
                             **answer.log_fields())
             problem = arp_check.judge(text, vip.address, macs)

@@ -62,3 +62,20 @@ def test_a_failed_live_check_fails_verification(tmp_path: Path) -> None:
     assert code == 1
     assert entry["status"] == "failed" and entry["error"]["class"] == "VerifyFailed"
     assert "TCP connect to 10.20.0.200:80 failed" in entry["error"]["message"]
+
+
+def test_an_answer_of_another_shape_fails_its_own_step_and_is_kept(tmp_path: Path) -> None:
+    def drops_addresses(answer: Answer) -> Answer:
+        def run(step: str, params: dict[str, Any], variant: str | None = None) -> ScriptResult:
+            result = answer(step, params, variant=variant)
+            if step == "loopback_config":
+                return ScriptResult(output=[{k: v for k, v in result.output[0].items() if k != "addresses"}])
+            return result
+        return run
+
+    code, entry = rollout_with(tmp_path, drops_addresses)
+    assert code == 1
+    assert entry["status"] == "failed" and entry["failed_step"] == "loopback_config"
+    assert entry["error"]["class"] == "ProtocolError" and "addresses" in entry["error"]["message"]
+    (step,) = [s for s in entry["steps"] if s["step"] == "loopback_config"]
+    assert step["status"] == "failed" and step["result"]["changed"] is True  # what came back is kept
