@@ -26,6 +26,7 @@ adapter's `IPAddress` list afterwards.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +82,15 @@ def plan(ctx: PlanContext) -> StepPlan:
                        Masks=[HOST_MASK] * len(v4) + [a.mask for a in kept4], Addresses6=v6 + kept6,
                        SkipAsSource=d.skip_as_source and skip_as_source.supported(ctx.facts),
                        FallbackMask=fallback_mask, Dhcp=False)
-    return StepPlan(actions=(configure,), refusals=tuple(_profile_flip(ctx.facts, loopback)),
-                    warnings=tuple(warnings))
+    return StepPlan(actions=(configure,), warnings=tuple(warnings))
+
+
+def finish(ctx: PlanContext, actions: Sequence[Action]) -> StepPlan:
+    """Refuse a change that would give the loopback its first address where that flips the firewall
+    profile of the whole machine and shuts WinRM out (after the host's own blockers, in preflight)."""
+    if not any(a.step == NAME for a in actions):  # a new loopback is always configured too
+        return NOTHING
+    return StepPlan(refusals=tuple(_profile_flip(ctx.facts, ctx.loopback)))
 
 
 def _not_ours(loopback: Adapter | None, v4: list[str], v6: list[str]) -> tuple[list[Address], list[str]]:
@@ -181,6 +189,7 @@ STEP = Step(
     description=__doc__ or "",
     reads=("dsr_vips", "dsr_nic", "dsr_loopback_name", "dsr_skip_as_source"),
     plan=plan,
+    finish=finish,
     undo=undo,
     cuts_connection=True,  # a first address on the loopback can switch the firewall profile (2008)
     parse_output=_parse_output,

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from functools import partial
 
 from orchestrator.facts import Adapter, Facts
+from orchestrator.oscaps import SkipAsSource
+from orchestrator.steps import skip_as_source
 from orchestrator.steps.base import NOTHING, Action, Docs, PlanContext, Step, StepPlan, action, changed_only
 
 NAME = "preflight"
@@ -70,6 +72,11 @@ def change_blockers(ctx: PlanContext) -> list[str]:
         reasons.append("dsr_vips has no IPv4 VIP: an IPv6-only loopback is not supported")
     if not facts.os.caps.ipv6_vips and any(v.version == 6 for v in vips):
         reasons.append(f"IPv6 VIPs on {facts.os.caps.name} are not supported (its IPv6 stack is separate)")
+    caps = facts.os.caps
+    hotfix_missing = caps.skip_as_source is SkipAsSource.HOTFIX and not skip_as_source.supported(facts)
+    if ctx.desired.skip_as_source and hotfix_missing:
+        reasons.append(f"SkipAsSource wanted but {caps.skip_as_source_hotfix} is not installed on this {caps.name}: "
+                       "install it, or set dsr_skip_as_source: false")
     return reasons
 
 
@@ -84,7 +91,7 @@ STEP = Step(
     name=NAME,
     order=10,
     description=__doc__ or "",
-    reads=("dsr_vips", "dsr_nic", "dsr_subnet_check"),
+    reads=("dsr_vips", "dsr_nic", "dsr_subnet_check", "dsr_skip_as_source"),
     plan=plan,
     gate=True,
     finish=finish,

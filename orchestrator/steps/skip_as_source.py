@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -184,20 +184,9 @@ def plan(ctx: PlanContext) -> StepPlan:
                PnpDeviceId=loopback.pnp_device_id, Address=vip.address,
                Mask=HOST_MASK if vip.version == 4 else "128", Enabled=True)
         for vip in desired.vips
-        if loopback.has_address(vip.address) and not current.flags.get(vip.address, False)
+        if loopback.has_address(vip.address) and not current.of(vip.address)
     ]
     return StepPlan(actions=tuple(actions))
-
-
-def finish(ctx: PlanContext, actions: Sequence[Action]) -> StepPlan:
-    """A host that needs changes and wants SkipAsSource, where only a missing hotfix stands in the way."""
-    caps = ctx.facts.os.caps
-    if not actions or not ctx.desired.skip_as_source or caps.skip_as_source is not SkipAsSource.HOTFIX:
-        return NOTHING
-    if supported(ctx.facts):
-        return NOTHING
-    return StepPlan(refusals=(f"SkipAsSource wanted but {caps.skip_as_source_hotfix} is not installed on this "
-                              f"{caps.name}: install it, or set dsr_skip_as_source: false",))
 
 
 def undo(ctx: UndoContext) -> list[Action]:
@@ -221,7 +210,6 @@ STEP = Step(
     description=__doc__ or "",
     reads=("dsr_vips", "dsr_skip_as_source"),
     plan=plan,
-    finish=finish,
     undo=undo,
     parse_output=partial(changed_only, NAME),
     cuts_connection=True,  # the address is deleted and added again
