@@ -7,6 +7,7 @@ TCP/IP registry reference, default 3 when absent) to `Count`, or deletes the val
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -46,6 +47,7 @@ VARIABLE = Variable("dsr_arp_retry_count", int | None, None, _parse_count,
 @dataclass(frozen=True)
 class ArpRetry:
     count: int | None  # None: the value is absent
+    known: bool = True  # False: facts taken by a dsrprep that did not read it
 
 
 def current(facts: Facts) -> int | None:
@@ -53,6 +55,8 @@ def current(facts: Facts) -> int | None:
 
 
 def _parse_part(r: Reader) -> ArpRetry:
+    if not isinstance(r.value, Mapping) or "arp_retry_count" not in r.value:
+        return ArpRetry(None, known=False)
     return ArpRetry(r.opt_int("arp_retry_count"))
 
 
@@ -68,8 +72,12 @@ def plan(ctx: PlanContext) -> StepPlan:
 
 
 def undo(ctx: UndoContext) -> list[Action]:
-    was, now = current(ctx.before), current(ctx.now)
-    if was == now:
+    """The recorded value back, only where the rollout set one and the host still has it (a value
+    someone changed since, or one the recorded facts do not show, is left alone)."""
+    wanted = ctx.desired.option(VARIABLE.name)
+    before = ctx.before.part(NAME, ArpRetry)
+    was, now = before.count, current(ctx.now)
+    if not isinstance(wanted, int) or not before.known or now != wanted or was == now:
         return []
     return [action(NAME, f"restore ArpRetryCount ({'absent' if was is None else was})",
                    Count=ABSENT if was is None else was)]

@@ -66,6 +66,24 @@ def test_apply_then_undo_in_the_lab(before: int | None, after_count: int) -> Non
     assert arp_retry.current(parse_facts(h.facts())) == arp_retry.current(was)
 
 
+def test_undo_leaves_alone_what_the_rollout_did_not_set() -> None:
+    h = host(1)
+    was = parse_facts(h.facts())
+    h.registry[VALUE] = 0
+    now = parse_facts(h.facts())
+
+    def undone(desired_count: int | None, before: Any = was, after: Any = now) -> list[Any]:
+        plan_ = rollback_plan(before, after, desired(h, desired_count))
+        return [dict(a.params) for a in plan_.actions if a.step == "arp_retry"]
+
+    assert undone(0) == [{"Count": 1}]  # dsrprep set 0, the host still has it: back to 1
+    assert undone(None) == []  # the rollout did not set it: someone else did
+    assert undone(2) == []  # the rollout set 2, the host has 0: changed since, left alone
+    raw = h.facts()
+    del raw["arp_retry_count"]  # facts recorded by a dsrprep that did not read the value
+    assert undone(0, before=parse_facts(raw)) == []
+
+
 def test_the_lab_refuses_without_elevation() -> None:
     h = host()
     h.elevated = False
