@@ -293,10 +293,14 @@ class Facts:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able rendering of everything parsed, for `--json` and the rollout log."""
-        result = _jsonable(self)
+        result = jsonable(self)
         assert isinstance(result, dict)
-        # Each step's part under the step's name, beside the common facts.
-        result.update(result.pop("parts"))
+        # Each step's part beside the common facts, under the keys its type names (`json_fields`),
+        # else under the step's name.
+        shown = result.pop("parts")
+        for name, part in self.parts.items():
+            fields_of = getattr(part, "json_fields", None)
+            result.update(fields_of() if callable(fields_of) else {name: shown[name]})
         return result
 
 
@@ -317,9 +321,10 @@ def _normalize_mac(text: str) -> str:
     return re.sub(r"[^0-9a-f]", "", text.lower())
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """`value` with dataclasses, enums, mappings and tuples turned into JSON-able data."""
     if is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, Any] = {f.name: _jsonable(getattr(value, f.name)) for f in fields(value)}
+        out: dict[str, Any] = {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
         # Derived flags a reader of the JSON would otherwise have to recompute.
         extra = getattr(value, "json_extra", None)
         if callable(extra):
@@ -328,11 +333,11 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, StrEnum):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, frozenset):
-        return sorted(_jsonable(v) for v in value)
+        return sorted(jsonable(v) for v in value)
     if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from orchestrator.desired import FieldError, Variable, parse_int
 from orchestrator.facts import Facts, Reader
@@ -48,6 +49,9 @@ VARIABLE = Variable("dsr_arp_retry_count", int | None, None, _parse_count,
 class ArpRetry:
     count: int | None  # None: the value is absent
     known: bool = True  # False: facts taken by a dsrprep that did not read it
+
+    def json_fields(self) -> dict[str, Any]:
+        return {"arp_retry_count": self.count}
 
 
 def current(facts: Facts) -> int | None:

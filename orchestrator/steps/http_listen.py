@@ -48,6 +48,9 @@ class ListenList:
 
     addresses: tuple[str, ...] | None
 
+    def json_fields(self) -> dict[str, Any]:
+        return {"http_listen": None if self.addresses is None else list(self.addresses)}
+
 
 def listen_list(facts: Facts) -> tuple[str, ...] | None:
     return facts.part(NAME, ListenList).addresses

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
 
 from orchestrator.desired import Vip
-from orchestrator.facts import Facts, FactsError, Reader, type_name, with_path
+from orchestrator.facts import Facts, FactsError, Reader, jsonable, type_name, with_path
 from orchestrator.steps.base import (
     NOTHING,
     Action,
@@ -73,6 +73,9 @@ class Iis:
     def site(self, name: str) -> Site | None:
         """The site of that name (IIS compares names case-insensitively)."""
         return next((s for s in self.sites if s.name.casefold() == name.casefold()), None)
+
+    def json_fields(self) -> dict[str, Any]:
+        return {"iis": {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}}
 
 
 def iis(facts: Facts) -> Iis:

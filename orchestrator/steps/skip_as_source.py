@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from orchestrator.facts import (
     HOST_MASK,
@@ -56,6 +57,9 @@ class SkipFlags:
     def of(self, address: str) -> bool | None:
         """The flag of `address`, in any spelling; None when it is not known."""
         return self.flags.get(normalize_ip(address))
+
+    def json_fields(self) -> dict[str, Any]:
+        return {"skip_as_source": dict(self.flags)}
 
 
 def skip_flags(facts: Facts) -> SkipFlags:

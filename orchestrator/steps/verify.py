@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.desired import Desired
-from orchestrator.facts import HOST_MASK, Facts, Reader
+from orchestrator.facts import HOST_MASK, Facts, Reader, jsonable
 from orchestrator.steps import iis_binding
 from orchestrator.steps.base import Docs, FactsPart, Step, StepOutput, parse_output
 
@@ -35,6 +35,9 @@ class EventLog:
     """The address-conflict events (Tcpip 4198/4199) the facts fragment found."""
 
     events: tuple[Event, ...]
+
+    def json_fields(self) -> dict[str, Any]:
+        return {"events": jsonable(self.events)}
 
 
 def events(facts: Facts) -> tuple[Event, ...]:

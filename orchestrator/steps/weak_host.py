@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from orchestrator.facts import (
     NETSH_ONOFF,
@@ -20,6 +21,7 @@ from orchestrator.facts import (
     Reader,
     excerpt,
     frozen_map,
+    jsonable,
     netsh_fields,
     onoff,
     with_path,
@@ -55,6 +57,9 @@ class WeakHostTable:
 
     def get(self, interface_index: int, ip_version: int = 4) -> WeakHost | None:
         return (self.v4 if ip_version == 4 else self.v6).get(interface_index)
+
+    def json_fields(self) -> dict[str, Any]:
+        return {"weak_host_v4": jsonable(self.v4), "weak_host_v6": jsonable(self.v6)}
 
 
 def table(facts: Facts) -> WeakHostTable:

@@ -70,10 +70,10 @@ def test_every_healthy_host_reports_its_own_facts(fleet: LabFleet, result: dict[
             assert [a["address"] for a in got["addresses"]] == [a for a, _ in nic.addresses]
             assert got["interface_index"] == nic.interface_index
             if model.os_family != "2003":
-                weak = facts["weak_host"]["v4"][str(nic.interface_index)]
+                weak = facts["weak_host_v4"][str(nic.interface_index)]
                 assert weak == {"send": nic.weak_host_send, "receive": nic.weak_host_receive}
-        assert facts["iis_binding"]["version"] == model.iis_version
-        assert [s["name"] for s in facts["iis_binding"]["sites"]] == [s.name for s in model.sites]
+        assert facts["iis"]["version"] == model.iis_version
+        assert [s["name"] for s in facts["iis"]["sites"]] == [s.name for s in model.sites]
 
 
 def test_wrong_credentials_is_an_authentication_failure(fleet: LabFleet, result: dict[str, Any]) -> None:

@@ -178,7 +178,7 @@ def test_partially_configured_host_gets_only_the_missing_actions(workdir: Path) 
         assert "loopback" not in steps and {"adapter_settings", "weak_host"} <= set(steps)
         restored = parse_facts(handle.model.facts()).to_dict()
         assert restored["adapters"] == partial_state["adapters"]
-        assert restored["weak_host"] == partial_state["weak_host"]
+        assert restored["weak_host_v4"] == partial_state["weak_host_v4"]
 
 
 def test_connection_cut_mid_step_is_recovered_from_fresh_facts(workdir: Path) -> None:
