@@ -1,8 +1,10 @@
 """The DSR desired state of one host: the `dsr_*` inventory variables, their defaults and their checks.
 
 Every `dsr_*` variable may be set on a host or on any group (host > child group > parent group > all).
-Each is declared once, in `VARIABLES` below (name, type, default, parser, meaning); the defaults, the
-known names, this table, the README's list and `Desired`'s defaults all come from there, and a unit
+Each is declared once: those several steps read in `VARIABLES` below (name, type, default, parser,
+meaning), those one step reads in that step's module (`Step.variables`, kept in `Desired.options`);
+the defaults, the known names, this table (of the ones below), the README's list and `Desired`'s
+defaults all come from there, and a unit
 test fails when a copy falls out of step (`variables_table()` and `variables_markdown()` print them).
 
 ============================  =======================  ==========================================
@@ -636,11 +638,6 @@ def build_desired(
         return None, errors
     options = tuple(sorted((v.name, values[v.name]) for v in step_variables() if v.name in values))
     return Desired(vips=vips, nic=nic, **rest, options=options), []
-
-
-def desired_to_dict(desired: Desired) -> dict[str, object]:
-    """JSON-able form, for `inventory check` and logs (the same as `desired.to_dict()`)."""
-    return desired.to_dict()
 
 
 # --- the docs, generated from the declarations -----------------------------------------------------

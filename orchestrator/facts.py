@@ -1,10 +1,11 @@
 """The facts of one Windows host: the typed `Facts` value and the parsers that build it.
 
-Owns the validation of the raw dict that `ps_templates/facts/default.ps1` returns (its shape is
-`docs/facts.md`) and the parsers of the Windows text outputs it carries: `netsh interface
-ipv4|ipv6 show interface`, `netsh interface ipv4 show ipaddresses` / `ipv6 show addresses` (verbose),
-`netsh firewall show opmode|portopening`, `appcmd list site`, the IIS 6 metabase site list, and
-`netsh http show iplisten` / `httpcfg query iplisten`.
+Owns the validation of the common part of the raw dict the facts script returns (its shape is
+`docs/facts.md`): OS, session, adapters, firewall (with the parsers of `netsh firewall show
+opmode|portopening`) and marker; the look-ups over them that steps, verification and reports share
+(the NIC, dsrprep's loopback, the 2003 fallback mask); the typed `Reader` and the netsh text helpers
+the steps' own parsers use. Each step's own facts are parsed by its module (orchestrator/steps/) into
+`Facts.parts`.
 
 Pure: no I/O. Every malformed input ends in `FactsError` whose message names the key path.
 """
@@ -116,12 +117,6 @@ class Adapter:
         """The adapter's first IPv4 address (the real IP on a NIC)."""
         return next((a for a in self.addresses if a.version == 4), None)
 
-    def address(self, address: str) -> Address | None:
-        wanted = normalize_ip(address)
-        for item in self.addresses:
-            if normalize_ip(item.address) == wanted:
-                return item
-        return None
 
 
 @dataclass(frozen=True)

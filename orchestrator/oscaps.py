@@ -1,7 +1,7 @@
 """The one table of Windows Server families and what each has.
 
 Every other part of dsrprep asks this table: facts detect a host's family from its version with
-`family_of`, templates order their `# dsrprep-os: 2012r2+` ranges by `FAMILIES`, the steps decide
+`family_of`, templates order their `# dsrprep-os: 2012r2+` ranges by `families()`, the steps decide
 with capabilities (`caps.advfirewall`, `caps.skip_as_source`...) rather than by family name, and
 the lab builds its simulated hosts from the same rows. Adding a family is adding a row here.
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from orchestrator.facts import Adapter, Facts
 from orchestrator.inventory import Host
 from orchestrator.results import Command, HostResult, HostStatus, PlanStatus, Status, StepResult
-from orchestrator.steps import iis_binding, weak_host
+from orchestrator.steps import iis_binding, preflight, weak_host
 from orchestrator.steps.weak_host import WeakHost
 
 
@@ -40,7 +40,7 @@ def facts_row(host: Host, facts: Facts) -> dict[str, str]:
         nic_text = f"{nic.connection_id or nic.description}: {_ipv4(nic)}"
     loop_text = "; ".join(f"{lb.connection_id or lb.description}: {_ipv4(lb)}" for lb in loopbacks) or "none"
     if not facts.os.caps.weak_host:
-        weak_text = "weak (2003)"
+        weak_text = f"weak ({facts.os.family})"  # weak host by design: nothing to set
     else:
         parts = []
         if nic is not None and nic.interface_index is not None:
@@ -97,7 +97,7 @@ def result_row(result: HostResult) -> tuple[str, str, str]:
         where = f"{result.failed_step}: " if result.failed_step else ""
         detail = escape(f"{where}{result.error.error_class}: {result.error.message}")
     elif result.command == Command.PLAN:
-        detail = "\n".join(escape(f"{a.step}: {a.reason}") for a in result.planned if a.step != "preflight") or "-"
+        detail = "\n".join(escape(f"{a.step}: {a.reason}") for a in result.planned if a.step != preflight.NAME) or "-"
     else:
         detail = steps_cell(result.steps)
     if result.warnings:

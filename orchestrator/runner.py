@@ -36,7 +36,7 @@ from orchestrator.plan import Action, Plan, plan, rollback_plan
 from orchestrator.results import Command, FleetResult, HostResult, HostStatus, PlanStatus, Status, StepResult
 from orchestrator.retry import RetryPolicy, call_with_retry
 from orchestrator.rolloutlog import Event, RunLog
-from orchestrator.steps import arp_check, verify
+from orchestrator.steps import arp_check, preflight, verify
 from orchestrator.steps import parse_output as parse_step_output
 from orchestrator.templates import Script, render
 from orchestrator.transport import Session, SessionFactory
@@ -432,7 +432,7 @@ class _Apply:
         fresh = self.replan(self.facts)
         if fresh.refusals:
             raise HostFailed(step, PreflightRefused("; ".join(fresh.refusals))) from cause
-        remaining = [a for a in fresh.actions if a.step != "preflight"]
+        remaining = [a for a in fresh.actions if a.step != preflight.NAME]
         self.ctx.logger.info(Event.REPLANNED, step=step, actions=[a.to_dict() for a in remaining])
         return remaining
 
@@ -463,7 +463,7 @@ def _verify_once(ctx: _Context, before: Facts) -> Facts:
     remaining = plan(after, desired)
     ctx.logger.info(Event.VERIFY_PLAN, step="verify", plan=remaining.to_dict())
     if remaining.refusals or remaining.actions:
-        reasons = list(remaining.refusals) + [a.reason for a in remaining.actions if a.step != "preflight"]
+        reasons = list(remaining.refusals) + [a.reason for a in remaining.actions if a.step != preflight.NAME]
         raise HostFailed("verify", NotCompliant("still to change after apply: " + "; ".join(reasons)))
     problems = []
     script = render("verify", after.os.family, verify.params(after, desired))
@@ -531,7 +531,7 @@ def _rollout_body(dry_run: bool) -> Callable[[_Context], HostStatus]:
         ctx.logger.info(Event.PLAN, step="plan", plan=the_plan.to_dict(), dry_run=dry_run,
                         desired=desired.to_dict())
         if the_plan.refusals:
-            raise HostFailed("preflight", PreflightRefused("; ".join(the_plan.refusals)))
+            raise HostFailed(preflight.NAME, PreflightRefused("; ".join(the_plan.refusals)))
         if dry_run:
             return PlanStatus.CHANGES if the_plan.actions else PlanStatus.COMPLIANT
         if not the_plan.actions:

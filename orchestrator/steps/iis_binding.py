@@ -74,6 +74,10 @@ class Iis:
         """The site of that name (IIS compares names case-insensitively)."""
         return next((s for s in self.sites if s.name.casefold() == name.casefold()), None)
 
+    def served_ports(self, names: tuple[str, ...]) -> set[int]:
+        """The ports some of the sites `names` has a binding on."""
+        return {b.port for name in names if (site := self.site(name)) for b in site.bindings}
+
     def json_fields(self) -> dict[str, Any]:
         return {"iis": {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}}
 
@@ -238,7 +242,7 @@ def _missing_bindings(site: Site, vips: tuple[Vip, ...]) -> list[tuple[Vip, int,
 
 
 def _unserved_warnings(info: Iis, names: tuple[str, ...], vips: tuple[Vip, ...]) -> list[str]:
-    served_ports = {x.port for name in names if (site := info.site(name)) for x in site.bindings}
+    served_ports = info.served_ports(names)
     warnings = []
     for vip in vips:
         unserved = [p for p in vip.ports if vip.protocol == "tcp" and p not in served_ports]
@@ -271,12 +275,6 @@ def undo(ctx: UndoContext) -> list[Action]:
                                   Site=site_now.name, Protocol=x.protocol, Ip=x.ip, Port=x.port, HostHeader=x.host,
                                   Restart=ctx.desired.restart_site and i == len(new) - 1))
     return actions
-
-
-def served_ports(facts: Facts, sites: tuple[str, ...]) -> set[int]:
-    """The ports some of `sites` has a binding on."""
-    info = iis(facts)
-    return {b.port for name in sites if (site := info.site(name)) for b in site.bindings}
 
 
 STEP = Step(

@@ -119,7 +119,7 @@ def parse(raw: Any) -> VerifyOutput:
 def ports(facts: Facts, desired: Desired) -> list[int]:
     """The VIP ports some desired IIS site actually serves: those a TCP check can expect to answer."""
     wanted = {port for vip in desired.vips for port in vip.ports}
-    return sorted(wanted & iis_binding.served_ports(facts, desired.iis_sites))
+    return sorted(wanted & iis_binding.iis(facts).served_ports(desired.iis_sites))
 
 
 def params(facts: Facts, desired: Desired, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> dict[str, Any]:

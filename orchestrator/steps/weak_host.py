@@ -109,9 +109,9 @@ def parse_netsh_interface(text: str) -> WeakHost:
        layout (without it, with more fields at the end). Router Discovery may say "dhcp".
     Values: "enabled"/"disabled" only (case-insensitive); anything else raises.
     """
-    fields_ = netsh_fields(text)
-    if not ("IfLuid" in {lb for lb, _ in fields_} and "IfIndex" in {lb for lb, _ in fields_}):
+    if not netsh_interface_present(text):
         raise FactsError("no interface parameter block in netsh output: " + excerpt(text))
+    fields_ = netsh_fields(text)
     by_label = {label.casefold(): (label, value) for label, value in fields_}
     sends = by_label.get("weak host sends")
     receives = by_label.get("weak host receives")

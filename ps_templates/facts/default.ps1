@@ -1,8 +1,8 @@
 # dsrprep-step: facts
 # Gathers in one object what the DSR plan needs: here what many steps read (OS, session, adapters
-# and their IP configuration, firewall state, marker); the facts of single steps (weak host flags,
-# SkipAsSource, IIS sites, the listen list, conflict events) come from their fragments, expanded
-# at the line `# dsrprep-facts-fragments` when the template is loaded.
+# and their IP configuration, firewall state, marker); the facts of single steps come from their
+# fragments (ps_templates/<step>/facts.ps1), expanded at the line `# dsrprep-facts-fragments` when
+# the template is loaded.
 param()
 $ErrorActionPreference = 'Stop'
 

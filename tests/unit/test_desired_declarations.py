@@ -168,7 +168,7 @@ def test_to_dict_shape() -> None:
     assert data["vips"] == [{"address": "10.0.0.100", "ports": [80, 443], "protocol": "tcp"}]
     assert data["nic"] == {"by": "mac", "value": "00:15:5D:0A:14:04"}
     assert data["iis_sites"] == ["Default Web Site"]
-    assert ds.desired_to_dict(desired) == data
+    assert desired.to_dict() == data
 
 
 def _good() -> dict[str, Any]:

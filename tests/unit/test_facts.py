@@ -774,7 +774,7 @@ def test_parse_facts_2008r2() -> None:
     assert facts.nic("address", "10.0.0.11") is nic and facts.nic("mac", "02-00-4c-4f-4f-50") is None
     assert facts.nic("name", "LOCAL AREA CONNECTION") is nic
     assert facts.dsr_loopback(["10.0.0.99"]) is loop  # through the marker
-    assert nic.address("10.0.0.11") == Address("10.0.0.11", "255.255.255.0")
+    assert nic.ipv4() == Address("10.0.0.11", "255.255.255.0")
 
     fw = facts.firewall
     assert (fw.api, fw.enabled, fw.current_profiles) == ("advfirewall", True, 1)

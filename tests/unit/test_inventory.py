@@ -156,7 +156,7 @@ def test_defaults_of_a_minimal_host(tmp_path: Path) -> None:
     d = host.desired
     assert d.vips == (Vip("10.0.0.100", (80,), "tcp"),)
     assert d.nic == NicSelector("address", "10.0.0.11")
-    resolved = desired_module.desired_to_dict(d)
+    resolved = d.to_dict()
     for key, default in desired_module.defaults().items():
         field = key.removeprefix("dsr_")
         if field in resolved:

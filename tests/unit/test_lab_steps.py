@@ -182,7 +182,7 @@ def assert_compliant(host: WindowsHost, before: Facts, results: dict[str, Hashta
     lo = facts.adapter_by_pnp_id(facts.marker["LoopbackPnpId"])
     assert lo is not None and lo.is_loopback
     degraded = bool(results["loopback_config"]["degraded"])
-    address = lo.address(VIP)
+    address = next((a for a in lo.addresses if a.address == VIP), None)
     assert address is not None
     assert address.mask == ("255.255.255.0" if degraded else HOST_MASK)
     assert [a.address for a in lo.addresses if a.version == 4] == [VIP]
