@@ -465,11 +465,7 @@ def steps_command(
     from orchestrator import stepdocs
 
     if write_docs is not None:
-        try:
-            changed = stepdocs.write_docs(write_docs)
-        except (OSError, ValueError) as exc:
-            raise _fail(str(exc)) from None
-        out.print("rewrote: " + (", ".join(str(p) for p in changed) or "nothing (already up to date)"), markup=False)
+        _write_docs(write_docs)
         return
     if markdown:
         typer.echo(stepdocs.readme_table(), nl=False)
@@ -481,6 +477,25 @@ def steps_command(
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
     out.print(table)
+
+
+def _write_docs(root: Path) -> None:
+    """Regenerate the step tables and variable lists in the source folder `root`."""
+    from orchestrator import stepdocs
+
+    paths = {rel: root / rel for rel in stepdocs.GENERATED_FILES}
+    missing = [rel for rel, path in paths.items() if not path.is_file()]
+    if missing:
+        raise _fail(f"{root}: not a dsrprep source folder (no {', '.join(missing)})")
+    try:
+        old = {rel: path.read_text(encoding="utf-8") for rel, path in paths.items()}
+        new = stepdocs.regenerate(old)
+        changed = [rel for rel in paths if new[rel] != old[rel]]
+        for rel in changed:
+            paths[rel].write_text(new[rel], encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    out.print("rewrote: " + (", ".join(str(paths[r]) for r in changed) or "nothing (already up to date)"), markup=False)
 
 
 @lab_app.command("serve")

@@ -1,6 +1,7 @@
 """The step tables of the README, docs/steps.md and `dsrprep steps`, generated from the step registry.
 
-Pure: the registry, the template catalogue and the capability table in, rows and Markdown out.
+Pure: the registry, the template catalogue and the capability table in, rows and Markdown out
+(the CLI reads and writes the files).
 The same goes for the README's and inventory/example.yml's lists of the `dsr_*` variables, which
 come from their declarations (orchestrator/desired.py and each step's `variables`). The committed
 documents hold the generated text between marker comments; a test fails when they
@@ -12,9 +13,8 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator import desired, oscaps, steps
 from orchestrator.steps.base import Step
@@ -141,21 +141,19 @@ def replace_between(text: str, markers: tuple[str, str], body: str, *, where: st
     return pattern.sub(lambda _m: f"{start}\n{body}{end}", text)
 
 
-def write_docs(root: Path) -> list[Path]:
-    """Rewrite the generated parts of README.md, docs/steps.md and inventory/example.yml under `root`;
-    the files changed."""
-    changed: list[Path] = []
-    for rel, markers, body in (("README.md", README_MARKERS, readme_table()),
-                               ("README.md", VARIABLES_MARKERS, desired.variables_markdown() + "\n"),
-                               ("docs/steps.md", STEPS_MD_MARKERS, steps_reference()),
-                               ("inventory/example.yml", EXAMPLE_MARKERS, example_variables())):
-        path = root / rel
-        if not path.is_file():
-            raise ValueError(f"{root}: not a dsrprep source folder (no {rel})")
-        old = path.read_text(encoding="utf-8")
-        new = replace_between(old, markers, body, where=str(path))
-        if new != old:
-            path.write_text(new, encoding="utf-8")
-            if path not in changed:
-                changed.append(path)
-    return changed
+GENERATED_FILES = ("README.md", "docs/steps.md", "inventory/example.yml")
+
+
+def regenerate(texts: Mapping[str, str]) -> dict[str, str]:
+    """The files of GENERATED_FILES (path -> text) with their generated parts written anew."""
+    parts = {
+        "README.md": ((README_MARKERS, readme_table()), (VARIABLES_MARKERS, desired.variables_markdown() + "\n")),
+        "docs/steps.md": ((STEPS_MD_MARKERS, steps_reference()),),
+        "inventory/example.yml": ((EXAMPLE_MARKERS, example_variables()),),
+    }
+    out = {}
+    for rel, text in texts.items():
+        for markers, body in parts[rel]:
+            text = replace_between(text, markers, body, where=rel)
+        out[rel] = text
+    return out
