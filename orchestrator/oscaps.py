@@ -170,7 +170,8 @@ def family_of(version: str) -> str:
 @contextmanager
 def extended(row: OsCaps) -> Iterator[OsCaps]:
     """The table with one more family for the duration of the block (placed by its NT version and
-    build), for tests that show a new family needs no edit elsewhere."""
+    build), for tests that show a new family needs no edit elsewhere. It changes the one table the
+    whole process reads: not for use while hosts are being worked on in other threads."""
     if is_family(row.family):
         raise UnknownFamily(f"family {row.family!r} is already in the table")
     key = (row.nt_version, row.first_build)
