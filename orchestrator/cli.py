@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +26,13 @@ from rich.table import Table
 from orchestrator import oscaps
 from orchestrator.desired import Desired
 from orchestrator.errors import ErrorInfo
+from orchestrator.fleetops import PsrpFleet
 from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
+from orchestrator.locks import HeldLocks, LockHeld, LockRecord, acquire
 from orchestrator.report import facts_row, result_row
 from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
+from orchestrator.rollout import Ending, Options, Outcome, Rollout, RunRecord
 from orchestrator.rolloutlog import RunLog, RunState, read_run, recorded_rollout
 from orchestrator.runner import (
     DEFAULT_FORKS,
@@ -40,10 +45,12 @@ from orchestrator.runner import (
 )
 from orchestrator.templates import render as render_template
 from orchestrator.transport import SessionFactory, psrp_session
+from orchestrator.waves import DEFAULT_WAVES, WaveError, order_hosts
 
 EXIT_OK = 0
 EXIT_HOSTS_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_ABORTED = 3
 EXIT_DECLINED = 4
 EXIT_INTERRUPTED = 130
 
@@ -166,10 +173,14 @@ def _select(inv: Inventory, limit: str | None) -> list[Host]:
 
 @dataclass(frozen=True)
 class Deps:
-    """How the commands reach hosts. Tests hand their own through typer's `obj` (CliRunner.invoke(...,
-    obj=Deps(...))); a real run uses PSRP."""
+    """How the commands reach hosts and the person. Tests hand their own through typer's `obj`
+    (CliRunner.invoke(..., obj=Deps(...))); a real run uses PSRP and the terminal."""
 
     session_factory: SessionFactory = psrp_session
+    terminal: bool | None = None  # None: whether stdin is a terminal
+
+    def interactive(self) -> bool:
+        return sys.stdin.isatty() if self.terminal is None else self.terminal
 
 
 def _deps(ctx: typer.Context) -> Deps:
@@ -355,32 +366,150 @@ def _confirm(question: str, yes: bool) -> None:
         raise typer.Exit(EXIT_DECLINED)
 
 
+CanaryOpt = Annotated[str | None, typer.Option(
+    "--canary", help="The canary: N (the first N hosts needing changes), HOST,... or @GROUP; default: the "
+                     "inventory group 'canary', else the first host needing changes.")]
+WavesOpt = Annotated[str, typer.Option(
+    "--waves", help="Wave sizes after the canary: counts and percentages, the last repeating (like Ansible's serial).")]
+OrderOpt = Annotated[str, typer.Option("--order", help="Placement order: inventory, sorted or shuffle:SEED.")]
+
+
 @app.command()
 def rollout(
     ctx: typer.Context,
     inventory: InventoryArg,
     limit: LimitOpt = None,
     forks: ForksOpt = DEFAULT_FORKS,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before changing hosts.")] = False,
+    canary: CanaryOpt = None,
+    waves: WavesOpt = DEFAULT_WAVES,
+    max_failures: Annotated[str, typer.Option(
+        "--max-failures", help="Failed hosts a wave may have (N, or P% of the wave, rounded down); more stops "
+                               "the rollout. The canary allows none.")] = "0",
+    max_unreachable: Annotated[str, typer.Option(
+        "--max-unreachable", help="Unreachable hosts a wave may have (N or P%), counted apart from failures.")] = "0",
+    order: OrderOpt = "inventory",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (before the first change, after the canary).")
+                   ] = False,
+    pause_after_wave: Annotated[bool, typer.Option("--pause-after-wave", help="Ask again after every wave.")] = False,
+    gate_command: Annotated[str | None, typer.Option(
+        "--gate-command", help="Run after each wave (DSRPREP_RUN_DIR, DSRPREP_WAVE, DSRPREP_WAVE_HOSTS set); "
+                               "a non-zero exit stops the rollout.")] = None,
+    rollback_on_abort: Annotated[bool, typer.Option(
+        "--rollback-on-abort", help="When a gate stops the rollout, roll back the hosts its wave changed.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Preflight and waves only: change nothing.")] = False,
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Write this run's log into exactly this folder.")
+                       ] = None,
 ) -> None:
-    """Apply the DSR plan to every selected host, verify it, and log everything."""
+    """Prepare hosts for DSR canary first, then in waves, with gates between them. Exit codes: 0 every host ok or
+    changed; 1 some host failed or unreachable within the thresholds; 2 bad input (or hosts held by another run);
+    3 a gate or threshold stopped the rollout; 4 declined at a prompt; 130 interrupted."""
+    options = Options(canary=canary, waves=waves, max_failures=max_failures, max_unreachable=max_unreachable,
+                      order=order, forks=forks, pause_after_wave=pause_after_wave, gate_command=gate_command,
+                      rollback_on_abort=rollback_on_abort, check=check)
+    try:
+        options.validate()
+    except WaveError as exc:
+        raise _fail(str(exc)) from None
+    deps = _deps(ctx)
+    if not (yes or check or deps.interactive()):
+        raise _fail("no terminal to ask for approval on: pass --yes to roll out without asking")
     inv = _load(inventory, ask_pass)
     hosts = _select(inv, limit)
-    _confirm(f"Prepare {len(hosts)} host(s) for DSR ({', '.join(h.name for h in hosts[:5])}"
-             f"{', ...' if len(hosts) > 5 else ''})?", yes)
-    log, result = _execute(
-        Command.ROLLOUT, runs_dir, _record(inventory, limit, forks), hosts,
-        lambda log: rollout_fleet(hosts, session_factory=_deps(ctx).session_factory, log=log,
-                                  policy=RetryPolicy(), peers=_peers(inv), forks=forks))
+    try:
+        names = order_hosts([h.name for h in hosts], order)
+    except WaveError as exc:
+        raise _fail(str(exc)) from None
+    log = RunLog(run_dir.parent, run_dir.name) if run_dir is not None else RunLog.create(runs_dir)
+    base = {"command": Command.ROLLOUT, **_record(inventory, limit, forks), "options": options.to_dict(),
+            "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    _drive_rollout(deps, inv, log, base, RunRecord(hosts=names), options, yes=yes, as_json=as_json, resume=False)
+
+
+def _drive_rollout(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any], record: RunRecord,
+                   options: Options, *, yes: bool, as_json: bool, resume: bool) -> None:
+    """Run (or resume) a rollout under `log`, print it, and exit with its code."""
+    operator = _Operator(yes=yes, log=log, base=base, console=err if as_json else out)
+    fleet = PsrpFleet({h.name: h for h in inv.hosts}, log, deps.session_factory, _peers(inv), options.forks,
+                      options.gate_command)
+    plan = Rollout(inv.groups, options, fleet, operator, record)
+    with _held(log, record.hosts, options, base) as held:
+        for warning in held.warnings:
+            err.print(f"warning: {warning}", markup=False)
+        outcome = _run_rollout(plan, resume=resume)
+    log.close()
+    state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
+    log.write_run({**base, **outcome.record.to_dict(), "state": state, "summary": outcome.result.counts()})
     if as_json:
-        typer.echo(_json_doc(log, result))
+        typer.echo(json.dumps({"run_id": log.run_id, "run_dir": str(log.path), "ending": outcome.ending,
+                               "waves": outcome.record.to_dict()["waves"], "gates": outcome.record.gates,
+                               **outcome.result.to_dict()}, indent=2, default=str))
     else:
-        out.print(_results_table(f"rollout, run {log.run_id}", result))
-        _print_summary(result, log)
-    raise _exit_for(result)
+        out.print(_results_table(f"rollout, run {log.run_id}", outcome.result))
+        out.print(f"{outcome.ending}: {outcome.result.summary_text()}; log: {log.path}", markup=False)
+    raise typer.Exit(_ENDING_EXIT.get(outcome.ending) or (EXIT_OK if outcome.result.succeeded else EXIT_HOSTS_FAILED))
+
+
+def _run_rollout(plan: Rollout, *, resume: bool) -> Outcome:
+    try:
+        if resume:
+            return plan.outcome(plan.run(first_wave=plan.resume_from()))
+        return plan.outcome(plan.prepare() or plan.run())
+    except (FleetInterrupted, KeyboardInterrupt):
+        return plan.interrupted()
+
+
+_ENDING_EXIT = {Ending.ABORTED: EXIT_ABORTED, Ending.DECLINED: EXIT_DECLINED, Ending.INTERRUPTED: EXIT_INTERRUPTED}
+
+
+@contextmanager
+def _held(log: RunLog, hosts: list[str], options: Options, base: dict[str, Any]) -> Iterator[HeldLocks]:
+    """The hosts' locks for the run (none for --check, which changes nothing); exit 2 when held."""
+    if options.check:
+        yield HeldLocks(LockRecord.mine(log.run_id, str(base["command"])), [], [])
+        return
+    try:
+        held = acquire(log.path.parent, run_id=log.run_id, command=str(base["command"]), hosts=hosts)
+    except LockHeld as exc:
+        raise _fail(str(exc)) from None
+    with held:
+        yield held
+
+
+@dataclass
+class _Operator:
+    """The person at the terminal: asked before the first change and after the canary, shown each wave."""
+
+    yes: bool
+    log: RunLog
+    base: dict[str, Any]
+    console: Console
+
+    def approve(self, question: str) -> bool:
+        if self.yes:
+            return True
+        try:
+            return bool(typer.confirm(question, default=False))
+        except typer.Abort:  # end of input at the prompt
+            return False
+
+    def show(self, event: str, **details: Any) -> None:
+        if event == "preflight":
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(details["counts"].items()))
+            self.console.print(f"preflight: {counts}", markup=False)
+            for wave in details["waves"]:
+                self.console.print(f"  {wave.name}: {', '.join(wave.hosts)}", markup=False)
+        elif event == "wave":
+            self.console.print(f"{details['wave'].name}: {len(details['todo'])} host(s)", markup=False)
+        elif event == "gate":
+            gate = details["gate"]
+            verdict = "go on" if gate.go_on else "STOP: " + "; ".join(gate.reasons)
+            self.console.print(f"gate after {details['wave'].name}: {verdict}", markup=False)
+
+    def save(self, record: RunRecord) -> None:
+        self.log.write_run({**self.base, **record.to_dict(), "state": RunState.RUNNING})
 
 
 def _read_rollout(run_dir: Path) -> dict[str, Any]:

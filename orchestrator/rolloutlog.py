@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 import structlog.tracebacks
 
-from orchestrator.results import Status
+from orchestrator.results import Command, Status
 
 # Keys whose values are secrets, whatever their depth. Names, not patterns: a host called
 # "passport01" or "tokyo-web" is data.
@@ -220,6 +220,8 @@ class HostRecord:
     facts_before: dict[str, Any] | None
     changed: bool
     desired: dict[str, Any] | None = None
+    # The status of the last rollout of the host that ended (None: none ended, e.g. cut off by a crash).
+    outcome: str | None = None
 
 
 def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
@@ -229,6 +231,7 @@ def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
     before: dict[str, Any] | None = None
     desired: dict[str, Any] | None = None
     changed = False
+    outcome: str | None = None
     for event in read_host_log(path).events:
         if event.get("host") != host:
             continue  # another host whose name maps to the same file
@@ -239,4 +242,6 @@ def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
             desired = event["desired"]
         elif name == Event.STEP_RESULT and event.get("status") == Status.CHANGED:
             changed = True
-    return HostRecord(before, changed, desired)
+        elif name == Event.HOST_DONE and event.get("step") == Command.ROLLOUT and isinstance(event.get("status"), str):
+            outcome = event["status"]
+    return HostRecord(before, changed, desired, outcome)

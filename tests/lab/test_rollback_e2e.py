@@ -63,8 +63,8 @@ def test_rollback_turns_the_firewall_back_on_after_the_inventory_changed(tmp_pat
         original = parse_facts(handle.model.facts()).to_dict()
         run_dir = roll_out_with_firewall_disabled(fleet, inventory, runs)
         events = read_host_log(run_dir / "hosts" / f"{handle.name}.jsonl").events
-        (planned,) = [e for e in events if e["event"] == Event.PLAN]
-        assert planned["desired"]["firewall"] == "disable"
+        plans = [e for e in events if e["event"] == Event.PLAN]  # the preflight's, then the rollout's
+        assert len(plans) == 2 and all(e["desired"]["firewall"] == "disable" for e in plans)
 
         code, undone, err = cli("rollback", str(run_dir), "--yes", "--json", "--runs-dir", runs)
         assert code == 0, json.dumps(undone, indent=1)[:3000]

@@ -108,7 +108,14 @@ def test_non_elevated_host_fails_preflight_with_nothing_changed(workdir: Path) -
         inventory = workdir / "lab.yml"
         fleet.write_inventory(inventory)
         before = parse_facts(victim.model.facts()).to_dict()
+        # By default a preflight failure stops the rollout before any change, anywhere.
         code, doc = cli("rollout", str(inventory), "--yes", "--json", "--runs-dir", str(workdir / "runs"))
+        assert code == 3 and doc["ending"] == "aborted"
+        assert doc["hosts"][fleet.hosts[1].name]["status"] == "aborted"
+        assert set(fleet.hosts[1].counters.steps) == {"facts"}
+        # Within --max-failures the other host goes ahead; the run exits 1.
+        code, doc = cli("rollout", str(inventory), "--yes", "--json", "--runs-dir", str(workdir / "runs"),
+                        "--max-failures", "1")
         assert code == 1
         entry = doc["hosts"][victim.name]
         assert entry["status"] == "failed" and entry["failed_step"] == "preflight"
@@ -265,7 +272,7 @@ def test_2008_without_winrm_on_public_is_refused_before_the_profile_flip(workdir
         fleet.write_inventory(inventory)
         before = parse_facts(model.facts()).to_dict()
         code, doc = cli("rollout", str(inventory), "--yes", "--json", "--runs-dir", str(workdir / "runs"))
-        assert code == 1
+        assert code == 3  # a refused host is a preflight failure: beyond the default --max-failures 0
         entry = doc["hosts"][fleet.hosts[0].name]
         assert entry["status"] == "failed" and entry["failed_step"] == "preflight"
         assert "Public firewall profile" in entry["error"]["message"]

@@ -1,5 +1,6 @@
 """The verification judges at work in a rollout: through the CLI and real pypsrp, a step that says it
-changed something it did not, and a verify check that fails, each leave the host failed (exit 1)."""
+changed something it did not, and a verify check that fails, each leave the host failed (its one host
+is the canary, so the rollout stops: exit 3)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_a_step_that_does_not_take_fails_verification(tmp_path: Path) -> None:
         return run
 
     code, entry = rollout_with(tmp_path, claims_weak_host)
-    assert code == 1
+    assert code == 3  # the only host is the canary: a failed canary stops the rollout
     assert entry["status"] == "failed" and entry["failed_step"] == "verify"
     assert entry["error"]["class"] == "NotCompliant" and "weak host" in entry["error"]["message"]
 
@@ -59,7 +60,7 @@ def test_a_failed_live_check_fails_verification(tmp_path: Path) -> None:
         return run
 
     code, entry = rollout_with(tmp_path, vip_port_closed)
-    assert code == 1
+    assert code == 3
     assert entry["status"] == "failed" and entry["error"]["class"] == "VerifyFailed"
     assert "TCP connect to 10.20.0.200:80 failed" in entry["error"]["message"]
 
@@ -74,7 +75,7 @@ def test_an_answer_of_another_shape_fails_its_own_step_and_is_kept(tmp_path: Pat
         return run
 
     code, entry = rollout_with(tmp_path, drops_addresses)
-    assert code == 1
+    assert code == 3
     assert entry["status"] == "failed" and entry["failed_step"] == "loopback_config"
     assert entry["error"]["class"] == "ProtocolError" and "addresses" in entry["error"]["message"]
     (step,) = [s for s in entry["steps"] if s["step"] == "loopback_config"]

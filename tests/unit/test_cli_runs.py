@@ -60,15 +60,15 @@ def invoke(*args: str) -> Any:
     return CliRunner().invoke(app, list(args), env=ENV, obj=Deps(session_factory=BuggySession))
 
 
-@pytest.mark.parametrize("command", [["facts"], ["plan"], ["rollout", "--yes"]])
-def test_a_bug_shows_one_line_and_its_traceback_is_in_the_host_log(command: list[str], inventory: Path,
+@pytest.mark.parametrize(("command", "code"), [(["facts"], 1), (["plan"], 1), (["rollout", "--yes"], 3)])
+def test_a_bug_shows_one_line_and_its_traceback_is_in_the_host_log(command: list[str], code: int, inventory: Path,
                                                                    tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     result = invoke(*command, str(inventory), "--runs-dir", str(runs))
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == code, result.output  # a rollout stops at its preflight: exit 3
     assert "InternalError: KeyError: 'certificate_pem'" in result.stdout
     assert "Traceback" not in result.output and "_read_client_certificate" not in result.output
-    (run_dir,) = runs.iterdir()
+    (run_dir,) = [p for p in runs.iterdir() if not p.name.startswith(".")]  # .locks: the run's locks
     events = read_host_log(run_dir / "hosts" / "web1.jsonl").events
     (internal,) = [e for e in events if e["event"] == Event.INTERNAL_ERROR]
     assert internal["level"] == "error"
@@ -85,7 +85,7 @@ def test_a_bug_shows_one_line_and_its_traceback_is_in_the_host_log(command: list
 
 def test_json_output_of_a_bug_is_one_document_without_a_traceback(inventory: Path, tmp_path: Path) -> None:
     result = invoke("rollout", "--yes", "--json", str(inventory), "--runs-dir", str(tmp_path / "runs"))
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # stopped at the preflight
     doc = json.loads(result.stdout)
     assert doc["summary"] == {"failed": 1}
     assert doc["hosts"]["web1"]["error"] == {"class": "InternalError", "message": "KeyError: 'certificate_pem'"}
