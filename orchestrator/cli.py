@@ -13,7 +13,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,7 +32,7 @@ from orchestrator.locks import HeldLocks, LockHeld, LockRecord, acquire
 from orchestrator.report import facts_row, result_row
 from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
-from orchestrator.rollout import Ending, Options, Outcome, Rollout, RunRecord
+from orchestrator.rollout import DONE, Ending, Options, Outcome, Rollout, RunRecord
 from orchestrator.rolloutlog import RunLog, RunState, read_run, recorded_rollout
 from orchestrator.runner import (
     DEFAULT_FORKS,
@@ -413,25 +413,118 @@ def rollout(
         options.validate()
     except WaveError as exc:
         raise _fail(str(exc)) from None
-    deps = _deps(ctx)
-    if not (yes or check or deps.interactive()):
-        raise _fail("no terminal to ask for approval on: pass --yes to roll out without asking")
     inv = _load(inventory, ask_pass)
-    hosts = _select(inv, limit)
+    hosts = [h.name for h in _select(inv, limit)]
+    _start_rollout(_deps(ctx), inv, hosts, options, _record(inventory, limit, forks), yes=yes, as_json=as_json,
+                   run_dir=run_dir, runs_dir=runs_dir)
+
+
+def _start_rollout(deps: Deps, inv: Inventory, hosts: list[str], options: Options, record: dict[str, Any], *,
+                   yes: bool, as_json: bool, run_dir: Path | None, runs_dir: Path) -> None:
+    """A new rollout of `hosts` (placed in the order the options ask for), logged into `run_dir`
+    exactly, or into a new run id under `runs_dir`."""
+    if not (yes or options.check or deps.interactive()):
+        raise _fail("no terminal to ask for approval on: pass --yes to roll out without asking")
     try:
-        names = order_hosts([h.name for h in hosts], order)
+        names = order_hosts(hosts, options.order)
+        log = RunLog(run_dir.parent, run_dir.name) if run_dir is not None else RunLog.create(runs_dir)
     except WaveError as exc:
         raise _fail(str(exc)) from None
-    log = RunLog(run_dir.parent, run_dir.name) if run_dir is not None else RunLog.create(runs_dir)
-    base = {"command": Command.ROLLOUT, **_record(inventory, limit, forks), "options": options.to_dict(),
+    except OSError as exc:
+        raise _fail(f"cannot write the run log: {exc}") from None
+    base = {"command": Command.ROLLOUT, **record, "options": options.to_dict(),
             "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
     _drive_rollout(deps, inv, log, base, RunRecord(hosts=names), options, yes=yes, as_json=as_json, resume=False)
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, typer.Argument(help="The run directory of the rollout to finish (runs/<run-id>).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before going on.")] = False,
+    as_json: JsonOpt = False,
+    ask_pass: AskPassOpt = False,
+) -> None:
+    """Finish an interrupted, stopped or crashed rollout with the same waves and options: hosts that ended
+    are not run again, the others re-read their facts and go on from what the facts say."""
+    data = _read_rollout(run_dir)
+    try:
+        options = Options.from_dict(data.get("options") or {})
+        record = RunRecord.from_dict(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise _fail(f"{run_dir}: run.json cannot be resumed ({exc})") from None
+    if data.get("state") == RunState.FINISHED and record.ending == Ending.FINISHED:
+        out.print(f"{run_dir}: run {data.get('run_id')} finished: nothing to resume", markup=False)
+        raise typer.Exit(EXIT_OK)
+    deps = _deps(ctx)
+    if not (yes or options.check or deps.interactive()):
+        raise _fail("no terminal to ask for approval on: pass --yes to go on without asking")
+    inv = _load(Path(str(data.get("inventory"))), ask_pass)
+    missing = [h for h in record.hosts if h not in {x.name for x in inv.hosts}]
+    if missing:
+        raise _fail(f"{run_dir}: the inventory no longer has host(s) {', '.join(missing)}")
+    for host in record.hosts:  # hosts that ended after run.json was last written (a crash mid-wave)
+        ended = recorded_rollout(run_dir, host).outcome
+        if ended in DONE and record.outcomes.get(host) not in DONE:
+            record.outcomes[host] = ended
+    base = {k: v for k, v in data.items() if k not in record.to_dict() and k not in ("state", "summary", "run_id")}
+    base["resumed"] = [*base.get("resumed", []), datetime.now(UTC).isoformat(timespec="milliseconds")]
+    log = RunLog(run_dir.parent, run_dir.name)
+    _drive_rollout(deps, inv, log, base, record, options, yes=yes, as_json=as_json, resume=bool(record.waves))
+
+
+@app.command()
+def rerun(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, typer.Argument(help="The run directory of an earlier rollout.")],
+    failed: Annotated[bool, typer.Option("--failed", help="Only the hosts that failed or were unreachable.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (before the first change, after the canary).")
+                   ] = False,
+    as_json: JsonOpt = False,
+    ask_pass: AskPassOpt = False,
+    runs_dir: RunsDirOpt = Path("runs"),
+) -> None:
+    """Start a new rollout with the options of an earlier one, of the hosts that failed or were unreachable there."""
+    if not failed:
+        raise _fail("say which hosts to run again: --failed (those that failed or were unreachable)")
+    data = _read_rollout(run_dir)
+    outcomes = RunRecord.from_dict(data).outcomes
+    again = [h for h, status in outcomes.items() if status in (Status.FAILED, Status.UNREACHABLE)]
+    if not again:
+        out.print(f"{run_dir}: no host failed or was unreachable there: nothing to run again", markup=False)
+        raise typer.Exit(EXIT_OK)
+    options = Options.from_dict(data.get("options") or {})
+    inventory = Path(str(data.get("inventory")))
+    inv = _load(inventory, ask_pass)
+    known = {h.name for h in inv.hosts}
+    record = {**_record(inventory, data.get("limit"), options.forks), "rerun_of": data.get("run_id")}
+    _start_rollout(_deps(ctx), inv, [h for h in again if h in known], options, record, yes=yes,
+                   as_json=as_json, run_dir=None, runs_dir=runs_dir)
 
 
 def _drive_rollout(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any], record: RunRecord,
                    options: Options, *, yes: bool, as_json: bool, resume: bool) -> None:
     """Run (or resume) a rollout under `log`, print it, and exit with its code."""
-    operator = _Operator(yes=yes, log=log, base=base, console=err if as_json else out)
+    outcome = _rollout_outcome(deps, inv, log, base, record, options, yes=yes, console=err if as_json else out,
+                               resume=resume)
+    if as_json:
+        typer.echo(json.dumps({"run_id": log.run_id, "run_dir": str(log.path), "ending": outcome.ending,
+                               "waves": outcome.record.to_dict()["waves"], "gates": outcome.record.gates,
+                               **outcome.result.to_dict()}, indent=2, default=str))
+    else:
+        out.print(_results_table(f"rollout, run {log.run_id}", outcome.result))
+        out.print(f"{outcome.ending}: {outcome.result.summary_text()}; log: {log.path}", markup=False)
+    raise typer.Exit(_exit_code(outcome))
+
+
+def _exit_code(outcome: Outcome) -> int:
+    return _ENDING_EXIT.get(outcome.ending) or (EXIT_OK if outcome.result.succeeded else EXIT_HOSTS_FAILED)
+
+
+def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any], record: RunRecord,
+                     options: Options, *, yes: bool, console: Console, resume: bool) -> Outcome:
+    """Run (or resume) a rollout under `log` with its hosts locked; run.json says how it ended."""
+    operator = _Operator(yes=yes, log=log, base=base, console=console)
     fleet = PsrpFleet({h.name: h for h in inv.hosts}, log, deps.session_factory, _peers(inv), options.forks,
                       options.gate_command)
     plan = Rollout(inv.groups, options, fleet, operator, record)
@@ -442,14 +535,7 @@ def _drive_rollout(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any]
     log.close()
     state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
     log.write_run({**base, **outcome.record.to_dict(), "state": state, "summary": outcome.result.counts()})
-    if as_json:
-        typer.echo(json.dumps({"run_id": log.run_id, "run_dir": str(log.path), "ending": outcome.ending,
-                               "waves": outcome.record.to_dict()["waves"], "gates": outcome.record.gates,
-                               **outcome.result.to_dict()}, indent=2, default=str))
-    else:
-        out.print(_results_table(f"rollout, run {log.run_id}", outcome.result))
-        out.print(f"{outcome.ending}: {outcome.result.summary_text()}; log: {log.path}", markup=False)
-    raise typer.Exit(_ENDING_EXIT.get(outcome.ending) or (EXIT_OK if outcome.result.succeeded else EXIT_HOSTS_FAILED))
+    return outcome
 
 
 def _run_rollout(plan: Rollout, *, resume: bool) -> Outcome:
@@ -664,7 +750,8 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the lab fleet.")] = 7,
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
-    """Start a mixed-OS lab fleet, plan, roll out, show that a second rollout changes nothing, stop."""
+    """Start a mixed-OS lab fleet; show the plan and the waves, roll out canary first then in waves, show
+    that a second rollout changes nothing; stop the fleet."""
     from orchestrator.lab.fleet import LabFleet
 
     fleet = LabFleet.build(hosts, seed=seed, profile="mixed", port=0)
@@ -675,23 +762,27 @@ def demo(
         out.print(f"[bold]lab fleet[/]: {len(fleet.hosts)} simulated Windows servers on 127.0.0.0/8 "
                   f"({', '.join(families)}), real WinRM/PSRP with NTLM + message encryption")
         inv = _load(inventory_path, ask_pass=False)
-        selected = list(inv.hosts)
+        names = [h.name for h in inv.hosts]
+        options = Options(waves="2,50%", max_failures="0", max_unreachable="0")
         record = {"inventory": "lab fleet (demo)", "limit": None, "forks": DEFAULT_FORKS}
 
-        def run(title: str, dry_run: bool) -> FleetResult:
-            log, result = _execute(
-                Command.PLAN if dry_run else Command.ROLLOUT, runs_dir, record, selected,
-                lambda log: rollout_fleet(selected, session_factory=psrp_session, log=log, policy=RetryPolicy(),
-                                          peers=_peers(inv), dry_run=dry_run))
-            out.print(_results_table(f"{title} (log: {log.path})", result))
-            out.print(result.summary_text())
-            return result
+        def run(title: str, check: bool) -> Outcome:
+            out.rule(title)
+            log = RunLog.create(runs_dir)
+            base = {"command": Command.ROLLOUT, **record, "options": replace(options, check=check).to_dict(),
+                    "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
+            outcome = _rollout_outcome(Deps(), inv, log, base, RunRecord(hosts=list(names)),
+                                       replace(options, check=check), yes=True, console=out, resume=False)
+            out.print(_results_table(f"{title} (log: {log.path})", outcome.result))
+            out.print(f"{outcome.ending}: {outcome.result.summary_text()}", markup=False)
+            return outcome
 
-        run("1. plan: what would change", dry_run=True)
-        first = run("2. rollout", dry_run=False)
-        second = run("3. rollout again: nothing left to change", dry_run=False)
+        run("1. rollout --check: the plan and the waves, nothing changed", check=True)
+        first = run("2. rollout: the canary, then the fleet in waves (--waves 2,50%), a gate after each", check=False)
+        second = run("3. rollout again: nothing left to change", check=False)
     out.print("lab fleet stopped.")
-    healthy = first.succeeded and all(r.status == Status.OK for r in second)
+    healthy = (first.ending == Ending.FINISHED and first.result.succeeded
+               and all(r.status == Status.OK for r in second.result))
     raise typer.Exit(EXIT_OK if healthy else EXIT_HOSTS_FAILED)
 
 
