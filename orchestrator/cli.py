@@ -45,7 +45,7 @@ from orchestrator.runner import (
 )
 from orchestrator.templates import render as render_template
 from orchestrator.transport import SessionFactory, psrp_session
-from orchestrator.waves import DEFAULT_WAVES, WaveError, order_hosts
+from orchestrator.waves import DEFAULT_WAVES, CanarySpec, WaveError, order_hosts, parse_waves, place
 
 EXIT_OK = 0
 EXIT_HOSTS_FAILED = 1
@@ -290,21 +290,42 @@ def plan_command(
     inventory: InventoryArg,
     limit: LimitOpt = None,
     forks: ForksOpt = DEFAULT_FORKS,
+    canary: CanaryOpt = None,
+    waves: WavesOpt = DEFAULT_WAVES,
+    order: OrderOpt = "inventory",
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
-    """Show per host what a rollout would change and why. Changes nothing."""
+    """Show per host what a rollout would change and why, and the waves it would run in. Changes nothing."""
+    try:
+        spec, sizes = CanarySpec.parse(canary), parse_waves(waves)
+    except WaveError as exc:
+        raise _fail(str(exc)) from None
     inv = _load(inventory, ask_pass)
     hosts = _select(inv, limit)
+    try:
+        names = order_hosts([h.name for h in hosts], order)
+    except WaveError as exc:
+        raise _fail(str(exc)) from None
+    hosts = [inv.host(n) for n in names]
     log, result = _execute(
         Command.PLAN, runs_dir, _record(inventory, limit, forks), hosts,
         lambda log: rollout_fleet(hosts, session_factory=_deps(ctx).session_factory, log=log,
                                   policy=RetryPolicy(), peers=_peers(inv), forks=forks, dry_run=True))
+    needing = [r.host for r in result if r.status == PlanStatus.CHANGES]
+    try:
+        placed = place(names, needing, spec, sizes, inv.groups)
+    except WaveError as exc:
+        raise _fail(str(exc)) from None
     if as_json:
-        typer.echo(_json_doc(log, result))
+        doc = json.loads(_json_doc(log, result))
+        doc["waves"] = [{"name": w.name, "hosts": list(w.hosts)} for w in placed]
+        typer.echo(json.dumps(doc, indent=2, default=str))
     else:
         out.print(_results_table(f"plan, run {log.run_id}", result))
+        for wave in placed:
+            out.print(f"{wave.name}: {', '.join(wave.hosts)}", markup=False)
         _print_summary(result, log)
     raise _exit_for(result)
 

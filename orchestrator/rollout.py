@@ -23,11 +23,10 @@ from orchestrator.waves import (
     Gate,
     Threshold,
     Wave,
-    build_waves,
-    choose_canary,
     judge_wave,
     parse_threshold,
     parse_waves,
+    place,
 )
 
 # A rollout's hosts end in one of these when the rollout ran them; those not run get OK (compliant),
@@ -167,8 +166,8 @@ class Rollout:
             elif r.status != PlanStatus.CHANGES:
                 self.results[r.host] = _placeholder(r.host, r.status, r)
         candidates = [h for h in self.record.hosts if self.record.preflight[h] == PlanStatus.CHANGES]
-        canary = choose_canary(CanarySpec.parse(self.options.canary), candidates, self.record.hosts, self.groups)
-        self.record.waves = build_waves(candidates, canary, parse_waves(self.options.waves))
+        self.record.waves = place(self.record.hosts, candidates, CanarySpec.parse(self.options.canary),
+                                  parse_waves(self.options.waves), self.groups)
         self._outcomes()
         self.operator.show("preflight", counts=self._preflight_counts(), waves=self.record.waves)
         gate = self._preflight_gate(candidates)

@@ -206,3 +206,11 @@ def judge_wave(wave: Wave, failed: int, unreachable: int, *, max_failures: Thres
                        f"{'canary allows (none)' if wave.is_canary else f'--max-unreachable {unreach}'}"
                        f" ({unreach.allowed(size)} allowed)")
     return Gate(go_on=not reasons, reasons=tuple(reasons))
+
+
+def place(hosts: Sequence[str], needs_changes: Sequence[str], canary: CanarySpec, sizes: Sequence[Size],
+          groups: Mapping[str, Sequence[str]]) -> list[Wave]:
+    """The waves of a rollout of `hosts` (in placement order), of which `needs_changes` need changes."""
+    wanted = set(needs_changes)
+    candidates = [h for h in hosts if h in wanted]
+    return build_waves(candidates, choose_canary(canary, candidates, hosts, groups), sizes)
