@@ -188,14 +188,27 @@ def _deps(ctx: typer.Context) -> Deps:
 
 
 def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: list[Host],
-             work: Callable[[RunLog], FleetResult]) -> tuple[RunLog, FleetResult]:
-    """Run `work` under a new run directory; run.json says what ran, with what, and how it ended."""
+             work: Callable[[RunLog], FleetResult], *, lock: bool = False) -> tuple[RunLog, FleetResult]:
+    """Run `work` under a new run directory; run.json says what ran, with what, and how it ended.
+    With `lock`, the hosts are locked for the run (a command that changes them)."""
     log = RunLog.create(runs_dir)
     base = {"command": command, **record, "hosts": [h.name for h in hosts],
             "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    with _locked(log, [h.name for h in hosts], command, lock) as held:
+        for warning in held.warnings:
+            err.print(f"warning: {warning}", markup=False)
+        result = _work_logged(log, base, work)
+    if not result.covers([h.name for h in hosts]):
+        raise RuntimeError(f"{command}: results do not cover every planned host")  # a bug, never bad input
+    log.write_run({**base, "state": RunState.FINISHED, "summary": result.counts(), "outcomes": result.statuses()})
+    return log, result
+
+
+def _work_logged(log: RunLog, base: dict[str, Any], work: Callable[[RunLog], FleetResult]) -> FleetResult:
+    """`work(log)`, with run.json saying it runs, and how it stopped if it did not finish."""
     log.write_run({**base, "state": RunState.RUNNING})
     try:
-        result = work(log)
+        return work(log)
     except FleetInterrupted as exc:
         log.close()
         log.write_run({**base, "state": RunState.INTERRUPTED, "summary": exc.result.counts(),
@@ -211,10 +224,6 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
         raise
     finally:
         log.close()
-    if not result.covers([h.name for h in hosts]):
-        raise RuntimeError(f"{command}: results do not cover every planned host")  # a bug, never bad input
-    log.write_run({**base, "state": RunState.FINISHED, "summary": result.counts(), "outcomes": result.statuses()})
-    return log, result
 
 
 def _json_doc(log: RunLog, result: FleetResult) -> str:
@@ -549,7 +558,7 @@ def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, An
     fleet = PsrpFleet({h.name: h for h in inv.hosts}, log, deps.session_factory, _peers(inv), options.forks,
                       options.gate_command)
     plan = Rollout(inv.groups, options, fleet, operator, record)
-    with _held(log, record.hosts, options, base) as held:
+    with _locked(log, record.hosts, Command.ROLLOUT, not options.check) as held:
         for warning in held.warnings:
             err.print(f"warning: {warning}", markup=False)
         outcome = _run_rollout(plan, resume=resume)
@@ -572,13 +581,14 @@ _ENDING_EXIT = {Ending.ABORTED: EXIT_ABORTED, Ending.DECLINED: EXIT_DECLINED, En
 
 
 @contextmanager
-def _held(log: RunLog, hosts: list[str], options: Options, base: dict[str, Any]) -> Iterator[HeldLocks]:
-    """The hosts' locks for the run (none for --check, which changes nothing); exit 2 when held."""
-    if options.check:
-        yield HeldLocks(LockRecord.mine(log.run_id, str(base["command"])), [], [])
+def _locked(log: RunLog, hosts: list[str], command: Command, lock: bool) -> Iterator[HeldLocks]:
+    """The hosts' locks for a run that changes them (none when `lock` is false); exit 2 when another
+    run holds one of them."""
+    if not lock:
+        yield HeldLocks(LockRecord.mine(log.run_id, command), [], [])
         return
     try:
-        held = acquire(log.path.parent, run_id=log.run_id, command=str(base["command"]), hosts=hosts)
+        held = acquire(log.path.parent, run_id=log.run_id, command=command, hosts=hosts)
     except LockHeld as exc:
         raise _fail(str(exc)) from None
     with held:
@@ -680,7 +690,7 @@ def rollback(
         Command.ROLLBACK, runs_dir, {**_record(inventory, limit, forks), "of_run": record.get("run_id")},
         [t.host for t in targets],
         lambda log: rollback_fleet(targets, session_factory=_deps(ctx).session_factory, log=log,
-                                   policy=RetryPolicy(), forks=forks))
+                                   policy=RetryPolicy(), forks=forks), lock=True)
     if as_json:
         typer.echo(_json_doc(log, result))
     else:
