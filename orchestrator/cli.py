@@ -58,7 +58,10 @@ PASSWORD_ENV = "DSRPREP_PASSWORD"
 
 app = typer.Typer(
     name="dsrprep",
-    help="Prepare fleets of Windows servers for Direct Server Return over PowerShell Remoting.",
+    help="Prepare fleets of Windows servers for Direct Server Return over PowerShell Remoting.\n\n"
+         "Exit codes: 0 every host ok or changed; 1 some host failed or was unreachable within the thresholds; "
+         "2 bad input or usage (also hosts held by another run); 3 a gate or threshold stopped the rollout; "
+         "4 declined at a prompt; 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals can hold passwords
     add_completion=False,
@@ -214,6 +217,8 @@ def _work_logged(log: RunLog, base: dict[str, Any], work: Callable[[RunLog], Fle
         log.write_run({**base, "state": RunState.INTERRUPTED, "summary": exc.result.counts(),
                        "outcomes": exc.result.statuses()})
         err.print(f"interrupted: {exc.result.summary_text()}; log: {log.path}")
+        if exc.abandoned:
+            raise _Abandoned() from None
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         log.write_run({**base, "state": RunState.INTERRUPTED})
@@ -561,20 +566,26 @@ def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, An
     with _locked(log, record.hosts, Command.ROLLOUT, not options.check) as held:
         for warning in held.warnings:
             err.print(f"warning: {warning}", markup=False)
-        outcome = _run_rollout(plan, resume=resume)
-    log.close()
-    state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
-    log.write_run({**base, **outcome.record.to_dict(), "state": state, "summary": outcome.result.counts()})
+        outcome, abandoned = _run_rollout(plan, resume=resume)
+        log.close()
+        state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
+        log.write_run({**base, **outcome.record.to_dict(), "state": state, "summary": outcome.result.counts()})
+        if abandoned:
+            err.print(f"interrupted again: {outcome.result.summary_text()}; log: {log.path}", markup=False)
+            raise _Abandoned()
     return outcome
 
 
-def _run_rollout(plan: Rollout, *, resume: bool) -> Outcome:
+def _run_rollout(plan: Rollout, *, resume: bool) -> tuple[Outcome, bool]:
+    """The rollout's outcome, and whether a second Ctrl-C abandoned hosts in flight."""
     try:
         if resume:
-            return plan.outcome(plan.run(first_wave=plan.resume_from()))
-        return plan.outcome(plan.prepare() or plan.run())
-    except (FleetInterrupted, KeyboardInterrupt):
-        return plan.interrupted()
+            return plan.outcome(plan.run(first_wave=plan.resume_from())), False
+        return plan.outcome(plan.prepare() or plan.run()), False
+    except FleetInterrupted as exc:
+        return plan.interrupted(), exc.abandoned
+    except KeyboardInterrupt:
+        return plan.interrupted(), False
 
 
 _ENDING_EXIT = {Ending.ABORTED: EXIT_ABORTED, Ending.DECLINED: EXIT_DECLINED, Ending.INTERRUPTED: EXIT_INTERRUPTED}
@@ -584,15 +595,26 @@ _ENDING_EXIT = {Ending.ABORTED: EXIT_ABORTED, Ending.DECLINED: EXIT_DECLINED, En
 def _locked(log: RunLog, hosts: list[str], command: Command, lock: bool) -> Iterator[HeldLocks]:
     """The hosts' locks for a run that changes them (none when `lock` is false); exit 2 when another
     run holds one of them."""
-    if not lock:
-        yield HeldLocks(LockRecord.mine(log.run_id, command), [], [])
-        return
+    if lock:
+        try:
+            held = acquire(log.path.parent, run_id=log.run_id, command=command, hosts=hosts)
+        except LockHeld as exc:
+            raise _fail(str(exc)) from None
+    else:
+        held = HeldLocks(LockRecord.mine(log.run_id, command), [], [])
     try:
-        held = acquire(log.path.parent, run_id=log.run_id, command=command, hosts=hosts)
-    except LockHeld as exc:
-        raise _fail(str(exc)) from None
-    with held:
-        yield held
+        with held:
+            yield held
+    except _Abandoned:
+        # A second Ctrl-C: the summary is written and the locks are released; threads still
+        # waiting on hosts are left behind (their remote shells expire on their own).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+
+class _Abandoned(BaseException):
+    """Raised after a second Ctrl-C once the run's summary is written: leave without waiting."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -272,19 +272,25 @@ def gather_host_facts(
 
 
 class PoolInterrupted(Exception):
-    """Ctrl-C during `in_pool`: the outcomes as far as they got, every host accounted for."""
+    """Ctrl-C during `in_pool`: the outcomes as far as they got, every host accounted for.
 
-    def __init__(self, outcomes: list[Any]) -> None:
+    `abandoned`: a second Ctrl-C came before the hosts in flight finished their steps; their
+    threads still run, and only leaving the process (os._exit) stops them.
+    """
+
+    def __init__(self, outcomes: list[Any], *, abandoned: bool = False) -> None:
         super().__init__("the run was interrupted")
         self.outcomes = outcomes
+        self.abandoned = abandoned
 
 
 class FleetInterrupted(Exception):
-    """Ctrl-C during a fleet run: every host's result as far as it got."""
+    """Ctrl-C during a fleet run: every host's result as far as it got (see PoolInterrupted)."""
 
-    def __init__(self, result: FleetResult) -> None:
+    def __init__(self, result: FleetResult, *, abandoned: bool = False) -> None:
         super().__init__("the run was interrupted")
         self.result = result
+        self.abandoned = abandoned
 
 
 def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
@@ -293,13 +299,15 @@ def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
 
     On Ctrl-C, hosts not started yet are given `interrupted(host)`, running ones are asked (through
     `cancel`) to stop at their next step boundary and are waited for; then PoolInterrupted carries
-    every outcome.
+    every outcome. A second Ctrl-C while waiting stops waiting: the hosts still in flight are
+    `interrupted` too, and PoolInterrupted says they were abandoned.
     """
     hosts = list(hosts)
     if not hosts:
         return []
     pool = ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts))), thread_name_prefix="host")
     futures = [pool.submit(work, host) for host in hosts]
+    abandoned = False
     try:
         return [future.result() for future in futures]
     except KeyboardInterrupt:
@@ -307,14 +315,24 @@ def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
             cancel.set()
         for future in futures:
             future.cancel()
-        pool.shutdown(wait=True)
+        abandoned = not _wait_unless_interrupted(futures)
         raise PoolInterrupted([
             future.result() if future.done() and not future.cancelled() and future.exception() is None
             else interrupted(host)
             for host, future in zip(hosts, futures, strict=True)
-        ]) from None
+        ], abandoned=abandoned) from None
     finally:
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=not abandoned, cancel_futures=True)
+
+
+def _wait_unless_interrupted(futures: Sequence[Future[Any]]) -> bool:
+    """Wait for `futures` to finish; False when a second Ctrl-C came first."""
+    try:
+        while not all(f.done() for f in futures):
+            wait(futures, timeout=0.2)
+    except KeyboardInterrupt:
+        return False
+    return True
 
 
 def _fleet(command: Command, work: Callable[[Host, threading.Event], HostResult], hosts: Sequence[Host],
@@ -329,7 +347,7 @@ def _fleet(command: Command, work: Callable[[Host, threading.Event], HostResult]
     try:
         results = in_pool(lambda host: work(host, cancel), hosts, forks, interrupted=not_started, cancel=cancel)
     except PoolInterrupted as exc:
-        raise FleetInterrupted(FleetResult(command, tuple(exc.outcomes))) from None
+        raise FleetInterrupted(FleetResult(command, tuple(exc.outcomes)), abandoned=exc.abandoned) from None
     return FleetResult(command, tuple(results))
 
 
