@@ -197,7 +197,7 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
     log = RunLog.create(runs_dir)
     base = {"command": command, **record, "hosts": [h.name for h in hosts],
             "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
-    with _locked(log, [h.name for h in hosts], command, lock) as held:
+    with _locked(log, runs_dir, [h.name for h in hosts], command, lock) as held:
         for warning in held.warnings:
             err.print(f"warning: {warning}", markup=False)
         result = _work_logged(log, base, work)
@@ -393,7 +393,7 @@ def _confirm(question: str, yes: bool) -> None:
     if yes:
         return
     try:
-        accepted = typer.confirm(question, default=False)
+        accepted = typer.confirm(question, default=False, err=True)  # stdout may be a --json document
     except typer.Abort:  # end of input at the prompt
         accepted = False
     if not accepted:
@@ -467,7 +467,8 @@ def _start_rollout(deps: Deps, inv: Inventory, hosts: list[str], options: Option
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"cannot write the run log: {exc}") from None
-    base = {"command": Command.ROLLOUT, **record, "options": options.to_dict(),
+    # The locks live in the runs folder, wherever --run-dir puts this run's log.
+    base = {"command": Command.ROLLOUT, **record, "options": options.to_dict(), "runs_dir": str(runs_dir.resolve()),
             "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
     _drive_rollout(deps, inv, log, base, RunRecord(hosts=names), options, yes=yes, as_json=as_json, resume=False)
 
@@ -563,7 +564,8 @@ def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, An
     fleet = PsrpFleet({h.name: h for h in inv.hosts}, log, deps.session_factory, _peers(inv), options.forks,
                       options.gate_command)
     plan = Rollout(inv.groups, options, fleet, operator, record)
-    with _locked(log, record.hosts, Command.ROLLOUT, not options.check) as held:
+    runs_dir = Path(str(base.get("runs_dir") or log.path.parent))
+    with _locked(log, runs_dir, record.hosts, Command.ROLLOUT, not options.check) as held:
         for warning in held.warnings:
             err.print(f"warning: {warning}", markup=False)
         outcome, abandoned = _run_rollout(plan, resume=resume)
@@ -592,12 +594,12 @@ _ENDING_EXIT = {Ending.ABORTED: EXIT_ABORTED, Ending.DECLINED: EXIT_DECLINED, En
 
 
 @contextmanager
-def _locked(log: RunLog, hosts: list[str], command: Command, lock: bool) -> Iterator[HeldLocks]:
+def _locked(log: RunLog, runs_dir: Path, hosts: list[str], command: Command, lock: bool) -> Iterator[HeldLocks]:
     """The hosts' locks for a run that changes them (none when `lock` is false); exit 2 when another
     run holds one of them."""
     if lock:
         try:
-            held = acquire(log.path.parent, run_id=log.run_id, command=command, hosts=hosts)
+            held = acquire(runs_dir, run_id=log.run_id, command=command, hosts=hosts)
         except LockHeld as exc:
             raise _fail(str(exc)) from None
     else:
@@ -630,7 +632,7 @@ class _Operator:
         if self.yes:
             return True
         try:
-            return bool(typer.confirm(question, default=False))
+            return bool(typer.confirm(question, default=False, err=True))  # stdout may be a --json document
         except typer.Abort:  # end of input at the prompt
             return False
 
