@@ -49,15 +49,18 @@ class PsrpFleet:
         return [self.hosts[n] for n in names]
 
     def plan(self, names: Sequence[str]) -> FleetResult:
+        self.log.set_context(names, wave="preflight")
         return rollout_fleet(self._pick(names), session_factory=self.session_factory, log=self.log,
                              policy=RetryPolicy(), peers=self.peers, forks=self.forks, dry_run=True)
 
-    def rollout(self, names: Sequence[str]) -> FleetResult:
+    def rollout(self, names: Sequence[str], wave: str) -> FleetResult:
+        self.log.set_context(names, wave=wave)
         return rollout_fleet(self._pick(names), session_factory=self.session_factory, log=self.log,
                              policy=RetryPolicy(), peers=self.peers, forks=self.forks)
 
     def rollback(self, names: Sequence[str]) -> FleetResult:
         """Undo what this run changed on `names`; a host with nothing recorded to undo stays as it is."""
+        self.log.set_context(names, wave="rollback")
         targets, untouched = [], []
         for host in self._pick(names):
             target = rollback_target(self.log.path, host)

@@ -108,7 +108,7 @@ class Fleet(Protocol):
     """Runs hosts by name (the CLI's PSRP fleet, or a fake in tests)."""
 
     def plan(self, hosts: Sequence[str]) -> FleetResult: ...
-    def rollout(self, hosts: Sequence[str]) -> FleetResult: ...
+    def rollout(self, hosts: Sequence[str], wave: str) -> FleetResult: ...
     def rollback(self, hosts: Sequence[str]) -> FleetResult: ...
     def gate_command(self, wave: Wave) -> tuple[int, str]: ...
 
@@ -233,7 +233,7 @@ class Rollout:
         self.operator.show("wave", wave=wave, todo=todo)
         if todo:
             try:
-                ran = self.fleet.rollout(todo)
+                ran = self.fleet.rollout(todo, wave.name)
             except FleetInterrupted as exc:
                 self.results.update(exc.result.by_host)
                 raise

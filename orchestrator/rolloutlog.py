@@ -18,7 +18,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -142,6 +142,7 @@ class RunLog:
         self.hosts_dir = self.path / "hosts"
         self.hosts_dir.mkdir(parents=True, exist_ok=True)
         self._writers: dict[str, FsyncLineWriter] = {}
+        self._context: dict[str, dict[str, Any]] = {}  # host -> fields every line of it carries (its wave)
         self._lock = threading.Lock()
 
     @classmethod
@@ -151,9 +152,16 @@ class RunLog:
     def write_run(self, record: Mapping[str, Any]) -> None:
         _write_json_atomic(self.path / "run.json", {"run_id": self.run_id, **record})
 
+    def set_context(self, hosts: Sequence[str], **fields: Any) -> None:
+        """Fields the lines of `hosts` carry from now on (a rollout's wave)."""
+        with self._lock:
+            for host in hosts:
+                self._context[host] = dict(fields)
+
     def host_logger(self, host: str, **context: Any) -> Any:
         """A structlog logger bound to this run and host; each call writes one durable line."""
         with self._lock:
+            context = {**self._context.get(host, {}), **context}
             writer = self._writers.get(host)
             if writer is None:
                 writer = FsyncLineWriter(self.hosts_dir / host_file_name(host))

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.rolloutlog import read_run
+from orchestrator.rolloutlog import read_host_log, read_run
 
 pytestmark = pytest.mark.lab
 
@@ -31,3 +31,8 @@ def test_demo_runs_a_canary_then_fleet_rollout_and_an_idempotent_second_one(tmp_
     assert records[1]["ending"] == "finished" and set(records[1]["summary"]) <= {"changed", "ok"}
     assert all(g["go_on"] for g in records[1]["gates"])
     assert records[2]["summary"] == {"ok": 7} and records[2]["waves"] == []
+    # Every line of a host's log says which wave it belongs to.
+    wave_of = {h: w["name"] for w in records[1]["waves"] for h in w["hosts"]}
+    for host, wave in wave_of.items():
+        lines = read_host_log(runs[1] / "hosts" / f"{host}.jsonl").events
+        assert {e["wave"] for e in lines} == {"preflight", wave}

@@ -32,7 +32,7 @@ class FakeFleet:
         return FleetResult(Command.PLAN, tuple(HostResult(h, Command.PLAN, self.preflight.get(h, PlanStatus.CHANGES))
                                                 for h in hosts))
 
-    def rollout(self, hosts: Sequence[str]) -> FleetResult:
+    def rollout(self, hosts: Sequence[str], wave: str) -> FleetResult:
         self.rolled_out.append(list(hosts))
         results = tuple(HostResult(h, Command.ROLLOUT, self.rollout_status.get(h, Status.CHANGED)) for h in hosts)
         if self.interrupt_at in hosts:
