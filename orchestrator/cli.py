@@ -24,9 +24,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator import oscaps
-from orchestrator.desired import Desired
 from orchestrator.errors import ErrorInfo
-from orchestrator.fleetops import PsrpFleet
+from orchestrator.fleetops import PsrpFleet, rollback_target
 from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
 from orchestrator.locks import HeldLocks, LockHeld, LockRecord, acquire
 from orchestrator.report import facts_row, result_row
@@ -667,25 +666,16 @@ def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | None:
     """What the rollout recorded about `host`, or None (said on stderr) when there is nothing to undo.
 
     The rollback plans against the desired state the rollout acted on, not against the inventory as
-    it is now (only the connection settings come from there). A log that records none (written
-    before dsrprep recorded it) falls back to the inventory, with a warning.
+    it is now (only the connection settings come from there).
     """
-    recorded = recorded_rollout(run_dir, host.name)
-    if recorded.facts_before is None:
-        err.print(f"{host.name}: the rollout took no facts from it (unreachable?): skipped", markup=False)
-        return None
-    if not recorded.changed:
-        err.print(f"{host.name}: the rollout changed nothing there: skipped", markup=False)
-        return None
-    if recorded.desired is None:
-        err.print(f"warning: {host.name}: the rollout log records no desired state (an older run): rolling back "
-                  "against the inventory's current dsr_* settings", markup=False)
-        return RollbackTarget(host, recorded.facts_before, host.desired)
     try:
-        desired = Desired.from_dict(recorded.desired)
+        undo = rollback_target(run_dir, host)
     except ValueError as exc:
         raise _fail(f"{run_dir}: host {host.name}: the recorded desired state is unreadable ({exc})") from None
-    return RollbackTarget(host, recorded.facts_before, desired)
+    for line in (undo.skipped, undo.warning):
+        if line:
+            err.print(line, markup=False)
+    return undo.target
 
 
 @app.command()

@@ -23,15 +23,28 @@ from orchestrator.waves import Wave
 GATE_TIMEOUT = 600.0
 
 
-def rollback_target(run_dir: Path, host: Host) -> RollbackTarget | None:
-    """What a rollout recorded about `host` to undo it: the facts before, and the desired state it
-    acted on (the inventory's when an older log recorded none); None when it changed nothing there.
-    ValueError when the recorded desired state is unreadable."""
+@dataclass(frozen=True)
+class Undo:
+    """What a rollout recorded about one host to undo it: a target, or why there is none."""
+
+    target: RollbackTarget | None
+    skipped: str | None = None  # why nothing is undone there
+    warning: str | None = None
+
+
+def rollback_target(run_dir: Path, host: Host) -> Undo:
+    """The facts before the rollout and the desired state it acted on (the inventory's, with a
+    warning, when an older log recorded none). ValueError when the recorded desired state is unreadable."""
     recorded = recorded_rollout(run_dir, host.name)
-    if recorded.facts_before is None or not recorded.changed:
-        return None
-    desired = host.desired if recorded.desired is None else Desired.from_dict(recorded.desired)
-    return RollbackTarget(host, recorded.facts_before, desired)
+    if recorded.facts_before is None:
+        return Undo(None, skipped=f"{host.name}: the rollout took no facts from it (unreachable?): skipped")
+    if not recorded.changed:
+        return Undo(None, skipped=f"{host.name}: the rollout changed nothing there: skipped")
+    if recorded.desired is None:
+        return Undo(RollbackTarget(host, recorded.facts_before, host.desired),
+                    warning=f"warning: {host.name}: the rollout log records no desired state (an older run): "
+                            "rolling back against the inventory's current dsr_* settings")
+    return Undo(RollbackTarget(host, recorded.facts_before, Desired.from_dict(recorded.desired)))
 
 
 @dataclass
@@ -63,7 +76,7 @@ class PsrpFleet:
         self.log.set_context(names, wave="rollback")
         targets, untouched = [], []
         for host in self._pick(names):
-            target = rollback_target(self.log.path, host)
+            target = rollback_target(self.log.path, host).target
             if target is None:
                 untouched.append(HostResult(host.name, Command.ROLLBACK, Status.OK))
             else:
