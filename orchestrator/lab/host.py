@@ -84,6 +84,10 @@ class WindowsHost:
     # Where the family's WMI may refuse a /32 (`host_mask_sure` off: 2003): whether this host's
     # EnableStatic takes 255.255.255.255 (research: unresolved, so the fleet has both).
     accepts_host_mask: bool = True
+    # What WMI EnableStatic answers for an adapter that already has static addresses: "81" as
+    # Microsoft documents it (81, the new addresses set all the same), "0" plainly, or
+    # "81-unapplied": a genuine 81 that set nothing (orchestrator.lab.steps.loopback_config).
+    enable_static_on_static: str = "81"
     # The next successful run of this step that changes something drops the management
     # connection (the change stays made); the knob then clears itself.
     cut_on_step: str | None = None

@@ -35,6 +35,48 @@ function Test-SameList([object[]]$Left, [object[]]$Right) {
     return $true
 }
 
+function Get-Ipv4State([int]$Index) {
+    # The adapter's IPv4 addresses and masks in WMI's order, canonical, and whether DHCP is off.
+    $current = Get-WmiObject -Class Win32_NetworkAdapterConfiguration -Filter ('Index={0}' -f $Index)
+    $addresses = New-Object System.Collections.ArrayList
+    $masks = New-Object System.Collections.ArrayList
+    $ips = @($current.IPAddress)
+    $subnets = @($current.IPSubnet)
+    for ($i = 0; $i -lt $ips.Count; $i++) {
+        $address = ConvertTo-CanonicalIp ([string]$ips[$i])
+        if ($null -eq $address -or $address.Contains(':')) { continue }
+        $mask = ''
+        if ($i -lt $subnets.Count) { $mask = ConvertTo-CanonicalIp ([string]$subnets[$i]) }
+        [void]$addresses.Add($address)
+        [void]$masks.Add($mask)
+    }
+    return @{ addresses = [object[]]$addresses.ToArray(); masks = [object[]]$masks.ToArray(); static = -not [bool]$current.DHCPEnabled }
+}
+
+function Format-Pairs([object[]]$Addresses, [object[]]$Masks) {
+    $pairs = @()
+    for ($i = 0; $i -lt $Addresses.Count; $i++) { $pairs += ('{0}/{1}' -f $Addresses[$i], $Masks[$i]) }
+    if ($pairs.Count -eq 0) { return '(none)' }
+    return ($pairs -join ', ')
+}
+
+function Assert-EnableStatic($Result, [bool]$WasStatic, [object[]]$Addresses, [object[]]$Masks) {
+    # Microsoft's EnableStatic page, Remarks: on an adapter that already has a static address it
+    # returns 81 ("Unable to configure DHCP service") although the new addresses are set. So 81 on
+    # a static adapter is success once WMI shows exactly the addresses and masks asked for; any
+    # other code than 0 or 1, or 81 from an adapter on DHCP, is a failure. True: reboot required.
+    if ([int]$Result.ReturnValue -ne 81 -or -not $WasStatic) { return (Assert-WmiResult 'EnableStatic' $Result) }
+    $held = $null
+    for ($try = 0; $try -lt 5; $try++) {
+        if ($try -gt 0) { Start-Sleep -Seconds 1 }
+        $held = Get-Ipv4State $adapterIndex
+        if ($held.static -and (Test-SameList $held.addresses $Addresses) -and (Test-SameList $held.masks $Masks)) { return $false }
+    }
+    $holds = Format-Pairs $held.addresses $held.masks
+    $asked = Format-Pairs $Addresses $Masks
+    throw ('EnableStatic returned 81 (Unable to configure DHCP service) and the adapter holds {0}, not {1}' -f $holds, $asked)
+}
+
 # --- what was asked ------------------------------------------------------------------------------
 
 if ((Get-CleanList $Addresses6).Count -gt 0) {
@@ -100,27 +142,16 @@ if ($Dhcp) {
         $changed = $true
     }
 } else {
-    $currentAddresses = New-Object System.Collections.ArrayList
-    $currentMasks = New-Object System.Collections.ArrayList
-    $ips = @($config.IPAddress)
-    $subnets = @($config.IPSubnet)
-    for ($i = 0; $i -lt $ips.Count; $i++) {
-        $address = ConvertTo-CanonicalIp ([string]$ips[$i])
-        if ($null -eq $address -or $address.Contains(':')) { continue }
-        $mask = ''
-        if ($i -lt $subnets.Count) { $mask = ConvertTo-CanonicalIp ([string]$subnets[$i]) }
-        [void]$currentAddresses.Add($address)
-        [void]$currentMasks.Add($mask)
-    }
-    $static = -not [bool]$config.DHCPEnabled
-    $sameAddresses = Test-SameList $currentAddresses.ToArray() $wantedAddresses.ToArray()
-    $exact = $static -and $sameAddresses -and (Test-SameList $currentMasks.ToArray() $wantedMasks.ToArray())
+    $state = Get-Ipv4State $adapterIndex
+    $static = $state.static
+    $sameAddresses = Test-SameList $state.addresses $wantedAddresses.ToArray()
+    $exact = $static -and $sameAddresses -and (Test-SameList $state.masks $wantedMasks.ToArray())
 
     # The fallback applied by an earlier run is what this host can do: leave it as it is.
     $fallbackMasks = @($wantedAddresses | ForEach-Object { $fallback })
     $fallbackInPlace = $static -and $sameAddresses -and $null -ne $fallback -and
         $wantedMasks.Contains($HostMask) -and
-        (Test-SameList $currentMasks.ToArray() $fallbackMasks) -and
+        (Test-SameList $state.masks $fallbackMasks) -and
         ([int]$config.IPConnectionMetric -eq $FallbackMetric)
 
     if ($fallbackInPlace) {
@@ -136,14 +167,14 @@ if ($Dhcp) {
             # subnet route through the loopback: the highest metric keeps the NIC's route first.
             $result = $config.EnableStatic([string[]]$wantedAddresses.ToArray(), [string[]]$fallbackMasks)
             [void]$commands.Add('Win32_NetworkAdapterConfiguration.EnableStatic(Addresses, FallbackMask)')
-            $rebootRequired = (Assert-WmiResult 'EnableStatic' $result) -or $rebootRequired
+            $rebootRequired = (Assert-EnableStatic $result $static $wantedAddresses.ToArray() $fallbackMasks) -or $rebootRequired
             if ([int]$config.IPConnectionMetric -ne $FallbackMetric) {
                 $rebootRequired = (Assert-WmiResult 'SetIPConnectionMetric' $config.SetIPConnectionMetric($FallbackMetric)) -or $rebootRequired
                 [void]$commands.Add(('Win32_NetworkAdapterConfiguration.SetIPConnectionMetric({0})' -f $FallbackMetric))
             }
             $degraded = $true
         } else {
-            $rebootRequired = (Assert-WmiResult 'EnableStatic' $result) -or $rebootRequired
+            $rebootRequired = (Assert-EnableStatic $result $static $wantedAddresses.ToArray() $wantedMasks.ToArray()) -or $rebootRequired
         }
         $changed = $true
     }

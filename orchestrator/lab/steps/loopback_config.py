@@ -9,6 +9,14 @@ win2003.ps1 uses WMI's EnableStatic, which replaces the whole list. Where the fa
 refuse a host mask (`host_mask_sure` off) and this host does, EnableStatic returns 66 for
 255.255.255.255 and the template falls back to `FallbackMask` with the highest interface metric
 (`degraded`), so the loopback's subnet route loses to the NIC's. No IPv6 and no skipassource there.
+On an adapter that already has static addresses EnableStatic returns 81, "Unable to configure DHCP
+service", and the new addresses are set all the same: Microsoft's page "EnableStatic method of the
+Win32_NetworkAdapterConfiguration class", Remarks ("the function returns an "81 - Unable to
+configure DHCP service" if the adapter is already configured with a static address. However, the
+function still succeeds in setting with the new operation."; MicrosoftDocs/win32,
+desktop-src/CIMWin32Prov/enablestatic-method-in-class-win32-networkadapterconfiguration.md).
+`WindowsHost.enable_static_on_static` is "81" by default; "0" for a host that answers plainly;
+"81-unapplied" for a genuine 81 that set nothing, which the template's read-back must catch.
 
 NLA (both variants): the loopback's first real address makes its network unidentified; on 2008
 that can flip the whole machine to Public and cut the management connection (pypsrp issue 178),
@@ -272,19 +280,38 @@ def _enable_static(host: WindowsHost, run: Commands, nic: Nic, pairs: list[tuple
     """EnableStatic replaces the whole list, turns DHCP off and drops the APIPA address; True when
     it had to fall back to `fallback` (degraded)."""
     refused = not host.caps.host_mask_sure and not host.accepts_host_mask and HOST_MASK in [m for _, m in pairs]
-    run.wmi(nic, "EnableStatic", 66 if refused else 0, note="EnableStatic(Addresses, Masks)",
-            fail=not (refused and fallback))
     if refused:
+        # 66 (invalid subnet mask) changes nothing.
+        run.wmi(nic, "EnableStatic", 66, note="EnableStatic(Addresses, Masks)", fail=not fallback)
         pairs = [(a, fallback) for a, _ in pairs]
-        run.wmi(nic, "EnableStatic", note="EnableStatic(Addresses, FallbackMask)")
+        _static_call(host, run, nic, pairs, "EnableStatic(Addresses, FallbackMask)")
         if nic.metric != FALLBACK_METRIC:
             run.wmi(nic, "SetIPConnectionMetric", note=f"SetIPConnectionMetric({FALLBACK_METRIC})")
             nic.metric = FALLBACK_METRIC
             nic.automatic_metric = False
-    nic.dhcp_enabled = False
-    nic.drop_ipv4_flags()
-    nic.addresses = list(pairs) + nic.ipv6()
+    else:
+        _static_call(host, run, nic, pairs, "EnableStatic(Addresses, Masks)")
     return refused
+
+
+def _static_call(host: WindowsHost, run: Commands, nic: Nic, pairs: list[tuple[str, str]], note: str) -> None:
+    """One EnableStatic that Windows accepts, and the template's Assert-EnableStatic: 81 from an
+    adapter that was static is success once WMI shows exactly `pairs`."""
+    was_static = not nic.dhcp_enabled
+    answer = host.enable_static_on_static if was_static else "0"
+    if answer != "81-unapplied":
+        nic.dhcp_enabled = False
+        nic.drop_ipv4_flags()
+        nic.addresses = list(pairs) + nic.ipv6()
+    code = 0 if answer == "0" else 81
+    run.wmi(nic, "EnableStatic", code, note=note, fail=False)
+    if code == 81 and [(normalize_ip(a), m) for a, m in nic.ipv4()] != pairs:
+        raise StepFailed(f"EnableStatic returned 81 (Unable to configure DHCP service) and the adapter holds "
+                         f"{_pairs(nic.ipv4())}, not {_pairs(pairs)}")
+
+
+def _pairs(pairs: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{a}/{m}" for a, m in pairs) or "(none)"
 
 
 STEP = LabStep("loopback_config", _run, variants=(DEFAULT_VARIANT, "win2003"))

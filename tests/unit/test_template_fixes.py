@@ -1,0 +1,96 @@
+"""Windows behaviours a template must survive, each behind a lab host knob: the template and its lab
+model as a pair, driven through the planner where the step's parameters come from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.desired import Desired, NicSelector, Vip
+from orchestrator.facts import Facts, parse_facts
+from orchestrator.lab.host import WindowsHost
+from orchestrator.lab.net import Nic
+from orchestrator.plan import plan, rollback_plan
+from orchestrator.steps.base import Action
+from tests.unit.test_lab_steps import HOST_MASK, VIP, config_params, failed, find_host, ok
+
+VIP2 = "10.20.0.201"
+
+
+def facts_of(host: WindowsHost) -> Facts:
+    return parse_facts(host.facts())
+
+
+def desired_for(host: WindowsHost, *vips: str) -> Desired:
+    return Desired(vips=tuple(Vip(v, (80,), "tcp") for v in vips or (VIP,)), nic=NicSelector("address", host.rip))
+
+
+def apply(host: WindowsHost, actions: tuple[Action, ...]) -> list[dict[str, Any]]:
+    """Runs a plan's actions on the lab host as the runner would (each must succeed)."""
+    return [dict(ok(host, a.step, dict(a.params))) for a in actions]
+
+
+def loopbacks(host: WindowsHost) -> list[Nic]:
+    return [n for n in host.nics if n.is_loopback]
+
+
+def static_loopback(host: WindowsHost, *addresses: tuple[str, str]) -> Nic:
+    """A loopback someone configured by hand before dsrprep came: static, these IPv4 addresses."""
+    lo = next((n for n in host.nics if n.is_loopback), None)
+    assert lo is not None
+    lo.dhcp_enabled = False
+    lo.addresses = list(addresses) + lo.ipv6()
+    return lo
+
+
+# --- 1. EnableStatic answers 81 on an adapter that is already static --------------------------------
+
+
+def test_2003_enable_static_81_on_a_static_adapter_is_success_once_read_back() -> None:
+    host = find_host("2003", lambda h: h.accepts_host_mask and not loopbacks(h))
+    assert host.enable_static_on_static == "81"  # as Microsoft documents it
+    ok(host, "loopback", {"Ensure": "Present", "PnpDeviceId": "", "Vips": [VIP], "DevconPath": ""})
+    first = ok(host, "loopback_config", config_params(host, SkipAsSource=False))
+    assert first["changed"] is True  # from DHCP: EnableStatic answers 0
+    lo = loopbacks(host)[0]
+    assert lo.ipv4() == [(VIP, HOST_MASK)] and not lo.dhcp_enabled
+
+    # A second VIP: EnableStatic on the now static adapter answers 81 and sets both.
+    second = ok(host, "loopback_config", config_params(host, SkipAsSource=False, Addresses=[VIP, VIP2],
+                                                       Masks=[HOST_MASK, HOST_MASK]))
+    assert second["changed"] is True and second["addresses"] == [VIP, VIP2]
+    assert lo.ipv4() == [(VIP, HOST_MASK), (VIP2, HOST_MASK)]
+
+
+def test_2003_rollback_restores_a_static_loopback_through_enable_static_81() -> None:
+    host = find_host("2003", lambda h: h.accepts_host_mask and len(loopbacks(h)) == 1)
+    # Adopted (it holds the VIP), but with a wide mask and another service's address.
+    held = [(VIP, "255.255.0.0"), ("192.168.77.1", "255.255.255.0")]
+    lo = static_loopback(host, *held)
+    before = facts_of(host)
+    desired = desired_for(host)
+    apply(host, plan(before, desired).actions)
+    assert loopbacks(host) == [lo] and lo.ipv4() == [(VIP, HOST_MASK), ("192.168.77.1", "255.255.255.0")]
+    assert plan(facts_of(host), desired).actions == ()
+
+    undo = rollback_plan(before, facts_of(host), desired).actions
+    assert "loopback_config" in [a.step for a in undo]
+    apply(host, undo)
+    assert lo.ipv4() == held
+    assert rollback_plan(before, facts_of(host), desired).actions == ()
+
+
+def test_2003_a_genuine_81_that_set_nothing_still_fails() -> None:
+    host = find_host("2003", lambda h: h.accepts_host_mask and len(loopbacks(h)) == 1)
+    lo = static_loopback(host, ("192.168.77.1", "255.255.255.0"))
+    host.enable_static_on_static = "81-unapplied"
+    ok(host, "loopback", {"Ensure": "Present", "PnpDeviceId": lo.pnp_device_id, "Vips": [VIP], "DevconPath": ""})
+    message = failed(host, "loopback_config", config_params(host, SkipAsSource=False, PnpDeviceId=lo.pnp_device_id))
+    assert message == (
+        f"EnableStatic returned 81 (Unable to configure DHCP service) and the adapter holds 192.168.77.1/"
+        f"255.255.255.0, not {VIP}/{HOST_MASK}"
+    )
+    assert lo.ipv4() == [("192.168.77.1", "255.255.255.0")]
+
+    host.enable_static_on_static = "0"
+    assert ok(host, "loopback_config", config_params(host, SkipAsSource=False))["changed"] is True
+    assert lo.ipv4() == [(VIP, HOST_MASK)]
