@@ -252,19 +252,53 @@ def facts(
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
+    capture: Annotated[Path | None, typer.Option(
+        "--capture", help="Also save each host's raw facts to DIR/<host>.json, host names, addresses and "
+                          "MACs replaced by placeholders (see --no-redact).", metavar="DIR")] = None,
+    no_redact: Annotated[bool, typer.Option(
+        "--no-redact", help="With --capture: save the facts as they came back, nothing replaced.")] = False,
 ) -> None:
-    """Gather facts from every selected host in parallel and show them."""
+    """Gather facts from every selected host in parallel and show them. Changes nothing."""
+    if no_redact and capture is None:
+        raise _fail("--no-redact only applies with --capture DIR")
     inv = _load(inventory, ask_pass)
     hosts = _select(inv, limit)
     log, result = _execute(
         Command.FACTS, runs_dir, _record(inventory, limit, forks), hosts,
         lambda log: gather_fleet_facts(hosts, session_factory=_deps(ctx).session_factory, log=log,
                                        policy=RetryPolicy(), forks=forks))
+    saved = _save_captures(capture, log, result, redact=not no_redact) if capture is not None else {}
     if as_json:
-        typer.echo(_json_doc(log, result))
+        doc = json.loads(_json_doc(log, result))
+        if capture is not None:
+            doc["captures"] = {host: str(path) for host, path in saved.items()}
+        typer.echo(json.dumps(doc, indent=2, default=str))
     else:
         _print_facts(inv, result, log)
+        for host, path in saved.items():
+            out.print(f"captured {host}: {path}", markup=False)
     raise _exit_for(result)
+
+
+def _save_captures(directory: Path, log: RunLog, result: FleetResult, *, redact: bool) -> dict[str, Path]:
+    """Each answering host's raw facts, as its log recorded them, to DIR/<host>.json; redacted
+    consistently across the hosts (and named by placeholder) unless `redact` is false."""
+    from orchestrator import capture as capturing
+
+    raws = {r.host: raw for r in result
+            if r.facts is not None and (raw := capturing.raw_facts_from_log(log.path, r.host)) is not None}
+    when = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        redacted = capturing.redact_captures(raws) if redact else None
+        saved: dict[str, Path] = {}
+        for host, raw in raws.items():
+            name = redacted.names[host] if redacted else host
+            facts = redacted.hosts[name] if redacted else raw
+            document = capturing.capture_document(facts, captured_at=when, redacted=redact)
+            saved[host] = capturing.write_capture(directory, name, document)
+    except (OSError, capturing.CaptureError) as exc:
+        raise _fail(f"--capture {directory}: {exc}") from None
+    return saved
 
 
 def _print_facts(inv: Inventory, result: FleetResult, log: RunLog) -> None:
