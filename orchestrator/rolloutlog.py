@@ -53,6 +53,7 @@ class Event(StrEnum):
     PEER_ARP = "peer_arp"  # a peer's ARP table entry for a VIP
     ROLLBACK_PLAN = "rollback_plan"  # rollback: the undo plan and the desired state it was made for
     INTERNAL_ERROR = "internal_error"  # an unexpected exception, with its traceback
+    SHELLS_LEFT = "shells_left"  # remote shells a lost connection kept from deleting (deleted later, or expire)
     HOST_DONE = "host_done"  # the host's terminal status
 
 

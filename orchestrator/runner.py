@@ -112,7 +112,7 @@ class HostConnection:
             try:
                 session.open()
             except BaseException:
-                session.close()
+                self._forget(session.close() or [])
                 raise
             self._session = session
         return self._session
@@ -125,7 +125,14 @@ class HostConnection:
     def close(self) -> None:
         session, self._session = self._session, None
         if session is not None:
-            session.close()
+            self._forget(session.close() or [])
+
+    def _forget(self, shell_ids: list[str]) -> None:
+        """Shells a closed session could not delete (its connection was gone) are logged; the host's
+        idle timeout ends them. (Deleting them through the next session's fresh connection was tried:
+        pypsrp 0.9.1 then broke that connection's message sealing against the lab.)"""
+        if shell_ids:
+            self._logger.warning(Event.SHELLS_LEFT, step="connect", shell_ids=list(shell_ids))
 
     def _on_failure(self, step: str) -> Callable[[int, BaseException], None]:
         def record(attempt: int, exc: BaseException) -> None:

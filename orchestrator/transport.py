@@ -64,7 +64,10 @@ class Session(Protocol):
 
     def run(self, script: str, parameters: Mapping[str, Any], *, timeout: float) -> RunResult: ...
 
-    def close(self) -> None: ...
+    def close(self) -> list[str]:
+        """Release the remote shell and the connection; the ids of shells that could not be deleted
+        (the connection was gone): the host's idle timeout ends them."""
+        ...
 
 
 SessionFactory = Callable[["Connection"], Session]
@@ -210,16 +213,20 @@ class PsrpSession:
         self._clock = clock
         self._wsman: WSMan | None = None
         self._pool: RunspacePool | None = None
+        self._left: list[str] = []  # shells of this session that could not be deleted
 
     def open(self) -> None:
         if self._pool is not None:
             return
         with _mapped("connect"):
             wsman = WSMan(**wsman_kwargs(self._connection))
+            pool = RunspacePool(wsman, **pool_kwargs(self._connection))
             try:
-                pool = RunspacePool(wsman, **pool_kwargs(self._connection))
                 pool.open()
             except BaseException:
+                # The shell may exist on the host already (its Create succeeded, then the open failed):
+                # delete it rather than leave it to count against the user's shell quota.
+                self._left += _delete_shell(wsman, pool.shell)
                 _close_wsman(wsman)
                 raise
         self._wsman, self._pool = wsman, pool
@@ -272,14 +279,14 @@ class PsrpSession:
         with suppress(Exception):
             ps.stop()
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
         pool, wsman, self._pool, self._wsman = self._pool, self._wsman, None, None
-        if pool is not None:
-            # Best effort: a remote shell that is not deleted times out on its own.
-            with suppress(Exception):
-                pool.close()
+        if pool is not None and wsman is not None:
+            self._left += _delete_shell(wsman, pool.shell)
         if wsman is not None:
             _close_wsman(wsman)
+        left, self._left = self._left, []
+        return left
 
 
 class _Pipeline(Protocol):
@@ -303,6 +310,18 @@ def _close_pipeline(ps: _Pipeline) -> None:
             ps.stop()
     with suppress(Exception):
         ps.close()
+
+
+def _delete_shell(wsman: WSMan, shell: Any) -> list[str]:
+    """Delete a pool's shell if it was created; [its id] when that failed (the connection is gone)."""
+    if not getattr(shell, "opened", False):
+        return []
+    shell_id = str(shell.id)
+    try:
+        shell.close()  # a WSMan Delete of the shell (pypsrp WinRS.close)
+    except Exception:
+        return [shell_id]
+    return []
 
 
 def _close_wsman(wsman: WSMan) -> None:
