@@ -88,6 +88,9 @@ class WindowsHost:
     # Microsoft documents it (81, the new addresses set all the same), "0" plainly, or
     # "81-unapplied": a genuine 81 that set nothing (orchestrator.lab.steps.loopback_config).
     enable_static_on_static: str = "81"
+    # What WMI SetIPConnectionMetric returns on this host: 0 done, anything else a refusal
+    # (orchestrator.lab.native.Commands.wmi).
+    set_metric_returns: int = 0
     # The next successful run of this step that changes something drops the management
     # connection (the change stays made); the knob then clears itself.
     cut_on_step: str | None = None

@@ -98,8 +98,11 @@ class Commands:
     def wmi(self, nic: Nic, method: str, code: int = 0, *, note: str | None = None, fail: bool = True,
             prefix: bool = True) -> None:
         """A Win32_NetworkAdapterConfiguration method returning `code`, checked as the templates'
-        Assert-WmiResult does (0 and 1 are success) unless `fail` is off."""
+        Assert-WmiResult does (0 and 1 are success) unless `fail` is off. SetIPConnectionMetric
+        returns the host's `set_metric_returns` when that is not 0."""
         wmi_call(self.host, nic, method)
+        if method == "SetIPConnectionMetric" and self.host.set_metric_returns:
+            code, fail = self.host.set_metric_returns, True
         self.commands.append(("Win32_NetworkAdapterConfiguration." if prefix else "") + (note or f"{method}()"))
         if fail and code not in (0, 1):
             raise StepFailed(f"{method} returned {code}")

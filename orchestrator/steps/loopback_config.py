@@ -17,12 +17,13 @@ ipv4 delete address <ifindex> gateway=all` (IPv6: `delete route ::/0 <ifindex> <
 whole list); 81 ("Unable to configure DHCP service", which Windows answers for an adapter that
 already is static although it set the addresses) is success when the adapter was static and WMI
 reads back exactly the addresses and masks asked for; when it returns 66 (invalid subnet mask) with
-a /32 among `Masks`, it retries with `FallbackMask` for every address and sets the interface metric
-to 9999 (the highest): result `degraded=$true`; a later run finding exactly that fallback in place
-changes nothing and reports `degraded=$true` again. Gateways: `netsh interface ip delete address
-name=<connection> gateway=all`. `Addresses6` not empty or `SkipAsSource` true throw on 2003. Result:
-`@{changed; degraded; addresses}` (+ `pnp_device_id`, `reboot_required`, `commands`); `addresses` is
-the adapter's `IPAddress` list afterwards.
+a /32 among `Masks`, it first sets the interface metric to 9999 (the highest; a refusal throws
+before any subnet route reaches the loopback), then retries with `FallbackMask` for every address:
+result `degraded=$true`; a later run finding exactly that fallback in place changes nothing and
+reports `degraded=$true` again. Gateways: `netsh interface ip delete address name=<connection>
+gateway=all`. `Addresses6` not empty or `SkipAsSource` true throw on 2003. Result: `@{changed;
+degraded; addresses}` (+ `pnp_device_id`, `reboot_required`, `commands`); `addresses` is the
+adapter's `IPAddress` list afterwards.
 """
 
 from __future__ import annotations

@@ -163,15 +163,17 @@ if ($Dhcp) {
         [void]$commands.Add('Win32_NetworkAdapterConfiguration.EnableStatic(Addresses, Masks)')
         $code = [int]$result.ReturnValue
         if ($code -eq 66 -and $null -ne $fallback -and $wantedMasks.Contains($HostMask)) {
-            # 66: invalid subnet mask. Without a /32 the VIPs get the subnet's mask, which adds a
-            # subnet route through the loopback: the highest metric keeps the NIC's route first.
-            $result = $config.EnableStatic([string[]]$wantedAddresses.ToArray(), [string[]]$fallbackMasks)
-            [void]$commands.Add('Win32_NetworkAdapterConfiguration.EnableStatic(Addresses, FallbackMask)')
-            $rebootRequired = (Assert-EnableStatic $result $static $wantedAddresses.ToArray() $fallbackMasks) -or $rebootRequired
+            # 66: invalid subnet mask (nothing changed). Without a /32 the VIPs get the subnet's
+            # mask, which adds a subnet route through the loopback: the highest metric keeps the
+            # NIC's route first. The metric goes first, so that a refused metric never leaves the
+            # loopback's route competing with the NIC's.
             if ([int]$config.IPConnectionMetric -ne $FallbackMetric) {
                 $rebootRequired = (Assert-WmiResult 'SetIPConnectionMetric' $config.SetIPConnectionMetric($FallbackMetric)) -or $rebootRequired
                 [void]$commands.Add(('Win32_NetworkAdapterConfiguration.SetIPConnectionMetric({0})' -f $FallbackMetric))
             }
+            $result = $config.EnableStatic([string[]]$wantedAddresses.ToArray(), [string[]]$fallbackMasks)
+            [void]$commands.Add('Win32_NetworkAdapterConfiguration.EnableStatic(Addresses, FallbackMask)')
+            $rebootRequired = (Assert-EnableStatic $result $static $wantedAddresses.ToArray() $fallbackMasks) -or $rebootRequired
             $degraded = $true
         } else {
             $rebootRequired = (Assert-EnableStatic $result $static $wantedAddresses.ToArray() $wantedMasks.ToArray()) -or $rebootRequired

@@ -94,3 +94,33 @@ def test_2003_a_genuine_81_that_set_nothing_still_fails() -> None:
     host.enable_static_on_static = "0"
     assert ok(host, "loopback_config", config_params(host, SkipAsSource=False))["changed"] is True
     assert lo.ipv4() == [(VIP, HOST_MASK)]
+
+
+# --- 4. the 2003 fallback: the metric first, then the subnet mask ---------------------------------
+
+
+def competing_route(lo: Nic, fallback: str) -> bool:
+    """The loopback holds a VIP with the NIC's subnet mask (a second route to the production subnet)
+    without the highest metric that makes the NIC's route win."""
+    return any(a == VIP and m == fallback for a, m in lo.ipv4()) and lo.metric != 9999
+
+
+def test_2003_fallback_mask_only_after_the_metric_took() -> None:
+    host = find_host("2003", lambda h: not h.accepts_host_mask and not loopbacks(h))
+    ok(host, "loopback", {"Ensure": "Present", "PnpDeviceId": "", "Vips": [VIP], "DevconPath": ""})
+    lo = loopbacks(host)[0]
+    host.set_metric_returns = 65
+    message = failed(host, "loopback_config", config_params(host, SkipAsSource=False))
+    assert message == "SetIPConnectionMetric returned 65"
+    assert not competing_route(lo, "255.255.255.0"), lo.ipv4()
+    assert lo.dhcp_enabled and not any(a == VIP for a, _ in lo.ipv4())
+
+    host.set_metric_returns = 0
+    out = ok(host, "loopback_config", config_params(host, SkipAsSource=False))
+    assert out["degraded"] is True
+    assert lo.ipv4() == [(VIP, "255.255.255.0")] and lo.metric == 9999
+    assert out["commands"][-3:] == [
+        "Win32_NetworkAdapterConfiguration.EnableStatic(Addresses, Masks)",
+        "Win32_NetworkAdapterConfiguration.SetIPConnectionMetric(9999)",
+        "Win32_NetworkAdapterConfiguration.EnableStatic(Addresses, FallbackMask)",
+    ]

@@ -8,7 +8,10 @@ rest (a mask or the flag is applied only when adding: delete, then add).
 win2003.ps1 uses WMI's EnableStatic, which replaces the whole list. Where the family's WMI may
 refuse a host mask (`host_mask_sure` off) and this host does, EnableStatic returns 66 for
 255.255.255.255 and the template falls back to `FallbackMask` with the highest interface metric
-(`degraded`), so the loopback's subnet route loses to the NIC's. No IPv6 and no skipassource there.
+(`degraded`), so the loopback's subnet route loses to the NIC's; the metric is set first, so that a
+refused SetIPConnectionMetric (`WindowsHost.set_metric_returns` not 0: the method's documented
+"any other number if there is an error") leaves no second route to the subnet on the loopback. No
+IPv6 and no skipassource there.
 On an adapter that already has static addresses EnableStatic returns 81, "Unable to configure DHCP
 service", and the new addresses are set all the same: Microsoft's page "EnableStatic method of the
 Win32_NetworkAdapterConfiguration class", Remarks ("the function returns an "81 - Unable to
@@ -283,12 +286,13 @@ def _enable_static(host: WindowsHost, run: Commands, nic: Nic, pairs: list[tuple
     if refused:
         # 66 (invalid subnet mask) changes nothing.
         run.wmi(nic, "EnableStatic", 66, note="EnableStatic(Addresses, Masks)", fail=not fallback)
-        pairs = [(a, fallback) for a, _ in pairs]
-        _static_call(host, run, nic, pairs, "EnableStatic(Addresses, FallbackMask)")
+        # The metric first: refused, it leaves no subnet route on the loopback behind.
         if nic.metric != FALLBACK_METRIC:
             run.wmi(nic, "SetIPConnectionMetric", note=f"SetIPConnectionMetric({FALLBACK_METRIC})")
             nic.metric = FALLBACK_METRIC
             nic.automatic_metric = False
+        pairs = [(a, fallback) for a, _ in pairs]
+        _static_call(host, run, nic, pairs, "EnableStatic(Addresses, FallbackMask)")
     else:
         _static_call(host, run, nic, pairs, "EnableStatic(Addresses, Masks)")
     return refused
