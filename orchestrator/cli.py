@@ -800,12 +800,15 @@ def lab_serve(
                                          + "|".join(oscaps.families()))] = "mixed",
     inventory_out: InventoryOutOpt = Path("lab-inventory.yml"),
     port: Annotated[int, typer.Option("--port", help="Port for every host (0: a free port each).")] = 0,
+    https: Annotated[bool, typer.Option(
+        "--https", help="HTTPS listeners with certificates of a CA made for the fleet, which the inventory "
+                        "validates against; 2003 to 2008 R2 hosts speak TLS 1.0 only, as Windows does.")] = False,
 ) -> None:
     """Run a fleet of simulated Windows servers in the foreground until Ctrl-C."""
     from orchestrator.lab.fleet import FleetError, LabFleet
 
     try:
-        fleet = LabFleet.build(hosts, seed=seed, profile=profile, port=port)
+        fleet = LabFleet.build(hosts, seed=seed, profile=profile, port=port, https=https)
     except FleetError as exc:
         raise _fail(str(exc)) from None
     stop = threading.Event()

@@ -46,6 +46,9 @@ class LabFaults:
                         carries a SOAP body) with a WSMan fault instead of handling it.
     drop_on_request:    close the TCP connection without answering the Nth such request.
     down_from/until:    the service restart window (set by the host model's http_listen step).
+    timeout_on_open:    every Receive of a runspace pool that is still opening answers the
+                        wsman:TimedOut fault (OperationTimeout), as a host whose PowerShell plugin
+                        does not start in time does; pypsrp's `RunspacePool.open()` raises it.
     """
 
     unreachable: bool = False
@@ -53,9 +56,66 @@ class LabFaults:
     fault_on_request: int | None = None
     drop_on_request: int | None = None
     # WinRM is down (an HTTP service restart) between these time.monotonic() instants: requests then
-    # get their connection closed unanswered.
+    # get their connection closed unanswered. When the window begins, every TCP connection is
+    # closed and every shell deleted, as a restart of the WinRM service does.
     down_from: float = 0.0
     down_until: float = 0.0
+    timeout_on_open: bool = False
+
+
+@dataclass
+class WinRMConfig:
+    """A lab host's WinRM service and PowerShell endpoint settings, as `winrm get winrm/config` and
+    the plugin's quotas would show them. The defaults are a Windows Server 2016 host's at Windows'
+    own defaults; orchestrator.lab.profiles.winrm_config gives each family its own. The server reads
+    them at every request, so tests may change a running host's (shorten `idle_timeout_ms`, turn
+    `basic` on).
+
+    psrp_protocol:      the protocolversion of the server's SESSION_CAPABILITY ("2.1" for
+                        PowerShell 2.0, "2.3" for 5.1); `powershell` and `build_version` fill the
+                        PSVersionTable it sends as application private data.
+    max_envelope_kb:    MaxEnvelopeSizekb: a larger request is refused with HTTP 413; replies are
+                        cut to the smaller of it and the client's MaxEnvelopeSize.
+    max_shells_per_user, max_concurrent_operations_per_user, max_commands_per_shell: the quotas a
+                        Create or Command over them is refused by (wsman:QuotaLimit); None: none.
+    idle_timeout_ms:    a shell nobody sent a request for in this long is deleted.
+    server_assigned_ids: WinRM 2.0 ignores the ShellId and CommandId a client proposes and answers
+                        with its own (and no rsp:Shell in its CreateResponse).
+    split_open:         a pool's RUNSPACEPOOL_STATE (Opened) comes in a second Receive, after the
+                        SESSION_CAPABILITY and APPLICATION_PRIVATE_DATA of the first, as both of
+                        pypsrp's recordings (protocol 2.1 and 2.3) show. Off by default for now:
+                        tests/lab/test_faults_e2e.py counts a pool's opening as one Receive.
+    endpoints:          the PowerShell session configurations registered (lower case): another
+                        ResourceURI is refused.
+    allow_unencrypted:  AllowUnencrypted: off, a message that is not encrypted over plain HTTP is
+                        refused (HTTP 500).
+    basic:              Auth/Basic; even on, only local accounts may use it.
+    enforce_shell_quota: off, `max_shells_per_user` is not enforced (a knob for clients that are
+                        known to leak shells; Windows always enforces it).
+    tls_maximum:        the newest TLS version the HTTPS listener speaks ("1.0", "1.2", "1.3").
+    """
+
+    psrp_protocol: str = "2.3"
+    powershell: str = "5.1"
+    build_version: str = "10.0.14393.0"
+    wsman_stack: str = "3.0"
+    max_envelope_kb: int = 500
+    max_shells_per_user: int | None = 25
+    max_concurrent_operations_per_user: int | None = 1500
+    max_commands_per_shell: int | None = 1000
+    idle_timeout_ms: int = 7_200_000
+    server_assigned_ids: bool = False
+    split_open: bool = False
+    endpoints: tuple[str, ...] = (
+        "microsoft.powershell",
+        "microsoft.powershell.workflow",
+        "microsoft.powershell32",
+        "microsoft.windows.servermanagerworkflows",
+    )
+    allow_unencrypted: bool = False
+    basic: bool = False
+    enforce_shell_quota: bool = True
+    tls_maximum: str = "1.2"
 
 
 @dataclass
@@ -66,7 +126,27 @@ class RequestCounters:
     wsman: Counter[str] = field(default_factory=Counter)
     steps: Counter[str] = field(default_factory=Counter)
     auth_failures: int = 0
+    # Remote shells (runspace pools) created and deleted, whatever deleted them: the client's
+    # Delete, the idle timeout or a service restart (`shell_deletes` says which).
+    shells_created: int = 0
+    shells_deleted: int = 0
+    shell_deletes: Counter[str] = field(default_factory=Counter)
     _lock: Lock = field(default_factory=Lock, repr=False, compare=False)
+
+    @property
+    def shells_open(self) -> int:
+        """Shells created and not deleted yet: a client that deletes what it creates leaves 0."""
+        with self._lock:
+            return self.shells_created - self.shells_deleted
+
+    def count_shell_created(self) -> None:
+        with self._lock:
+            self.shells_created += 1
+
+    def count_shell_deleted(self, reason: str) -> None:
+        with self._lock:
+            self.shells_deleted += 1
+            self.shell_deletes[reason] += 1
 
     def count_http(self) -> int:
         with self._lock:

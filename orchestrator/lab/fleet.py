@@ -2,7 +2,8 @@
 
 Owns starting and stopping the servers, routing each pipeline's script to the host model as the
 exact template it is (step and variant, recognised by its text), the layer-2 segment the hosts
-share, and writing an inventory that matches the running fleet.
+share, each host's WinRM configuration (its family's, orchestrator.lab.profiles.winrm_config), the
+certificates of an HTTPS fleet, and writing an inventory that matches the running fleet.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +24,11 @@ import yaml
 
 from orchestrator import oscaps
 from orchestrator.lab.build import build_fleet
-from orchestrator.lab.common import LabFaults, RequestCounters, ScriptResult
+from orchestrator.lab.common import LabFaults, RequestCounters, ScriptResult, WinRMConfig
 from orchestrator.lab.host import Segment, WindowsHost
-from orchestrator.lab.profiles import profiles
+from orchestrator.lab.profiles import profiles, winrm_config
 from orchestrator.lab.server import LabServer
+from orchestrator.lab.tls import LabCA
 from orchestrator.templates import all_templates
 
 LAB_USER = "labadmin"
@@ -89,13 +93,18 @@ class _HostHandler:
 
 @dataclass
 class LabHost:
-    """A running (or deliberately unreachable) lab host."""
+    """A running (or deliberately unreachable) lab host.
+
+    `winrm` is its WinRM service's configuration, its family's at Windows' defaults: tests may
+    change it (before or while the fleet runs) to shorten the idle timeout or allow Basic."""
 
     model: WindowsHost
     address: str
     port: int
     server: LabServer | None
     counters: RequestCounters
+    winrm: WinRMConfig
+    https: bool = False
 
     @property
     def name(self) -> str:
@@ -107,7 +116,7 @@ class LabHost:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}:{self.port}/wsman"
+        return f"{'https' if self.https else 'http'}://{self.address}:{self.port}/wsman"
 
 
 def _free_port(address: str) -> int:
@@ -122,12 +131,17 @@ class LabFleet:
     """Start with `with LabFleet.build(...) as fleet:`; every server is stopped on exit."""
 
     def __init__(self, models: Sequence[WindowsHost], *, base_octet: int = 11, port: int = 0,
-                 password: str = LAB_PASSWORD, vip: str = LAB_VIP) -> None:
+                 password: str = LAB_PASSWORD, vip: str = LAB_VIP, https: bool = False) -> None:
+        """`https`: every host listens with TLS, its certificate issued by a CA the fleet makes for
+        the occasion (`ca_file`); the inventory then validates against that CA."""
         if base_octet + len(models) > 255:
             raise FleetError(f"{len(models)} hosts do not fit in 127.0.0.{base_octet}-254")
         self.password = password
         self.vip = vip
+        self.https = https
         self._port = port
+        self._tls_dir: Path | None = None
+        self._ca: LabCA | None = None
         # Hosts built together already share one; a fleet of hand-made models gets its own.
         shared = {id(m.segment): m.segment for m in models if m.segment is not None}
         self.segment: Segment = next(iter(shared.values())) if len(shared) == 1 else Segment()
@@ -135,15 +149,21 @@ class LabFleet:
             self.segment.join(model)
         self.hosts: list[LabHost] = [
             LabHost(model=m, address=f"127.0.0.{base_octet + i}", port=port, server=None,
-                    counters=RequestCounters())
+                    counters=RequestCounters(), https=https,
+                    winrm=winrm_config(m.os_family, x64=m.architecture != "32-bit", version=m.version))
             for i, m in enumerate(models)
         ]
 
     @classmethod
-    def build(cls, count: int, *, seed: int, profile: str, port: int = 0) -> LabFleet:
+    def build(cls, count: int, *, seed: int, profile: str, port: int = 0, https: bool = False) -> LabFleet:
         if profile not in profiles():
             raise FleetError(f"unknown profile {profile!r}; choose one of {', '.join(profiles())}")
-        return cls(build_fleet(count, seed=seed, profile=profile, password=LAB_PASSWORD), port=port)
+        return cls(build_fleet(count, seed=seed, profile=profile, password=LAB_PASSWORD), port=port, https=https)
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The PEM file of the CA that issued the hosts' certificates (an HTTPS fleet that runs)."""
+        return self._ca.cafile if self._ca is not None else None
 
     def host(self, name: str) -> LabHost:
         for handle in self.hosts:
@@ -156,14 +176,22 @@ class LabFleet:
 
     def start(self) -> None:
         try:
+            if self.https and self._ca is None:
+                self._tls_dir = Path(tempfile.mkdtemp(prefix="dsrprep-lab-tls-"))
+                self._ca = LabCA(self._tls_dir)
             for handle in self.hosts:
                 if handle.model.faults.unreachable:
                     handle.port = _free_port(handle.address)
                     continue
+                tls = None
+                if self._ca is not None:
+                    files = self._ca.issue(handle.model.name, handle.address)
+                    tls = (str(files.certfile), str(files.keyfile))
                 server = LabServer(
                     handle.address, self._port, _HostHandler(handle.model, handle.counters),
                     username=handle.model.username, password=handle.model.password,
                     faults=handle.model.faults, counters=handle.counters, hostname=handle.model.name,
+                    winrm=handle.winrm, tls=tls,
                 )
                 server.start()
                 handle.server, handle.port = server, server.port
@@ -176,6 +204,9 @@ class LabFleet:
             if handle.server is not None:
                 handle.server.stop()
                 handle.server = None
+        if self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir, self._ca = None, None
 
     def __enter__(self) -> LabFleet:
         self.start()
@@ -207,8 +238,7 @@ class LabFleet:
                     "ansible_user": LAB_USER,
                     "ansible_password": self.password,
                     "ansible_psrp_auth": "negotiate",
-                    "ansible_psrp_protocol": "http",
-                    "ansible_psrp_message_encryption": "auto",
+                    **self._transport_vars(),
                     "ansible_psrp_connection_timeout": 5,
                     "ansible_psrp_operation_timeout": 5,
                     "ansible_psrp_read_timeout": 10,
@@ -217,6 +247,19 @@ class LabFleet:
                 },
                 "children": dict(sorted(groups.items())),
             }
+        }
+
+    def _transport_vars(self) -> dict[str, Any]:
+        """Negotiate with message encryption over HTTP, or HTTPS validated against the fleet's CA."""
+        if not self.https:
+            return {"ansible_psrp_protocol": "http", "ansible_psrp_message_encryption": "auto"}
+        if self.ca_file is None:
+            raise FleetError("an HTTPS fleet has its CA once it has started")
+        return {
+            "ansible_psrp_protocol": "https",
+            "ansible_psrp_message_encryption": "auto",
+            "ansible_psrp_cert_validation": "validate",
+            "ansible_psrp_ca_cert": str(self.ca_file),
         }
 
     def write_inventory(self, path: Path) -> None:

@@ -91,6 +91,9 @@ class WindowsHost:
     # What WMI SetIPConnectionMetric returns on this host: 0 done, anything else a refusal
     # (orchestrator.lab.native.Commands.wmi).
     set_metric_returns: int = 0
+    # The Windows Firewall service (MpsSvc) is stopped (2008+): `netsh advfirewall` commands exit 1
+    # with the service error and HNetCfg.FwPolicy2 throws (orchestrator.lab.native).
+    firewall_service_stopped: bool = False
     # The next successful run of this step that changes something drops the management
     # connection (the change stays made); the knob then clears itself.
     cut_on_step: str | None = None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator import oscaps
 from orchestrator.facts import normalize_ip
+from orchestrator.lab.firewall import AdvFirewall
 from orchestrator.lab.net import Nic, is_autoconfigured
 from orchestrator.lab.shell import StepFailed, command_line, native_failed, text
 
@@ -24,6 +25,15 @@ if TYPE_CHECKING:
     from orchestrator.lab.host import WindowsHost
 
 _NETSH_ELEVATION = "The requested operation requires elevation (Run as administrator)."
+# What `netsh advfirewall` prints, exit code 1, while the Windows Firewall service is stopped.
+MPSSVC_STOPPED = (
+    "An error occurred while attempting to contact the Windows Firewall service. Make sure that the "
+    "service is running and try your request again."
+)
+# What a call on HNetCfg.FwPolicy2 (enumerating its Rules) throws while that service is stopped.
+FWPOLICY2_STOPPED = (
+    "There are no more endpoints available from the endpoint mapper. (Exception from HRESULT: 0x800706D9)"
+)
 # What netsh prints for a tag its helper does not know (2008 without KB975808: skipassource).
 NETSH_BAD_PARAMETER = "The parameter is incorrect."
 # Vista/2008+ netsh still runs the XP/2003 `firewall` context, and says so after every command.
@@ -62,6 +72,8 @@ def netsh(host: WindowsHost, args: list[str], *, ok: tuple[int, ...] = (0,), adm
         code, output = 1, text([netsh_not_found(" ".join(args)), ""])
     elif admin and not host.elevated:
         code, output = 1, text([_NETSH_ELEVATION, ""])
+    elif args[0] == "advfirewall" and host.firewall_service_stopped:
+        code, output = 1, text([MPSSVC_STOPPED, ""])
     if code not in ok:
         raise native_failed("netsh.exe", args, code, output)
     return code, output
@@ -72,6 +84,17 @@ def netsh_firewall(host: WindowsHost, args: list[str]) -> str:
     firewall replaced the context."""
     netsh(host, args)
     return _NETSH_FIREWALL_DEPRECATED if host.caps.advfirewall else text(["Ok.", ""])
+
+
+def fw_policy2(host: WindowsHost) -> AdvFirewall:
+    """`New-Object -ComObject HNetCfg.FwPolicy2` and a call on it: the advanced firewall, or the
+    exception PowerShell shows where there is none (2003) or its service is stopped."""
+    fw = host.firewall
+    if not isinstance(fw, AdvFirewall):
+        raise StepFailed("Cannot load COM type HNetCfg.FwPolicy2.")
+    if host.firewall_service_stopped:
+        raise StepFailed(FWPOLICY2_STOPPED)
+    return fw
 
 
 def wmi_call(host: WindowsHost, nic: Nic, method: str) -> None:

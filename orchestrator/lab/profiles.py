@@ -1,6 +1,7 @@
 """What differs per Windows Server family in the lab fleet beyond orchestrator.oscaps: captions,
 stock NIC hardware, adapter and interface numbering, automatic metrics, which lines each build's
-netsh prints, how %windir% is spelt and how the route table shows local addresses.
+netsh prints, how %windir% is spelt and how the route table shows local addresses; and what its
+WinRM service answers with at Windows' defaults (`winrm_config`).
 
 The families themselves, their versions (NT version, release build, PowerShell, IIS) and their
 capabilities are the rows of orchestrator.oscaps: `profiles()` lists the families of that table and
@@ -13,9 +14,10 @@ Pure data; orchestrator.lab.build makes hosts from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from orchestrator import oscaps
+from orchestrator.lab.common import WinRMConfig
 
 MIXED = "mixed"
 
@@ -102,6 +104,11 @@ class FamilySpec:
     loopback_routes: the XP/2003 TCP/IP stack routes every local address as a host route through
                     127.0.0.1 on the "MS TCP Loopback interface" (index 1), whatever its mask; the
                     Vista+ stack keeps on-link routes on the address' own interface.
+    tls_maximum:    the newest TLS version SChannel serves by default: 1.0 up to 2008 R2 (whose
+                    TLS 1.1/1.2 must be enabled by hand: Ansible's "Windows Remote Management"
+                    guide, TLS 1.2 Support), 1.2 from 2012, 1.3 from 2022.
+    extra_endpoints: PowerShell session configurations the family registers beyond those of its
+                    PowerShell version (2008 R2: Microsoft.ServerManager).
     """
 
     family: str
@@ -124,6 +131,8 @@ class FamilySpec:
     caption_x86: str | None = None
     windir: str = "C:\\Windows"
     loopback_routes: bool = False
+    tls_maximum: str = "1.2"
+    extra_endpoints: tuple[str, ...] = ()
 
 
 _LEGACY_LOOPBACK = "Microsoft Loopback Adapter"
@@ -151,6 +160,7 @@ _2003 = FamilySpec(
     hotfixes=("KB968930", "KB2868626", "KB4012598"),
     windir="C:\\WINDOWS",
     loopback_routes=True,
+    tls_maximum="1.0",
 )
 _2008 = FamilySpec(
     family="2008",
@@ -170,6 +180,7 @@ _2008 = FamilySpec(
     loopback_metric=20,
     netsh_level=0,
     hotfixes=("KB968930", "KB4012598"),
+    tls_maximum="1.0",
 )
 _2008R2 = FamilySpec(
     family="2008r2",
@@ -189,6 +200,8 @@ _2008R2 = FamilySpec(
     loopback_metric=20,
     netsh_level=1,
     hotfixes=("KB976902", "KB2533623", "KB4012212"),
+    tls_maximum="1.0",
+    extra_endpoints=("microsoft.servermanager",),
 )
 _2012 = FamilySpec(
     family="2012",
@@ -250,6 +263,7 @@ _2022 = replace(
     builds=(("10.0.20348", 0, 1.0),),
     caption="Microsoft Windows Server 2022 {edition}",
     netsh_level=4,
+    tls_maximum="1.3",
     hotfixes=("KB5005039", "KB5012170", "KB5017316"),
 )
 # No capture of 2025's netsh yet: it prints what 2022's does as far as the lab knows.
@@ -294,4 +308,83 @@ def _borrowed(row: oscaps.OsCaps) -> FamilySpec:
         caption=caption,
         caption_x86=None,
         hotfixes=(),
+    )
+
+
+# --- WinRM ----------------------------------------------------------------------------------------
+#
+# What the WinRM service of a host answers with at Windows' defaults, by the WinRM version of its
+# family (oscaps.caps(family).winrm). Sources:
+#   WinRM 2.0 (WMF 2.0: 2003, 2008, 2008 R2): MaxEnvelopeSizekb 150 ([MS-WSMV] 2.2.4.10 ConfigType,
+#     "SHOULD be 500 but MAY be 150"; 500 came with WinRM 3.0, psrpcore's ProtocolVersion notes);
+#     MaxShellsPerUser 5 (PowerShell Team blog "Configuring WSMAN Limits", 2010: "This user is
+#     allowed a maximum number of 5 concurrent shells"); MaxConcurrentOperationsPerUser 15
+#     (test-kitchen issue 656, WSMan fault 2150859174 on Windows 7: "a maximum number of 15
+#     concurrent operations"); IdleTimeout 180000 ms ([MS-WSMV] 2.2.4.42 WinrsType default, and
+#     Microsoft's "Quotas" page of the WinRM docs); server-assigned ShellId and CommandId, no
+#     rsp:Shell in the CreateResponse (pypsrp's recording test_psrp_run_protocol_version_2.1.yml).
+#   WinRM 3.0+ with the Microsoft.PowerShell plugin's quotas: MaxEnvelopeSizekb 500, MaxShellsPerUser
+#     25 and MaxConcurrentCommandsPerShell 1000 (plugin Quotas; pypsrp issue 148 hits the 1000 on
+#     2012 R2), MaxConcurrentOperationsPerUser 1500, IdleTimeout 7200000 ms and the client's own
+#     ShellId and CommandId kept (pypsrp's recording test_psrp_run_protocol_version_2.3.yml:
+#     rsp:IdleTimeOut PT7200.000S).
+#   Both recordings open a pool in two Receives (SESSION_CAPABILITY and APPLICATION_PRIVATE_DATA,
+#   then RUNSPACEPOOL_STATE).
+@dataclass(frozen=True)
+class WinRMDefaults:
+    """The quotas and id habits of one WinRM version (see WinRMConfig for each field)."""
+
+    max_envelope_kb: int
+    max_shells_per_user: int
+    max_concurrent_operations_per_user: int
+    max_commands_per_shell: int | None
+    idle_timeout_ms: int
+    server_assigned_ids: bool
+
+
+WINRM_2 = WinRMDefaults(
+    max_envelope_kb=150,
+    max_shells_per_user=5,
+    max_concurrent_operations_per_user=15,
+    max_commands_per_shell=None,
+    idle_timeout_ms=180_000,
+    server_assigned_ids=True,
+)
+WINRM_3 = WinRMDefaults(
+    max_envelope_kb=500,
+    max_shells_per_user=25,
+    max_concurrent_operations_per_user=1500,
+    max_commands_per_shell=1000,
+    idle_timeout_ms=7_200_000,
+    server_assigned_ids=False,
+)
+# The session configurations `Enable-PSRemoting` registers (Get-PSSessionConfiguration).
+_ENDPOINTS_PS2 = ("microsoft.powershell", "microsoft.powershell32")
+_ENDPOINTS_PS3 = (
+    "microsoft.powershell",
+    "microsoft.powershell.workflow",
+    "microsoft.powershell32",
+    "microsoft.windows.servermanagerworkflows",
+)
+
+
+def winrm_config(family: str, *, x64: bool = True, version: str | None = None) -> WinRMConfig:
+    """A fresh WinRMConfig for a host of `family` at Windows' defaults. `x64`: a 32-bit install
+    has no Microsoft.PowerShell32 endpoint; `version`: the host's Win32_OperatingSystem.Version,
+    which its PowerShell reports as BuildVersion."""
+    row = oscaps.caps(family)
+    spec = family_spec(family)
+    legacy = row.winrm == "2.0"
+    endpoints = (_ENDPOINTS_PS2 if legacy else _ENDPOINTS_PS3) + spec.extra_endpoints
+    if not x64:
+        endpoints = tuple(e for e in endpoints if e != "microsoft.powershell32")
+    build = version or spec.builds[-1][0]
+    return WinRMConfig(
+        psrp_protocol=row.psrp_protocol,
+        powershell=row.powershell,
+        build_version=build if build.count(".") >= 3 else f"{build}.0",
+        wsman_stack=row.winrm,
+        endpoints=endpoints,
+        tls_maximum=spec.tls_maximum,
+        **asdict(WINRM_2 if legacy else WINRM_3),
     )

@@ -52,10 +52,22 @@ from psrpcore.types import (
     PSCustomObject,
     PSInvocationState,
     PSObject,
+    PSVersion,
+    RunspacePoolState,
+    RunspacePoolStateMsg,
+    SessionCapability,
 )
 
-from orchestrator.lab.common import Hashtable, LabFaults, RequestCounters, ScriptHandler, ScriptResult
+from orchestrator.lab.common import (
+    Hashtable,
+    LabFaults,
+    RequestCounters,
+    ScriptHandler,
+    ScriptResult,
+    WinRMConfig,
+)
 from orchestrator.lab.sealing import SPNEGO_PROTOCOL, seal, unseal
+from orchestrator.lab.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +79,10 @@ INVALID_RESOURCE_URI_CODE = 2150858811  # ERROR_WSMAN_INVALID_RESOURCE_URI
 INVALID_BODY_CODE = 2150858791  # ERROR_WSMAN_INVALID_SOAP_BODY
 PLUGIN_FAILURE_CODE = 2150858755  # ERROR_WSMAN_PROVIDER_FAILURE
 INJECTED_FAULT_CODE = 2150858772  # ERROR_WSMAN_ENDPOINT_UNAVAILABLE, answered for `fault_on_request`
+# wsman:QuotaLimit on Create/Command. Codes and texts as Windows 7 / 2008 R2 sent them (test-kitchen
+# issue 656, hashicorp/vagrant issue 7489, dmitry-zaets/vagrantfile-windows-iis-mssql issue 7).
+QUOTA_SHELLS_CODE = 2150859173
+QUOTA_OPERATIONS_CODE = 2150859174
 
 _NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -107,7 +123,6 @@ _SIGNAL_CTRL_C = (
 )
 _SOAP_CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
 _TERMINAL_STATES = (PSInvocationState.Completed, PSInvocationState.Failed, PSInvocationState.Stopped)
-_MAX_ENVELOPE_KB = 500
 
 # PSRP output is cut into fragments of this size as soon as it is produced; a ReceiveResponse then
 # carries as many of them as the client's MaxEnvelopeSize allows.
@@ -225,6 +240,7 @@ class _WSManFault(Exception):
         subcode: str = "w:InternalError",
         sender: bool = False,
         status: int = 500,
+        detail: bool = True,
     ) -> None:
         super().__init__(reason)
         self.code = code
@@ -232,6 +248,8 @@ class _WSManFault(Exception):
         self.subcode = subcode
         self.sender = sender
         self.status = status
+        # Some faults carry no f:WSManFault detail (then pypsrp's code is the subcode's text).
+        self.detail = detail
 
 
 class _Dropped(Exception):
@@ -275,6 +293,49 @@ def _bad_body_fault(detail: str) -> _WSManFault:
         f"valid SOAP body. {detail}",
         subcode="w:InvalidBody",
         sender=True,
+    )
+
+
+def _unknown_endpoint_fault(resource_uri: str) -> _WSManFault:
+    return _WSManFault(
+        INVALID_RESOURCE_URI_CODE,
+        f"The WS-Management service cannot process the request. The resource URI ({resource_uri}) was not "
+        "found in the WS-Management catalog. The catalog contains the metadata that describes resources, or "
+        "logical endpoints.",
+        subcode="a:DestinationUnreachable",
+        sender=True,
+    )
+
+
+def _shells_quota_fault(limit: int) -> _WSManFault:
+    return _WSManFault(
+        QUOTA_SHELLS_CODE,
+        f"The WS-Management service cannot process the request. This user is allowed a maximum number of "
+        f"{limit} concurrent shells, which has been exceeded. Close existing shells or raise the quota for this "
+        "user. ",
+        subcode="w:QuotaLimit",
+        sender=True,
+    )
+
+
+def _operations_quota_fault(limit: int) -> _WSManFault:
+    return _WSManFault(
+        QUOTA_OPERATIONS_CODE,
+        f"The WS-Management service cannot process the request. This user is allowed a maximum number of "
+        f"{limit} concurrent operations, which has been exceeded. Close existing operations for this user, or "
+        "raise the quota for this user. ",
+        subcode="w:QuotaLimit",
+        sender=True,
+    )
+
+
+def _commands_quota_fault() -> _WSManFault:
+    # As pypsrp issue 148 shows it from 2012 R2: no WSManFault detail, the subcode is all the code.
+    return _WSManFault(
+        0,
+        "The WS-Management service cannot process the request. The maximum number of concurrent commands per "
+        "shell has been exceeded. Retry the request later or raise the Maximum Commands per Shell quota.",
+        detail=False,
     )
 
 
@@ -354,11 +415,14 @@ def _envelope(action_uri: str, relates_to: str, body: str) -> bytes:
 def _fault_envelope(fault: _WSManFault, relates_to: str, machine: str) -> bytes:
     code = "s:Sender" if fault.sender else "s:Receiver"
     reason = escape(fault.reason)
+    detail = (
+        f'<s:Detail><f:WSManFault xmlns:f="{_NS["f"]}" Code="{fault.code}" Machine={quoteattr(machine)}>'
+        f"<f:Message>{reason}</f:Message></f:WSManFault></s:Detail>"
+        if fault.detail else ""
+    )
     body = (
         f"<s:Fault><s:Code><s:Value>{code}</s:Value><s:Subcode><s:Value>{fault.subcode}</s:Value></s:Subcode>"
-        f'</s:Code><s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason><s:Detail>'
-        f'<f:WSManFault xmlns:f="{_NS["f"]}" Code="{fault.code}" Machine={quoteattr(machine)}>'
-        f"<f:Message>{reason}</f:Message></f:WSManFault></s:Detail></s:Fault>"
+        f'</s:Code><s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason>{detail}</s:Fault>'
     )
     return _envelope("http://schemas.dmtf.org/wbem/wsman/1/wsman/fault", relates_to, body)
 
@@ -367,7 +431,40 @@ def _fault_envelope(fault: _WSManFault, relates_to: str, machine: str) -> bytes:
 
 
 class _LabRunspacePool(ServerRunspacePool):
-    """psrpcore's server pool, tolerant of pypsrp naming the call id `CI` where psrpcore reads `ci`."""
+    """psrpcore's server pool as a host's PowerShell answers: its protocol version and PSVersionTable,
+    the Opened state held back for a second Receive when `split_open` (`release_open` lets it go),
+    and tolerant of pypsrp naming the call id `CI` where psrpcore reads `ci`."""
+
+    def __init__(self, config: WinRMConfig) -> None:
+        table = {
+            "PSVersion": PSVersion(config.powershell),
+            "PSRemotingProtocolVersion": PSVersion(config.psrp_protocol),
+            "SerializationVersion": PSVersion("1.1.0.1"),
+            "WSManStackVersion": PSVersion(config.wsman_stack),
+            "BuildVersion": PSVersion(config.build_version),
+        }
+        super().__init__(application_private_data={"PSVersionTable": table})
+        # Windows PowerShell says PSVersion 2.0 here whatever its version (both pypsrp recordings).
+        self.our_capability = SessionCapability(
+            PSVersion=PSVersion("2.0"),
+            protocolversion=PSVersion(config.psrp_protocol),
+            SerializationVersion=PSVersion("1.1.0.1"),
+        )
+        self.split_open = config.split_open
+        self.open_pending = False
+
+    def _change_state(self, state: RunspacePoolState, error: Any = None, emit: bool = True) -> None:
+        if state == RunspacePoolState.Opened and emit and self.split_open:
+            super()._change_state(state, error, emit=False)
+            self.open_pending = True
+            return
+        super()._change_state(state, error, emit)
+
+    def release_open(self) -> None:
+        """Queues the RUNSPACEPOOL_STATE (Opened) that `split_open` held back."""
+        if self.open_pending:
+            self.open_pending = False
+            self.prepare_message(RunspacePoolStateMsg(RunspaceState=RunspacePoolState.Opened.value))
 
     def _process_SetMaxRunspaces(self, event: Any) -> None:
         self._answer_availability(event, "_max_runspaces", event._ps_object.MaxRunspaces)
@@ -389,6 +486,7 @@ class _LabRunspacePool(ServerRunspacePool):
 @dataclass
 class _Pipeline:
     ps: Any  # psrpcore ServerPipeline
+    command_id: str  # the WS-Management CommandId (the PSRP pipeline id is `ps.pipeline_id`)
     started: bool = False
     done_sent: bool = False
 
@@ -407,9 +505,17 @@ class _Shell:
     cond: threading.Condition = field(init=False)
     out: dict[uuid.UUID | None, deque[bytes]] = field(default_factory=dict)
     pipelines: dict[uuid.UUID, _Pipeline] = field(default_factory=dict)
+    # WS-Management CommandId -> PSRP pipeline id (they differ where the server assigns the ids).
+    commands: dict[str, uuid.UUID] = field(default_factory=dict)
     closed: bool = False
     # A step cut the client off (ScriptResult.cut_connection).
     cut: bool = False
+    # The Receive that delivered the last of the pool's opening (Opened state) has gone out.
+    open_done: bool = False
+    # For the idle timeout: when a request last named the shell, and how many are in flight
+    # (guarded by the server's shells lock).
+    last_active: float = field(default_factory=time.monotonic)
+    busy: int = 0
 
     def __post_init__(self) -> None:
         self.cond = threading.Condition(self.lock)
@@ -454,6 +560,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.auth_context: Any = None
         self.principal: str | None = None
         self.sealed_protocol: str | None = None  # set once a request came sealed
+        self.accepted = time.monotonic()  # a service restart closes the connections it finds
 
     def do_POST(self) -> None:
         self.server.lab._handle_post(self)
@@ -549,8 +656,10 @@ class LabServer:
     converted to plain Python; positional arguments, further commands and pipeline input are not
     passed on. The handler runs in a thread of its own, so slow handlers only delay their pipeline.
 
-    `faults` and `counters` may be replaced or mutated while the server runs; the knobs are read
-    at every request. After `stop()`, `start()` binds the same port again.
+    `winrm` is the host's WinRM configuration (protocol version, quotas, idle timeout, what it
+    refuses); `faults`, `counters` and `winrm` may be replaced or mutated while the server runs: the
+    knobs are read at every request. `tls` makes it an HTTPS listener speaking TLS up to
+    `winrm.tls_maximum`. After `stop()`, `start()` binds the same port again.
     """
 
     def __init__(
@@ -567,6 +676,7 @@ class LabServer:
         tls: tuple[str, str] | None = None,
         hostname: str = "WIN-LAB",
         receive_wait: float = 1.0,
+        winrm: WinRMConfig | None = None,
     ) -> None:
         """`receive_wait` caps how long a Receive long-polls for output before it answers the
         OperationTimeout fault (never longer than the OperationTimeout the client asked for)."""
@@ -584,6 +694,7 @@ class LabServer:
         self.auth = frozenset(auth)
         self.faults = faults if faults is not None else LabFaults()
         self.counters = counters if counters is not None else RequestCounters()
+        self.winrm = winrm if winrm is not None else WinRMConfig()
         self.hostname = hostname
         self.receive_wait = receive_wait
         self._requested_port = port
@@ -604,6 +715,12 @@ class LabServer:
         self._shells: dict[str, _Shell] = {}
         # Shells whose client a step cut off: the client can only abandon them.
         self._cut_shells: set[str] = set()
+        # The service restart last carried out (LabFaults.down_from/down_until), and when: a
+        # connection accepted before it is gone.
+        self._restarted: tuple[float, float] = (0.0, 0.0)
+        self._restart_epoch = float("-inf")
+        self._restart_lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
 
     # lifecycle
 
@@ -620,8 +737,7 @@ class LabServer:
             tls_context = None
             if self._tls_files is not None:
                 certfile, keyfile = self._tls_files
-                tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                tls_context.load_cert_chain(certfile, keyfile)
+                tls_context = server_context(certfile, keyfile, self.winrm.tls_maximum)
                 self._channel_bindings = _tls_channel_bindings(certfile)
             self._stopping.clear()
             httpd = _HTTPServer((self.address, self._requested_port), self, tls_context)
@@ -633,6 +749,8 @@ class LabServer:
                 name=f"lab-{self.address}",
             )
             self._serve_thread.start()
+            self._keeper = threading.Thread(target=self._keep_house, daemon=True, name=f"lab-keeper-{self.address}")
+            self._keeper.start()
 
     def stop(self) -> None:
         with self._lifecycle:
@@ -660,10 +778,20 @@ class LabServer:
                     shell.closed = True
                     shell.cond.notify_all()
             deadline = time.monotonic() + 5.0
-            if self._serve_thread is not None:
-                self._serve_thread.join(max(0.0, deadline - time.monotonic()))
-            for thread in connections:
-                thread.join(max(0.0, deadline - time.monotonic()))
+            for thread in (self._serve_thread, self._keeper, *connections):
+                if thread is not None:
+                    thread.join(max(0.0, deadline - time.monotonic()))
+
+    def shells(self) -> dict[str, list[str]]:
+        """The ShellId of every shell the host has (an abandoned one too, until it is deleted) and
+        the CommandIds of the commands in it, as the server named them."""
+        with self._shells_lock:
+            shells = list(self._shells.values())
+        result: dict[str, list[str]] = {}
+        for shell in shells:
+            with shell.lock:
+                result[shell.shell_id] = sorted(shell.commands)
+        return result
 
     def _track(self, thread: threading.Thread, sock: Any) -> None:
         with self._conn_lock:
@@ -676,12 +804,66 @@ class LabServer:
         with self._conn_lock:
             self._connections.pop(thread, None)
 
+    # housekeeping: the idle timeout and the service restart
+
+    def _keep_house(self) -> None:
+        while not self._stopping.wait(self._housekeeping_interval()):
+            self._check_restart()
+            self._expire_idle()
+
+    def _housekeeping_interval(self) -> float:
+        idle = self.winrm.idle_timeout_ms / 1000
+        wait = min(1.0, max(0.02, idle / 4))
+        faults = self.faults
+        window = (faults.down_from, faults.down_until)
+        if window[1] > window[0] and window != self._restarted:
+            wait = min(wait, max(0.01, window[0] - time.monotonic()))
+        return wait
+
+    def _check_restart(self) -> None:
+        """Carries out the service restart whose window (LabFaults.down_from/down_until) has begun:
+        every TCP connection closes and every shell is deleted, as restarting WinRM does."""
+        faults = self.faults
+        window = (faults.down_from, faults.down_until)
+        if window[1] <= window[0] or window == self._restarted or time.monotonic() < window[0]:
+            return
+        with self._restart_lock:
+            if window == self._restarted:
+                return
+            self._restarted = window
+            self._restart_epoch = window[1]
+        with self._shells_lock:
+            shells = list(self._shells.values())
+            self._shells.clear()
+            self._cut_shells.clear()
+        for shell in shells:
+            _close_shell(shell)
+            self.counters.count_shell_deleted("restart")
+        with self._conn_lock:
+            sockets = [sock for socks in self._connections.values() for sock in socks]
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _expire_idle(self) -> None:
+        """Deletes the shells no request named for the idle timeout (IdleTimeout)."""
+        limit = self.winrm.idle_timeout_ms / 1000
+        now = time.monotonic()
+        with self._shells_lock:
+            expired = [s for s in self._shells.values() if s.busy <= 0 and now - s.last_active >= limit]
+            for shell in expired:
+                del self._shells[shell.shell_id]
+                self._cut_shells.discard(shell.shell_id)
+        for shell in expired:
+            _close_shell(shell)
+            self.counters.count_shell_deleted("idle")
+
     # HTTP and authentication
 
     def _handle_post(self, conn: _Handler) -> None:
         self.counters.count_http()
-        if self.faults.down_from <= time.monotonic() < self.faults.down_until:
-            # The HTTP service is restarting: nothing answers.
+        if not self._admit(conn):
+            # The WinRM service is restarting, or restarted since this connection was made.
             _drop(conn)
             return
         body = self._read_body(conn)
@@ -691,22 +873,11 @@ class LabServer:
         if authenticated is None:
             return
         auth_headers, basic_user = authenticated
-        content_type = conn.headers.get("Content-Type", "")
-        encrypted = content_type.startswith(("multipart/encrypted", "multipart/x-multi-encrypted"))
-        if encrypted and (conn.principal is None or basic_user is not None):
-            conn.send_body(400, b"", headers=auth_headers)
+        opened = self._open_message(conn, body, auth_headers, basic=basic_user is not None)
+        if opened is None:
             return
-        if not body:
-            conn.send_body(200, b"", headers=auth_headers)
-            return
-        protocol = SPNEGO_PROTOCOL
-        if encrypted:
-            opened = self._unseal(conn, content_type, body)
-            if opened is None:
-                conn.send_body(400, b"", headers=auth_headers)
-                return
-            protocol, body = opened
-        status, reply = self._handle_soap(conn, body, conn.principal or basic_user or "")
+        protocol, xml, encrypted = opened
+        status, reply = self._handle_soap(conn, xml, conn.principal or basic_user or "")
         if status == 0:
             _drop(conn)  # drop_on_request: leave without a word.
         elif encrypted and conn.sealed_protocol is not None:
@@ -714,6 +885,47 @@ class LabServer:
             conn.send_body(status, payload, sealed_type, headers=auth_headers)
         else:
             conn.send_body(status, reply, _SOAP_CONTENT_TYPE, headers=auth_headers)
+
+    def _admit(self, conn: _Handler) -> bool:
+        """False while the WinRM service restarts, and for a connection made before a restart."""
+        self._check_restart()
+        faults = self.faults
+        if faults.down_from <= time.monotonic() < faults.down_until:
+            return False
+        return conn.accepted >= self._restart_epoch
+
+    def _open_message(
+        self, conn: _Handler, body: bytes, auth_headers: list[tuple[str, str]], *, basic: bool
+    ) -> tuple[str, bytes, bool] | None:
+        """(sealing protocol, SOAP envelope, whether it came encrypted) of an authenticated request;
+        None when it has been answered already."""
+        content_type = conn.headers.get("Content-Type", "")
+        encrypted = content_type.startswith(("multipart/encrypted", "multipart/x-multi-encrypted"))
+        if encrypted and (conn.principal is None or basic):
+            conn.send_body(400, b"", headers=auth_headers)
+            return None
+        if not body:
+            conn.send_body(200, b"", headers=auth_headers)
+            return None
+        if len(body) > self.winrm.max_envelope_kb * 1024:
+            # MaxEnvelopeSizekb also bounds the request packets the service takes ([MS-WSMV] 2.2.4.10):
+            # a bigger one gets HTTP 413 and no body, which Windows' own client reports as "the request
+            # size exceeded the configured MaxEnvelopeSize quota" (0x80338111,
+            # ERROR_WSMAN_HTTP_REQUEST_TOO_LARGE_STATUS) and pypsrp as WinRMTransportError 413.
+            conn.send_body(413, b"", headers=auth_headers)
+            return None
+        if not encrypted:
+            if self._tls_files is None and not self.winrm.allow_unencrypted:
+                # AllowUnencrypted=false: a message in clear over plain HTTP is refused with HTTP 500
+                # and no body (pywinrm issues 129 and 208, rundeck-winrm-plugin issue 18).
+                conn.send_body(500, b"", headers=auth_headers)
+                return None
+            return SPNEGO_PROTOCOL, body, False
+        unsealed = self._unseal(conn, content_type, body)
+        if unsealed is None:
+            conn.send_body(400, b"", headers=auth_headers)
+            return None
+        return unsealed[0], unsealed[1], True
 
     def _read_body(self, conn: _Handler) -> bytes | None:
         """The request body, after the injected latency; None when an answer was already sent."""
@@ -745,7 +957,7 @@ class LabServer:
         if scheme_l in ("negotiate", "ntlm") and self.auth & {"negotiate", "ntlm"}:
             result = self._step_negotiate(conn, scheme, token.strip())
             return None if result is None else (result, None)
-        if scheme_l == "basic" and "basic" in self.auth:
+        if scheme_l == "basic" and self._basic_enabled():
             basic_user = self._check_basic(token.strip())
             if basic_user is not None:
                 return [], basic_user
@@ -772,7 +984,7 @@ class LabServer:
             headers.append(("WWW-Authenticate", "Negotiate"))
         if "ntlm" in self.auth:
             headers.append(("WWW-Authenticate", "NTLM"))
-        if "basic" in self.auth:
+        if self._basic_enabled():
             headers.append(("WWW-Authenticate", 'Basic realm="WSMAN"'))
         conn.send_body(401, b"", headers=headers)
 
@@ -812,14 +1024,22 @@ class LabServer:
             return [("WWW-Authenticate", f"{scheme} {base64.b64encode(out).decode()}")]
         return []
 
+    def _basic_enabled(self) -> bool:
+        # Auth/Basic is off on Windows until someone turns it on (Ansible's WinRM guide).
+        return "basic" in self.auth and self.winrm.basic
+
     def _check_basic(self, token_b64: str) -> str | None:
         try:
             user, sep, password = base64.b64decode(token_b64, validate=True).decode("utf-8").partition(":")
         except (binascii.Error, ValueError):
             return None
         domain, name = _split_user(user)
-        domain_ok = domain.lower() in {"", ".", self.hostname.lower(), self._domain.lower()}
-        if sep and domain_ok and name.lower() == self._user.lower() and password == self.password:
+        local = {"", ".", self.hostname.lower()}
+        # Basic authenticates local accounts only: a DOMAIN\user or user@domain name never passes,
+        # nor does any name when the host's account is a domain account.
+        if "@" in name or domain.lower() not in local or self._domain.lower() not in local:
+            return None
+        if sep and name.lower() == self._user.lower() and password == self.password:
             return f"{self.hostname}\\{self._user}"
         return None
 
@@ -854,7 +1074,11 @@ class LabServer:
                     subcode="a:ActionNotSupported",
                     sender=True,
                 )
-            body: str = method(request, conn, principal)
+            shell = self._enter_shell(request.shell_id)
+            try:
+                body: str = method(request, conn, principal)
+            finally:
+                self._leave_shell(shell)
             prefix = _RESPONSE_ACTION_PREFIX[request.action]
             return 200, _envelope(f"{prefix}{request.action}Response", relates_to, body)
         except _Dropped:
@@ -873,19 +1097,33 @@ class LabServer:
             raise _unknown_shell_fault()
         return shell
 
+    def _enter_shell(self, shell_id: str) -> _Shell | None:
+        """Marks the shell a request names as busy (never idle) until `_leave_shell`."""
+        if not shell_id:
+            return None
+        with self._shells_lock:
+            shell = self._shells.get(shell_id)
+            if shell is not None:
+                shell.busy += 1
+                shell.last_active = time.monotonic()
+        return shell
+
+    def _leave_shell(self, shell: _Shell | None) -> None:
+        if shell is not None:
+            with self._shells_lock:
+                shell.busy -= 1
+                shell.last_active = time.monotonic()
+
     def _wsman_create(self, request: _Request, conn: _Handler, principal: str) -> str:
-        if not request.resource_uri.startswith(_POWERSHELL_URI):
-            raise _WSManFault(
-                INVALID_RESOURCE_URI_CODE,
-                "The WS-Management service cannot process the request. The resource URI is not supported.",
-                subcode="a:DestinationUnreachable",
-                sender=True,
-            )
+        config = self.winrm
+        self._check_endpoint(request.resource_uri)
         shell_xml = request.body.find("rsp:Shell", _NS)
         creation = shell_xml.find("pwsh:creationXml", _NS) if shell_xml is not None else None
         if shell_xml is None or creation is None or not (creation.text or "").strip():
             raise _bad_body_fault("A PowerShell shell needs a creationXml.")
-        shell_id = (shell_xml.get("ShellId") or str(uuid.uuid4())).upper()
+        proposed = (shell_xml.get("ShellId") or "").upper()
+        # WinRM 2.0 ignores the ShellId the client proposes and names the shell itself.
+        shell_id = proposed if proposed and not config.server_assigned_ids else str(uuid.uuid4()).upper()
 
         def stream_names(tag: str, default: str) -> str:
             node = shell_xml.find(f"rsp:{tag}", _NS) if shell_xml is not None else None
@@ -898,27 +1136,69 @@ class LabServer:
             client_ip=conn.client_address[0],
             input_streams=stream_names("InputStreams", "stdin pr"),
             output_streams=stream_names("OutputStreams", "stdout"),
-            pool=_LabRunspacePool(),
+            pool=_LabRunspacePool(config),
         )
         data = _b64(creation.text or "")
         with shell.lock:
             work = self._feed(shell, data, None)
+        self._register_shell(shell)
+        self.counters.count_shell_created()
+        self._start_work(work)
+        created = (
+            f"<x:ResourceCreated><a:Address>{escape(self._endpoint(conn))}</a:Address><a:ReferenceParameters>"
+            f"<w:ResourceURI>{escape(shell.resource_uri)}</w:ResourceURI><w:SelectorSet>"
+            f'<w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet></a:ReferenceParameters>'
+            "</x:ResourceCreated>"
+        )
+        # WinRM 2.0's CreateResponse is the ResourceCreated alone (pypsrp's 2.1 recording).
+        return created if config.server_assigned_ids else created + self._shell_xml(shell)
+
+    def _check_endpoint(self, resource_uri: str) -> None:
+        """Refuses a ResourceURI that is no PowerShell session configuration of this host."""
+        if not resource_uri.lower().startswith(_POWERSHELL_URI):
+            # Windows has other shells (cmd); the lab has none.
+            raise _WSManFault(
+                INVALID_RESOURCE_URI_CODE,
+                "The WS-Management service cannot process the request. The resource URI is not supported.",
+                subcode="a:DestinationUnreachable",
+                sender=True,
+            )
+        name = resource_uri[len(_POWERSHELL_URI):].strip("/").lower()
+        if name not in self.winrm.endpoints:
+            raise _unknown_endpoint_fault(resource_uri)
+
+    def _register_shell(self, shell: _Shell) -> None:
+        """Adds a new shell, within its owner's quotas."""
+        config = self.winrm
         with self._shells_lock:
             if self._stopping.is_set():
                 raise _unknown_shell_fault()
-            if shell_id in self._shells:
+            if shell.shell_id in self._shells:
                 raise _WSManFault(
                     PLUGIN_FAILURE_CODE,
                     "An error was encountered inside the plugin. The shell already exists.",
                 )
-            self._shells[shell_id] = shell
-        self._start_work(work)
-        return (
-            f"<x:ResourceCreated><a:Address>{escape(self._endpoint(conn))}</a:Address><a:ReferenceParameters>"
-            f"<w:ResourceURI>{escape(shell.resource_uri)}</w:ResourceURI><w:SelectorSet>"
-            f'<w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet></a:ReferenceParameters>'
-            f"</x:ResourceCreated>{self._shell_xml(shell)}"
-        )
+            mine = [s for s in self._shells.values() if s.owner.lower() == shell.owner.lower()]
+            limit = config.max_shells_per_user
+            if limit and config.enforce_shell_quota and len(mine) >= limit:
+                raise _shells_quota_fault(limit)
+            operations = config.max_concurrent_operations_per_user
+            if operations and _operations(mine) >= operations:
+                raise _operations_quota_fault(operations)
+            self._shells[shell.shell_id] = shell
+
+    def _check_command_quotas(self, shell: _Shell) -> None:
+        """Refuses one more command in `shell` over the shell's or its owner's quota."""
+        config = self.winrm
+        per_shell = config.max_commands_per_shell
+        if per_shell and len(shell.pipelines) >= per_shell:
+            raise _commands_quota_fault()
+        operations = config.max_concurrent_operations_per_user
+        if operations:
+            with self._shells_lock:
+                mine = [s for s in self._shells.values() if s.owner.lower() == shell.owner.lower()]
+            if _operations(mine) >= operations:
+                raise _operations_quota_fault(operations)
 
     def _endpoint(self, conn: _Handler) -> str:
         scheme = "https" if self._tls_files else "http"
@@ -931,7 +1211,8 @@ class LabServer:
             f'<rsp:Shell xmlns:rsp="{_NS["rsp"]}"><rsp:ShellId>{shell.shell_id}</rsp:ShellId>'
             f"<rsp:ResourceUri>{escape(shell.resource_uri)}</rsp:ResourceUri>"
             f"<rsp:Owner>{escape(shell.owner)}</rsp:Owner><rsp:ClientIP>{escape(shell.client_ip)}</rsp:ClientIP>"
-            f"<rsp:ProcessId>{os.getpid()}</rsp:ProcessId><rsp:IdleTimeOut>PT7200.000S</rsp:IdleTimeOut>"
+            f"<rsp:ProcessId>{os.getpid()}</rsp:ProcessId>"
+            f"<rsp:IdleTimeOut>PT{self.winrm.idle_timeout_ms / 1000:.3f}S</rsp:IdleTimeOut>"
             f"<rsp:InputStreams>{escape(shell.input_streams)}</rsp:InputStreams>"
             f"<rsp:OutputStreams>{escape(shell.output_streams)}</rsp:OutputStreams>"
             "<rsp:MaxIdleTimeOut>PT2147483.647S</rsp:MaxIdleTimeOut><rsp:Locale>en-US</rsp:Locale>"
@@ -947,20 +1228,26 @@ class LabServer:
         line = request.body.find("rsp:CommandLine", _NS)
         if line is None:
             raise _bad_body_fault("Command needs a CommandLine.")
-        command_id = (line.get("CommandId") or str(uuid.uuid4())).upper()
         arguments = line.find("rsp:Arguments", _NS)
         data = _b64(arguments.text or "") if arguments is not None else b""
-        pipeline_id = _command_uuid(command_id)
+        proposed = (line.get("CommandId") or "").upper()
+        pipeline_id = _psrp_pipeline_id(data) or (_command_uuid(proposed) if proposed else None)
+        if pipeline_id is None:
+            raise _bad_body_fault("A PowerShell command needs a CREATE_PIPELINE message.")
+        # WinRM 2.0 answers with a CommandId of its own; the PSRP pipeline keeps the client's id.
+        command_id = proposed if proposed and not self.winrm.server_assigned_ids else str(uuid.uuid4()).upper()
+        self._check_command_quotas(shell)
         with shell.lock:
             if shell.closed:
                 raise _unknown_shell_fault()
-            if pipeline_id in shell.pipelines:
+            if pipeline_id in shell.pipelines or command_id in shell.commands:
                 raise _WSManFault(
                     PLUGIN_FAILURE_CODE,
                     "An error was encountered inside the plugin. The command already exists.",
                 )
             # psrpcore routes CREATE_PIPELINE to a pipeline that must already be in the pool's table.
-            shell.pipelines[pipeline_id] = _Pipeline(ServerPipeline(shell.pool, pipeline_id))
+            shell.pipelines[pipeline_id] = _Pipeline(ServerPipeline(shell.pool, pipeline_id), command_id)
+            shell.commands[command_id] = pipeline_id
             work = self._feed(shell, data, pipeline_id)
         self._start_work(work)
         return f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
@@ -973,8 +1260,8 @@ class LabServer:
                 raise _unknown_shell_fault()
             for stream in request.body.findall("rsp:Send/rsp:Stream", _NS):
                 command_id = (stream.get("CommandId") or "").upper()
-                pipeline_id = _command_uuid(command_id) if command_id else None
-                if pipeline_id is not None and pipeline_id not in shell.pipelines:
+                pipeline_id = shell.commands.get(command_id) if command_id else None
+                if command_id and (pipeline_id is None or pipeline_id not in shell.pipelines):
                     raise _unknown_command_fault()
                 work.extend(self._feed(shell, _b64(stream.text or ""), pipeline_id))
         self._start_work(work)
@@ -984,9 +1271,14 @@ class LabServer:
         shell = self._get_shell(request)
         desired = request.body.find("rsp:Receive/rsp:DesiredStream", _NS)
         command_id = ((desired.get("CommandId") if desired is not None else None) or "").upper()
-        target = _command_uuid(command_id) if command_id else None
-        budget = max(_FRAGMENT_SIZE, (request.max_envelope - _ENVELOPE_OVERHEAD) * 3 // 4)
+        target = self._pipeline_of(shell, command_id) if command_id else None
+        # A reply is no bigger than the client asks for, nor than MaxEnvelopeSizekb ([MS-WSMV] 3.1.4.1.7).
+        envelope = min(request.max_envelope, self.winrm.max_envelope_kb * 1024)
+        budget = max(_FRAGMENT_SIZE, (envelope - _ENVELOPE_OVERHEAD) * 3 // 4)
         wait = max(0.0, min(request.operation_timeout, self.receive_wait))
+        if target is None and self.faults.timeout_on_open and not shell.open_done:
+            time.sleep(wait)
+            raise _timeout_fault()
         deadline = time.monotonic() + wait
         with shell.lock:
             while True:
@@ -1037,7 +1329,17 @@ class LabServer:
         done = finished and not queue
         if done and pipeline is not None:
             pipeline.done_sent = True
+        if target is None:
+            _pool_output_taken(shell)
         return chunks, done
+
+    @staticmethod
+    def _pipeline_of(shell: _Shell, command_id: str) -> uuid.UUID:
+        with shell.lock:
+            pipeline_id = shell.commands.get(command_id)
+        if pipeline_id is None:
+            raise _unknown_command_fault()
+        return pipeline_id
 
     def _wsman_signal(self, request: _Request, conn: _Handler, principal: str) -> str:
         shell = self._get_shell(request)
@@ -1048,7 +1350,8 @@ class LabServer:
         code = (code_node.text or "").strip()
         command_id = (signal.get("CommandId") or "").upper()
         with shell.lock:
-            pipeline = shell.pipelines.get(_command_uuid(command_id)) if command_id else None
+            pipeline_id = shell.commands.get(command_id) if command_id else None
+            pipeline = shell.pipelines.get(pipeline_id) if pipeline_id is not None else None
             if pipeline is None:
                 raise _unknown_command_fault()
             if pipeline.ps.state in (PSInvocationState.Running, PSInvocationState.Stopping):
@@ -1057,6 +1360,7 @@ class LabServer:
                 pipeline.ps.close()
                 shell.pipelines.pop(pipeline.ps.pipeline_id, None)
                 shell.out.pop(pipeline.ps.pipeline_id, None)
+                shell.commands.pop(command_id, None)
             shell.pump()
             shell.cond.notify_all()
         return "<rsp:SignalResponse/>"
@@ -1066,15 +1370,8 @@ class LabServer:
             shell = self._shells.pop(request.shell_id, None)
         if shell is None:
             raise _unknown_shell_fault()
-        with shell.lock:
-            shell.closed = True
-            for pipeline in shell.pipelines.values():
-                if pipeline.ps.state in (PSInvocationState.Running, PSInvocationState.Stopping):
-                    pipeline.ps.stop()
-            shell.pool.pipeline_table.clear()
-            shell.pipelines.clear()
-            shell.out.clear()
-            shell.cond.notify_all()
+        _close_shell(shell)
+        self.counters.count_shell_deleted("delete")
         return ""
 
     def _wsman_get(self, request: _Request, conn: _Handler, principal: str) -> str:
@@ -1082,7 +1379,8 @@ class LabServer:
             return (
                 f'<cfg:Config xmlns:cfg="{_NS["cfg"]}">'
                 "<cfg:RootSDDL>O:NSG:BAD:P(A;;GA;;;BA)S:P</cfg:RootSDDL>"
-                f"<cfg:MaxEnvelopeSizekb>{_MAX_ENVELOPE_KB}</cfg:MaxEnvelopeSizekb><cfg:MaxTimeoutms>60000</cfg:MaxTimeoutms>"
+                f"<cfg:MaxEnvelopeSizekb>{self.winrm.max_envelope_kb}</cfg:MaxEnvelopeSizekb>"
+                "<cfg:MaxTimeoutms>60000</cfg:MaxTimeoutms>"
                 "<cfg:MaxBatchItems>32000</cfg:MaxBatchItems><cfg:MaxProviderRequests>4294967295"
                 "</cfg:MaxProviderRequests></cfg:Config>"
             )
@@ -1197,16 +1495,48 @@ class LabServer:
 
         The connection is closed when it carries the shell's next request rather than at once: a
         client that reconnected in between would see an authentication error, not the drop."""
+        # The shell itself stays (it still counts against the quotas) until the idle timeout
+        # deletes it, as Windows keeps a shell whose client went away.
         with self._shells_lock:
-            self._shells.pop(shell.shell_id, None)
             self._cut_shells.add(shell.shell_id)
         with shell.lock:
             shell.cut = True
             shell.closed = True
             shell.pool.pipeline_table.clear()
             shell.pipelines.clear()
+            shell.commands.clear()
             shell.out.clear()
             shell.cond.notify_all()
+
+
+def _operations(shells: list[_Shell]) -> int:
+    """A user's concurrent operations as the quota counts them: each shell and each command in it."""
+    return len(shells) + sum(len(shell.pipelines) for shell in shells)
+
+
+def _pool_output_taken(shell: _Shell) -> None:
+    """After a Receive took pool output: the Opened state `split_open` held back goes out with the
+    next Receive; once that has gone too, the pool's opening is over. Caller holds `shell.lock`."""
+    pool = shell.pool
+    if pool.open_pending:
+        pool.release_open()
+        shell.pump()
+    elif pool.state == RunspacePoolState.Opened and not shell.out.get(None):
+        shell.open_done = True
+
+
+def _close_shell(shell: _Shell) -> None:
+    """Ends a shell whatever ended it (Delete, idle timeout, service restart): every command stops."""
+    with shell.lock:
+        shell.closed = True
+        for pipeline in shell.pipelines.values():
+            if pipeline.ps.state in (PSInvocationState.Running, PSInvocationState.Stopping):
+                pipeline.ps.stop()
+        shell.pool.pipeline_table.clear()
+        shell.pipelines.clear()
+        shell.commands.clear()
+        shell.out.clear()
+        shell.cond.notify_all()
 
 
 def _exception(message: str, type_name: str) -> Any:
@@ -1237,6 +1567,16 @@ def _b64(text: str) -> bytes:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise _bad_body_fault("A stream is not valid base64.") from None
+
+
+def _psrp_pipeline_id(data: bytes) -> uuid.UUID | None:
+    """The pipeline id (PID) of the PSRP message that a Command's first fragment starts, as the
+    server reads it whatever CommandId the WS-Management layer uses ([MS-PSRP] 2.2.4 fragment
+    header of 21 bytes, then 2.2.1 message: destination, type, RPID, PID)."""
+    if len(data) < 61 or not data[16] & 0x1:
+        return None
+    pid = uuid.UUID(bytes_le=bytes(data[45:61]))
+    return None if pid.int == 0 else pid
 
 
 def _tls_channel_bindings(certfile: str) -> Any:

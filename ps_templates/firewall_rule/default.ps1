@@ -15,10 +15,23 @@ $ErrorActionPreference = 'Stop'
 if ($Ensure -ne 'Present' -and $Ensure -ne 'Absent') { throw ("Ensure must be 'Present' or 'Absent', not '{0}'" -f $Ensure) }
 if ([string]::IsNullOrEmpty($Name)) { throw 'Name is empty' }
 
-# `show rule` exits 1 ("No rules match the specified criteria.") when no rule has that name. The
-# name carries the VIP, protocol and port, so a rule of that name is the rule asked for.
-$shown = Invoke-NativeCommand 'netsh.exe' @('advfirewall', 'firewall', 'show', 'rule', "name=$Name") @(0, 1)
-$exists = ($shown.code -eq 0)
+function Test-FirewallRule([string]$RuleName) {
+    # Through the firewall API, not `netsh advfirewall firewall show rule`: netsh exits 1 both for
+    # "No rules match the specified criteria." (a localized text) and for real errors, such as the
+    # Windows Firewall service being stopped, where HNetCfg.FwPolicy2 throws instead. The name
+    # carries the VIP, protocol and port, so a rule of that name is the rule asked for.
+    $policy = New-Object -ComObject HNetCfg.FwPolicy2
+    foreach ($rule in $policy.Rules) {
+        if ([string]$rule.Name -eq $RuleName) { return $true }
+    }
+    return $false
+}
+
+try {
+    $exists = Test-FirewallRule $Name
+} catch {
+    throw ('The Windows Firewall rules could not be read through HNetCfg.FwPolicy2: {0}' -f $_.Exception.Message)
+}
 
 $changed = $false
 $output = $null

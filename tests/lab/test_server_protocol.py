@@ -22,7 +22,7 @@ from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFau
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
-from orchestrator.lab.common import Hashtable, LabFaults, ScriptHandler, ScriptResult
+from orchestrator.lab.common import Hashtable, LabFaults, ScriptHandler, ScriptResult, WinRMConfig
 from orchestrator.lab.server import INJECTED_FAULT_CODE, LabServer
 
 pytestmark = pytest.mark.lab
@@ -214,7 +214,8 @@ def test_error_records_and_failed_pipelines(make_server: MakeServer) -> None:
 
 
 def test_wrong_password_is_an_authentication_error(make_server: MakeServer) -> None:
-    server = make_server(echo)
+    # Basic in clear only where the host allows both (Windows' defaults refuse them).
+    server = make_server(echo, winrm=WinRMConfig(basic=True, allow_unencrypted=True))
     with pytest.raises(AuthenticationError):
         RunspacePool(client(server, password="wrong")).open()
     assert server.counters.auth_failures == 1
@@ -243,14 +244,15 @@ def test_servers_with_the_same_user_but_different_passwords(make_server: MakeSer
 
 
 def test_basic_auth_without_encryption(make_server: MakeServer) -> None:
-    server = make_server(echo, address="127.0.0.5")
+    server = make_server(echo, address="127.0.0.5", winrm=WinRMConfig(basic=True, allow_unencrypted=True))
     wsman = client(server, auth="basic", encryption="never")
     with RunspacePool(wsman) as pool:
         ps = run(pool, "basic", Value=7)
     assert ps.output[0].extended_properties == {"script": "basic", "Value": 7}
     assert server.counters.auth_failures == 0
 
-    negotiate_only = make_server(echo, address="127.0.0.6", auth=frozenset({"negotiate"}))
+    negotiate_only = make_server(echo, address="127.0.0.6", auth=frozenset({"negotiate"}),
+                                 winrm=WinRMConfig(basic=True, allow_unencrypted=True))
     with pytest.raises(AuthenticationError):
         RunspacePool(client(negotiate_only, auth="basic", encryption="never")).open()
 
@@ -322,6 +324,7 @@ def test_counters_for_one_session(make_server: MakeServer) -> None:
     assert dict(server.counters.wsman) == {"Create": 1, "Receive": 2, "Command": 1, "Delete": 1}
     # Plus the empty authentication POST: unauthenticated, Negotiate, Authenticate.
     assert server.counters.http_requests == 5 + 3
+    assert (server.counters.shells_created, server.counters.shells_deleted) == (1, 1)
     assert server.counters.auth_failures == 0
 
 
@@ -454,7 +457,7 @@ def _self_signed(directory: Path) -> tuple[str, str]:
 
 
 def test_https_with_channel_binding(make_server: MakeServer, tmp_path: Path) -> None:
-    server = make_server(echo, address="127.0.0.12", tls=_self_signed(tmp_path))
+    server = make_server(echo, address="127.0.0.12", tls=_self_signed(tmp_path), winrm=WinRMConfig(basic=True))
     for auth, encryption in (("negotiate", "auto"), ("ntlm", "always"), ("basic", "auto")):
         with RunspacePool(client(server, auth=auth, encryption=encryption, ssl=True)) as pool:
             assert run(pool, auth).output[0].extended_properties == {"script": auth}

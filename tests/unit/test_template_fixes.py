@@ -7,11 +7,12 @@ from typing import Any
 
 from orchestrator.desired import Desired, NicSelector, Vip
 from orchestrator.facts import Facts, parse_facts
+from orchestrator.lab.firewall import AdvFirewall
 from orchestrator.lab.host import WindowsHost
 from orchestrator.lab.net import Nic
 from orchestrator.plan import plan, rollback_plan
 from orchestrator.steps.base import Action
-from tests.unit.test_lab_steps import HOST_MASK, VIP, config_params, failed, find_host, ok
+from tests.unit.test_lab_steps import HOST_MASK, RULE, VIP, config_params, failed, find_host, ok, rule_params
 
 VIP2 = "10.20.0.201"
 
@@ -124,3 +125,36 @@ def test_2003_fallback_mask_only_after_the_metric_took() -> None:
         "Win32_NetworkAdapterConfiguration.SetIPConnectionMetric(9999)",
         "Win32_NetworkAdapterConfiguration.EnableStatic(Addresses, FallbackMask)",
     ]
+
+
+# --- 5. firewall_rule: an error of the firewall is not "no such rule" --------------------------------
+
+
+def test_firewall_rule_absent_throws_when_the_firewall_service_is_stopped() -> None:
+    host = find_host("2016", lambda h: True)
+    ok(host, "firewall_rule", rule_params())
+    host.firewall_service_stopped = True
+    message = failed(host, "firewall_rule", rule_params("Absent"))
+    assert message == (
+        "The Windows Firewall rules could not be read through HNetCfg.FwPolicy2: There are no more endpoints "
+        "available from the endpoint mapper. (Exception from HRESULT: 0x800706D9)"
+    )
+    assert [r.name for r in host.firewall.rules if r.name == RULE] == [RULE]  # type: ignore[union-attr]
+    assert failed(host, "firewall_rule", rule_params("Present")) == message
+
+    host.firewall_service_stopped = False
+    assert ok(host, "firewall_rule", rule_params("Present"))["changed"] is False
+    assert ok(host, "firewall_rule", rule_params("Absent"))["changed"] is True
+    assert ok(host, "firewall_rule", rule_params("Absent"))["changed"] is False
+
+
+def test_firewall_rule_rollback_does_not_report_a_rule_removed_that_is_still_there() -> None:
+    host = find_host("2012r2", lambda h: not loopbacks(h) and isinstance(h.firewall, AdvFirewall) and h.firewall.domain)
+    before = facts_of(host)
+    desired = desired_for(host)
+    apply(host, plan(before, desired).actions)
+    host.firewall_service_stopped = True
+    undo = rollback_plan(before, facts_of(host), desired).actions
+    rule = next(a for a in undo if a.step == "firewall_rule")
+    assert host.run(rule.step, dict(rule.params)).failed is not None
+    assert any(r.name == rule.params["Name"] for r in host.firewall.rules)  # type: ignore[union-attr]

@@ -1,7 +1,16 @@
 """firewall_rule: a rule letting the VIP's port in. default.ps1 uses `netsh advfirewall firewall`
 (2008+: a rule scoped to the VIP, every profile); win2003.ps1 uses `netsh firewall add|delete
 portopening` (unscoped, both profiles), which 2008+ still runs as a rule of its own with a
-deprecation notice (KB947709), the Standard profile standing for Private."""
+deprecation notice (KB947709), the Standard profile standing for Private.
+
+default.ps1 looks the rule up by name in HNetCfg.FwPolicy2's Rules, not with `netsh advfirewall
+firewall show rule`, which exits 1 both for "No rules match the specified criteria." and for real
+errors. With the Windows Firewall service stopped (`WindowsHost.firewall_service_stopped`; Microsoft
+does not support stopping it, "Firewall Service and Driver Initialization", cc733422, but it
+happens) enumerating FwPolicy2's rules throws 0x800706D9, "There are no more endpoints available
+from the endpoint mapper." (falahati/WindowsFirewallHelper issue 24, INetFwRules enumeration), and
+netsh advfirewall exits 1 with a service error; its wording here is recalled, not captured (the
+template no longer reads it)."""
 
 from __future__ import annotations
 
@@ -18,7 +27,7 @@ from orchestrator.lab.firewall import (
     rule_address,
     set_opening,
 )
-from orchestrator.lab.native import netsh, netsh_firewall
+from orchestrator.lab.native import fw_policy2, netsh, netsh_firewall
 from orchestrator.lab.net import is_ip
 from orchestrator.lab.shell import DEFAULT_VARIANT, StepFailed, ensure, p_int, p_str, result, text
 from orchestrator.lab.steps.base import LabStep
@@ -49,19 +58,17 @@ def _run(host: WindowsHost, params: dict[str, Any], variant: str) -> ScriptResul
 
 
 def _advfirewall_rule(host: WindowsHost, present: bool, name: str, vip: str, proto: str, port: int) -> ScriptResult:
-    fw = host.firewall
-    # `show rule` exits 1 both for "No rules match" and, on 2003, for the missing context.
-    code, _ = netsh(host, ["advfirewall", "firewall", "show", "rule", f"name={name}"], ok=(0, 1), admin=False)
-    existing = (
-        [r for r in fw.rules if r.name.casefold() == name.casefold()]
-        if code == 0 and isinstance(fw, AdvFirewall)
-        else []
-    )
+    # The rule is looked up by name through HNetCfg.FwPolicy2, which throws where netsh's `show rule`
+    # would exit 1 as it does for "No rules match" (the service stopped; no advfirewall on 2003).
+    try:
+        fw = fw_policy2(host)
+    except StepFailed as exc:
+        raise StepFailed(f"The Windows Firewall rules could not be read through HNetCfg.FwPolicy2: {exc}") from None
+    existing = [r for r in fw.rules if r.name.casefold() == name.casefold()]
     if present and not existing:
         return _add_rule(host, name, vip, proto, port)
     if not present and existing:
         netsh(host, ["advfirewall", "firewall", "delete", "rule", f"name={name}"])
-        assert isinstance(fw, AdvFirewall)
         fw.rules = [r for r in fw.rules if all(r is not e for e in existing)]
         return result(True, name=name, output=text(["", f"Deleted {len(existing)} rule(s).", "Ok.", ""]))
     return result(False, name=name, output=None)

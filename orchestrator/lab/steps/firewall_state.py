@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.lab.common import Hashtable, ScriptResult
 from orchestrator.lab.firewall import DOMAIN_PROFILE, PRIVATE_PROFILE, PUBLIC_PROFILE, AdvFirewall, LegacyFirewall
-from orchestrator.lab.native import netsh, netsh_firewall
+from orchestrator.lab.native import fw_policy2, netsh, netsh_firewall
 from orchestrator.lab.shell import DEFAULT_VARIANT, StepFailed, p_bool, p_list, result, text
 from orchestrator.lab.steps.base import LabStep
 
@@ -43,9 +43,7 @@ def _wanted_profiles(profiles: list[str]) -> list[str]:
 
 
 def _set_profiles(host: WindowsHost, wanted: list[str], enabled: bool) -> ScriptResult:
-    fw = host.firewall
-    if not isinstance(fw, AdvFirewall):
-        raise StepFailed("Cannot load COM type HNetCfg.FwPolicy2.")
+    fw = fw_policy2(host)
     outputs = []
     for key in wanted:
         if getattr(fw, key) != enabled:
