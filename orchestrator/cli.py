@@ -803,12 +803,19 @@ def lab_serve(
     https: Annotated[bool, typer.Option(
         "--https", help="HTTPS listeners with certificates of a CA made for the fleet, which the inventory "
                         "validates against; 2003 to 2008 R2 hosts speak TLS 1.0 only, as Windows does.")] = False,
+    from_capture: Annotated[Path | None, typer.Option(
+        "--from-capture", metavar="DIR", help="Serve the captures in DIR (dsrprep facts --capture), one host each, "
+                                              "instead of a generated fleet.")] = None,
 ) -> None:
     """Run a fleet of simulated Windows servers in the foreground until Ctrl-C."""
-    from orchestrator.lab.fleet import FleetError, LabFleet
+    from orchestrator.lab.fleet import CaptureFleet, FleetError, LabFleet
 
     try:
-        fleet = LabFleet.build(hosts, seed=seed, profile=profile, port=port, https=https)
+        if from_capture is not None:
+            fleet: LabFleet = CaptureFleet.from_dir(from_capture, port=port)
+            profile = f"captures in {from_capture}"
+        else:
+            fleet = LabFleet.build(hosts, seed=seed, profile=profile, port=port, https=https)
     except FleetError as exc:
         raise _fail(str(exc)) from None
     stop = threading.Event()
@@ -817,7 +824,8 @@ def lab_serve(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with fleet:
         fleet.write_inventory(inventory_out)
-        out.print(f"lab fleet: {len(fleet.hosts)} hosts ({profile}, seed {seed}); inventory: {inventory_out}")
+        origin = profile if from_capture is not None else f"{profile}, seed {seed}"
+        out.print(f"lab fleet: {len(fleet.hosts)} hosts ({origin}); inventory: {inventory_out}")
         for handle in fleet.hosts:
             out.print(f"  {handle.name:<8} {handle.model.os_family:<7} {handle.url}")
         out.print("Ctrl-C stops the fleet.")

@@ -1,5 +1,7 @@
 """`build_fleet`: a seeded fleet of lab hosts, every family's host made from its row of
 orchestrator.oscaps (versions, capabilities) and the lab's data about it (orchestrator.lab.profiles).
+`host_from_capture`: a lab host made from a capture of a real host (orchestrator.capture), as far as
+its facts say; its docstring lists what gets the lab's defaults instead.
 
 Seeded variation (every draw comes from `random.Random(seed)`, so a seed always gives the same
 fleet, event timestamps aside, which count back from `now`):
@@ -47,20 +49,39 @@ fleet, event timestamps aside, which count back from `now`):
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import uuid
-from dataclasses import dataclass
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator import oscaps
-from orchestrator.lab.common import LabFaults
-from orchestrator.lab.firewall import ALL_PROFILES, AdvFirewall, Firewall, FirewallRule, LegacyFirewall, PortOpening
+from orchestrator.facts import Adapter, Facts, netsh_fields, normalize_ip, parse_facts, parse_firewall_opmode
+from orchestrator.lab.common import Hashtable, LabFaults, ScriptResult
+from orchestrator.lab.firewall import (
+    ALL_PROFILES,
+    DOMAIN_PROFILE,
+    PRIVATE_PROFILE,
+    PUBLIC_PROFILE,
+    AdvFirewall,
+    Firewall,
+    FirewallRule,
+    LegacyFirewall,
+    PortOpening,
+)
 from orchestrator.lab.host import DEFAULT_PASSWORD, DEFAULT_USERNAME, Segment, WindowsHost
-from orchestrator.lab.iis import Site
+from orchestrator.lab.iis import Site, binding_ip_port
 from orchestrator.lab.net import APIPA_MASK, DEFAULT_LB_MAC, LOOPBACK_PNP_ID, Nic, unconfigured_loopback
 from orchestrator.lab.profiles import MIXED, FamilySpec, NicHardware, family_spec, profiles
+from orchestrator.lab.steps.arp_retry import VALUE as ARP_RETRY_VALUE
 from orchestrator.lab.system import ADDRESS_CONFLICT, conflict_message, tcpip_event
+from orchestrator.steps import arp_retry, http_listen, iis_binding, skip_as_source, weak_host
+from orchestrator.steps.iis_binding import Site as ParsedSite
+from orchestrator.steps.skip_as_source import SkipFlags
+from orchestrator.steps.weak_host import WeakHostTable
 
 
 def build_fleet(
@@ -326,3 +347,234 @@ def _pnp_id(hw: NicHardware, rng: random.Random) -> str:
 
 def _link_local(rng: random.Random) -> str:
     return "fe80::" + ":".join(f"{rng.getrandbits(16):x}" for _ in range(4))
+
+
+# --------------------------------------------------------------------------------------------------
+# Hosts made from captures of real hosts (orchestrator.capture)
+
+
+@dataclass(kw_only=True)
+class CapturedHost(WindowsHost):
+    """A lab host made from a capture (`host_from_capture`). Until a step changes it, it answers the
+    facts script with the captured raw object itself, native texts and all; once its model differs
+    from what it was built as, it answers from the model, as every lab host does."""
+
+    captured: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    built_as: Hashtable | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.built_as = self.facts()
+
+    def run(self, step: str, params: dict[str, Any], variant: str | None = None) -> ScriptResult:
+        if step == "facts":
+            with self.lock:
+                if self.facts_locked() == self.built_as:
+                    return ScriptResult(output=[_hashtables(self.captured)])
+        return super().run(step, params, variant)
+
+
+def _hashtables(value: Any) -> Any:
+    """A copy of a raw facts object with every map a Hashtable, as the facts script builds them."""
+    if isinstance(value, Mapping):
+        return Hashtable({str(k): _hashtables(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return [_hashtables(v) for v in value]
+    return value
+
+
+def host_from_capture(raw: Mapping[str, Any], *, name: str | None = None, username: str = DEFAULT_USERNAME,
+                      password: str = DEFAULT_PASSWORD) -> CapturedHost:
+    """A lab host built from a captured raw facts object, as far as the facts say.
+
+    From the facts: name (`name` overrides the computer name), OS, session, every adapter with its
+    addresses, DNS, NetBIOS and metric settings, weak host flags (IPv4 and IPv6), IfLuid and automatic
+    metric (from the netsh texts), SkipAsSource flags, firewall (2003: both profiles, per-connection
+    modes and port openings; 2008+: profile states, current profiles, dsrprep's rules), IIS version and
+    sites with their http/https bindings, the http.sys listen list, events, marker, ArpRetryCount.
+
+    What the facts cannot tell gets the lab's defaults: the firewall's built-in rules (the IIS HTTP
+    rule where IIS is installed; the WinRM rule, on the Public profile only where `winrm_public`
+    says so) and, when the firewall state was unknown, every profile on; an interface missing
+    from netsh's output for one IP version is strong host there (Windows' default); a loopback is on
+    an unidentified network where the current profiles include Public; a loopback left on DHCP
+    without an APIPA address falls back to one made from its device id; a site's state is Started
+    where IIS 6 does not say; non-http bindings (net.tcp...) and an unreadable site list leave no
+    sites; 2003's WMI takes a /32; elevated-ness and the like are what the capture says.
+    Raises FactsError when the facts do not parse.
+    """
+    # The parsers are the client's: a capture is read exactly as a rollout would read it.
+    facts = parse_facts(raw)
+    caps = oscaps.caps(facts.os.family)
+    spec = family_spec(facts.os.family)
+    weak = weak_host.table(facts)
+    skip = skip_as_source.skip_flags(facts)
+    current = facts.firewall.current_profiles
+    public = caps.advfirewall and current is not None and bool(current & PUBLIC_PROFILE)
+    nics = [_captured_nic(a, raw, caps, spec, weak, skip, public, position)
+            for position, a in enumerate(facts.adapters)]
+    iis = iis_binding.iis(facts)
+    listen = http_listen.listen_list(facts)
+    registry: dict[str, int | str] = {}
+    if arp_retry.current(facts) is not None:
+        registry[ARP_RETRY_VALUE] = int(arp_retry.current(facts) or 0)
+    events = raw.get("events")
+    return CapturedHost(
+        name=name or facts.computer_name,
+        os_family=facts.os.family,
+        version=facts.os.version,
+        caption=facts.os.caption,
+        service_pack=facts.os.service_pack,
+        architecture=facts.os.architecture,
+        hotfixes=set(facts.os.hotfixes),
+        powershell_version=facts.powershell_version,
+        elevated=facts.elevated,
+        process_64bit=facts.process_64bit,
+        nics=nics,
+        firewall=_captured_firewall(facts, raw, nics, iis.installed),
+        iis_version=iis.version,
+        sites=[_captured_site(i, site) for i, site in enumerate(iis.sites)] if iis.installed else [],
+        http_listen=list(listen or ()),
+        httpcfg_installed=listen is not None,
+        events=[dict(e) for e in events if isinstance(e, Mapping)] if isinstance(events, list) else [],
+        marker=dict(facts.marker),
+        registry=registry,
+        username=username,
+        password=password,
+        captured=json.loads(json.dumps(raw)),
+    )
+
+
+def _netsh_field(raw: Mapping[str, Any], interface_index: int | None, label: str) -> str | None:
+    """A field of the captured `netsh interface ipv4|ipv6 show interface` text of an interface."""
+    for key in ("netsh_ipv4", "netsh_ipv6"):
+        texts = raw.get(key)
+        text = texts.get(str(interface_index)) if isinstance(texts, Mapping) else None
+        if isinstance(text, str):
+            found = next((v for k, v in netsh_fields(text) if k.casefold() == label.casefold()), None)
+            if found:
+                return found
+    return None
+
+
+def _captured_nic(adapter: Adapter, raw: Mapping[str, Any], caps: oscaps.OsCaps, spec: FamilySpec,
+                  weak: WeakHostTable, skip: SkipFlags, public: bool, position: int) -> Nic:
+    index = adapter.interface_index
+    flags4 = weak.get(index, 4) if index is not None else None
+    flags6 = weak.get(index, 6) if index is not None else None
+    by_design = not caps.weak_host  # 2003: weak host, and nothing else
+    luid = _netsh_field(raw, index, "IfLuid") or (f"ethernet_{spec.luid_base + position}" if index is not None else "")
+    automatic = _netsh_field(raw, index, "Use Automatic Metric")
+    addresses = [(a.address, a.mask) for a in adapter.addresses]
+    apipa = next((a for a, _ in addresses if a.startswith("169.254.")), None)
+    if apipa is None and adapter.is_loopback:
+        seed = zlib.crc32(f"{adapter.pnp_device_id}".encode())
+        apipa = f"169.254.{seed % 254 + 1}.{(seed >> 8) % 254 + 1}"
+    return Nic(
+        index=adapter.index,
+        interface_index=index,
+        connection_id=adapter.connection_id,
+        description=adapter.description,
+        service_name=adapter.service_name,
+        pnp_device_id=adapter.pnp_device_id,
+        mac=adapter.mac,
+        addresses=addresses,
+        dhcp_enabled=adapter.dhcp_enabled,
+        gateways=list(adapter.gateways),
+        dns_servers=list(adapter.dns_servers),
+        metric=adapter.metric,
+        dns_registration=adapter.dns_registration,
+        domain_dns_registration=adapter.domain_dns_registration,
+        netbios=adapter.netbios if adapter.netbios is not None else 0,
+        weak_host_send=by_design or bool(flags4 and flags4.send),
+        weak_host_receive=by_design or bool(flags4 and flags4.receive),
+        weak_host_send_v6=by_design or bool(flags6 and flags6.send),
+        weak_host_receive_v6=by_design or bool(flags6 and flags6.receive),
+        ip_enabled=adapter.ip_enabled,
+        automatic_metric=automatic is None or automatic.strip().lower() == "enabled",
+        if_luid=luid if caps.interface_index else "",
+        skip_as_source={a for a, _ in addresses if skip.of(a)},
+        apipa=apipa,
+        unidentified_network=public and adapter.is_loopback,
+    )
+
+
+def _captured_firewall(facts: Facts, raw: Mapping[str, Any], nics: list[Nic], iis_installed: bool) -> Firewall:
+    fw = facts.firewall
+    if fw.api == "netsh-firewall":
+        opmode = parse_firewall_opmode(raw["firewall"]["opmode_text"])
+        modes = {key.lower(): mode for key, mode in opmode.profiles.items()}
+        domain, standard = modes.get("domain"), modes.get("standard")
+        return LegacyFirewall(
+            domain_enabled=bool(domain and domain.operational),
+            domain_exceptions=bool(domain is None or domain.exceptions),
+            standard_enabled=bool(standard and standard.operational),
+            standard_exceptions=bool(standard is None or standard.exceptions),
+            current=(opmode.current or "domain").lower(),
+            interface_enabled=dict(opmode.interfaces),
+            port_openings=[PortOpening(p.port, p.protocol, p.name, p.profile, p.enabled) for p in fw.port_openings
+                           if p.profile in ("domain", "standard")],
+        )
+    profiles = fw.profiles or {"domain": True, "private": True, "public": True}
+    current = fw.current_profiles if fw.current_profiles is not None else DOMAIN_PROFILE
+    unidentified = any(n.unidentified_network for n in nics)
+    identified = (current & ~PUBLIC_PROFILE) if unidentified else current
+    rules = [FirewallRule(r.name, r.enabled, r.direction, r.action, r.protocol, r.local_addresses, r.local_ports,
+                          r.profiles) for r in fw.rules]
+    if iis_installed:
+        rules.append(FirewallRule("World Wide Web Services (HTTP Traffic-In)", True, 1, 1, 6, "*", "80",
+                                  ALL_PROFILES))
+    winrm = ALL_PROFILES if fw.winrm_public else DOMAIN_PROFILE | PRIVATE_PROFILE
+    rules.append(FirewallRule("Windows Remote Management (HTTP-In)", True, 1, 1, 6, "*", "5985", winrm))
+    return AdvFirewall(domain=profiles["domain"], private=profiles["private"], public=profiles["public"],
+                       current_profiles=current, rules=rules, identified_profiles=identified or DOMAIN_PROFILE)
+
+
+def _captured_site(position: int, site: ParsedSite) -> Site:
+    number = site.id.rsplit("/", 1)[-1]
+    bindings = []
+    for b in site.bindings:
+        ip = b.ip if b.ip == "*" or ":" not in b.ip else f"[{b.ip}]"
+        bindings.append((b.protocol, f"{ip}:{b.port}:{b.host}"))
+    return Site(int(number) if number.isdigit() else position + 1, site.name, bindings, site.state or "Started")
+
+
+def capture_inventory_vars(model: WindowsHost, avoid: set[str]) -> dict[str, Any]:
+    """The dsr_* variables a lab inventory gives a host served from a capture: its NIC by the
+    captured RIP; as VIPs the IPv4 addresses a loopback adapter already holds (APIPA aside), else one
+    address of the NIC's subnet that no served host holds (`avoid`: every address of the fleet and
+    the VIPs given so far), on port 80; the IIS sites that serve port 80 ("Default Web Site" when it
+    does, none without IIS); no TCP check of the VIP when no site would answer it; no SkipAsSource
+    where the hotfix it needs is missing."""
+    rip = model.rip
+    nic = next(n for n in model.nics if not n.is_loopback and n.has_address(rip))
+    mask = nic.mask_of(rip) or "255.255.255.0"
+    held = [a for n in model.nics if n.is_loopback for a, _ in n.ipv4() if not a.startswith("169.254.")]
+    vips = held or [_free_address(ipaddress.IPv4Interface(f"{rip}/{mask}"), avoid)]
+    served = [s.name for s in model.sites if any(p == "http" and binding_ip_port(b)[1] == 80 for p, b in s.bindings)]
+    sites = ["Default Web Site"] if "Default Web Site" in served else served[:1]
+    if model.iis_version is None:
+        sites = []
+    found: dict[str, Any] = {
+        "dsr_nic": {"address": rip},
+        "dsr_vips": [{"address": vip, "ports": [80], "protocol": "tcp"} for vip in vips],
+        "dsr_iis_sites": sites,
+        "dsr_verify_tcp": bool(sites),
+    }
+    if model.caps.skip_as_source is oscaps.SkipAsSource.HOTFIX and not model.skip_as_source_supported():
+        found["dsr_skip_as_source"] = False
+    return found
+
+
+def _free_address(interface: ipaddress.IPv4Interface, avoid: set[str]) -> str:
+    """An address of the interface's subnet (within its /24) that nobody holds: .200 upwards, then down."""
+    network = interface.network if interface.network.prefixlen >= 24 else ipaddress.IPv4Network(
+        f"{interface.ip}/24", strict=False)
+    taken = {normalize_ip(a) for a in avoid}
+    hosts = list(network.hosts())
+    if not hosts:
+        raise ValueError(f"the subnet {network} of {interface.ip} has no room for a VIP")
+    # .200, .201... then .199, .198...: clear of the low numbers servers and gateways usually have
+    for candidate in sorted(hosts, key=lambda h: ((int(h) & 0xFF) < 200, abs((int(h) & 0xFF) - 200))):
+        if str(candidate) not in taken:
+            return str(candidate)
+    raise ValueError(f"no free address for a VIP in {network}")

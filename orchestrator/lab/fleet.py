@@ -23,7 +23,9 @@ from typing import Any
 import yaml
 
 from orchestrator import oscaps
-from orchestrator.lab.build import build_fleet
+from orchestrator.capture import Capture, CaptureError, read_captures
+from orchestrator.facts import FactsError
+from orchestrator.lab.build import build_fleet, capture_inventory_vars, host_from_capture
 from orchestrator.lab.common import LabFaults, RequestCounters, ScriptResult, WinRMConfig
 from orchestrator.lab.host import Segment, WindowsHost
 from orchestrator.lab.profiles import profiles, winrm_config
@@ -267,3 +269,48 @@ class LabFleet:
                   "# The password is the lab's own; real inventories should reference an environment variable.\n")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(header + yaml.safe_dump(self.inventory(), sort_keys=False), encoding="utf-8")
+
+
+class CaptureFleet(LabFleet):
+    """A lab fleet serving captures of real hosts (`dsrprep lab serve --from-capture DIR`): one host
+    per capture file, built by `host_from_capture`, answering the facts script with the captured
+    object until a step changes it. Its inventory connects to the lab's 127.0.0.x addresses and
+    keeps the captured addresses for the rest: the NIC by its captured RIP, a VIP in that NIC's
+    subnet per host (`capture_inventory_vars`)."""
+
+    def __init__(self, captures: Sequence[Capture], *, port: int = 0) -> None:
+        models: list[WindowsHost] = []
+        taken: set[str] = set()
+        for capture in captures:
+            try:
+                model = host_from_capture(capture.facts)
+            except FactsError as exc:
+                raise FleetError(f"{capture.path}: the captured facts do not parse: {exc}") from None
+            # Two captures of one computer name (redacted captures are all HOST01...) stay two hosts.
+            name, number = model.name, 2
+            while model.name.lower() in taken:
+                model.name, number = f"{name}-{number}", number + 1
+            taken.add(model.name.lower())
+            models.append(model)
+        super().__init__(models, port=port)
+        self.captures = {handle.name: capture for handle, capture in zip(self.hosts, captures, strict=True)}
+
+    @classmethod
+    def from_dir(cls, directory: Path, *, port: int = 0) -> CaptureFleet:
+        try:
+            return cls(read_captures(directory), port=port)
+        except CaptureError as exc:
+            raise FleetError(str(exc)) from None
+
+    def inventory(self) -> dict[str, Any]:
+        document = super().inventory()
+        everyone = {a for handle in self.hosts for nic in handle.model.nics for a, _ in nic.addresses}
+        chosen: set[str] = set()
+        document["all"]["vars"].pop("dsr_vips", None)
+        document["all"]["vars"].pop("dsr_iis_sites", None)
+        for group in document["all"]["children"].values():
+            for name, entry in group["hosts"].items():
+                found = capture_inventory_vars(self.host(name).model, everyone | chosen)
+                chosen.update(v["address"] for v in found["dsr_vips"])
+                entry.update(found)
+        return document
