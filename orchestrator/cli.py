@@ -812,7 +812,7 @@ def lab_serve(
 
     try:
         if from_capture is not None:
-            fleet: LabFleet = CaptureFleet.from_dir(from_capture, port=port)
+            fleet: LabFleet = CaptureFleet.from_dir(from_capture, port=port, https=https)
             profile = f"captures in {from_capture}"
         else:
             fleet = LabFleet.build(hosts, seed=seed, profile=profile, port=port, https=https)

@@ -278,7 +278,7 @@ class CaptureFleet(LabFleet):
     keeps the captured addresses for the rest: the NIC by its captured RIP, a VIP in that NIC's
     subnet per host (`capture_inventory_vars`)."""
 
-    def __init__(self, captures: Sequence[Capture], *, port: int = 0) -> None:
+    def __init__(self, captures: Sequence[Capture], *, port: int = 0, https: bool = False) -> None:
         models: list[WindowsHost] = []
         taken: set[str] = set()
         for capture in captures:
@@ -292,13 +292,13 @@ class CaptureFleet(LabFleet):
                 model.name, number = f"{name}-{number}", number + 1
             taken.add(model.name.lower())
             models.append(model)
-        super().__init__(models, port=port)
+        super().__init__(models, port=port, https=https)
         self.captures = {handle.name: capture for handle, capture in zip(self.hosts, captures, strict=True)}
 
     @classmethod
-    def from_dir(cls, directory: Path, *, port: int = 0) -> CaptureFleet:
+    def from_dir(cls, directory: Path, *, port: int = 0, https: bool = False) -> CaptureFleet:
         try:
-            return cls(read_captures(directory), port=port)
+            return cls(read_captures(directory), port=port, https=https)
         except CaptureError as exc:
             raise FleetError(str(exc)) from None
 

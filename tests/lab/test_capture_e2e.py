@@ -143,3 +143,17 @@ def test_a_directory_without_captures_is_refused(tmp_path: Path) -> None:
     result = invoke("lab", "serve", "--from-capture", str(tmp_path))
     assert result.exit_code == 2
     assert "no capture files" in result.output
+
+
+def test_captures_are_served_over_https_too(tmp_path: Path) -> None:
+    (tmp_path / "captures").mkdir()
+    shutil.copy(next(CAPTURES.glob("lab-2012r2-*.json")), tmp_path / "captures")
+    fleet = CaptureFleet.from_dir(tmp_path / "captures", https=True)
+    inventory = tmp_path / "lab.yml"
+    (name,) = fleet.captures
+    with fleet:
+        fleet.write_inventory(inventory)
+        assert fleet.hosts[0].url.startswith("https://")
+        result = invoke("facts", str(inventory), "--json", "--runs-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hosts"][name]["status"] == "ok"
