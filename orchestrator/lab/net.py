@@ -72,6 +72,8 @@ class Nic:
     apipa: str | None = None
     # NLA has classified the adapter's network as unidentified, which means the Public profile.
     unidentified_network: bool = False
+    # How many times a driver (re)install took this adapter down and up (orchestrator.lab.steps.loopback).
+    driver_installs: int = field(default=0, compare=False)
 
     @property
     def is_loopback(self) -> bool:
@@ -216,8 +218,9 @@ def unconfigured_loopback(
 
 
 def new_loopback(nics: list[Nic], spec: FamilySpec, caps: oscaps.OsCaps, host_name: str) -> Nic:
-    """What `UpdateDriverForPlugAndPlayDevices(*msloop)` leaves: the next ROOT\\NET\\nnnn, a
-    DHCP adapter that falls back to APIPA, the family's description (#n from the second on)."""
+    """What installing netloop.inf's driver on a new `*msloop` device leaves: the next
+    ROOT\\NET\\nnnn, a DHCP adapter that falls back to APIPA, the family's description (#n from the
+    second on)."""
     taken = {n.pnp_device_id.upper() for n in nics}
     number = next(i for i in range(10000) if f"ROOT\\NET\\{i:04d}" not in taken)
     pnp = f"ROOT\\NET\\{number:04d}"

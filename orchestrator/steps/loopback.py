@@ -1,9 +1,12 @@
 """Present: find the loopback (the `PnpDeviceId` or, when empty, the marker's `LoopbackPnpId`, if
 that msloop adapter exists; else the first msloop adapter, by Index, holding one of `Vips`); else
 create one: through SetupAPI from `Add-Type` C# 2.0 (`SetupDiGetINFClass`, `SetupDiCreateDeviceInfo`
-with `DICD_GENERATE_ID`, SPDRP_HARDWAREID `*msloop`, `DIF_REGISTERDEVICE`,
-`UpdateDriverForPlugAndPlayDevices` with `%windir%\\inf\\netloop.inf` and
-`INSTALLFLAG_FORCE|INSTALLFLAG_NONINTERACTIVE`, `DIF_REMOVE` if the driver install fails), or `&
+with `DICD_GENERATE_ID`, SPDRP_HARDWAREID `*msloop`, `DIF_REGISTERDEVICE`, then the driver of
+`%windir%\\inf\\netloop.inf` on that device only: install params `DI_ENUMSINGLEINF|DI_QUIETINSTALL`
+with the INF as `DriverPath`, `SetupDiSetSelectedDevice`, `SetupDiBuildDriverInfoList`
+(compatible drivers), `DIF_SELECTBESTCOMPATDRV`, `DIF_REGISTER_COINSTALLERS`,
+`DIF_INSTALLINTERFACES`, `DIF_INSTALLDEVICE`; other `*msloop` devices are not touched, as they would
+be by UpdateDriverForPlugAndPlayDevices; `DIF_REMOVE` if the driver install fails), or `&
 $DevconPath install %windir%\\inf\\netloop.inf *msloop` when `DevconPath` is not empty; then poll
 WMI (up to 30 s) for the new msloop adapter. Creating refuses a 32-bit process on 64-bit Windows
 (ERROR_IN_WOW64). Writes marker values `LoopbackPnpId` and `LoopbackCreated` ('1' when created;

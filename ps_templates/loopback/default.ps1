@@ -35,12 +35,21 @@ namespace Dsrprep
 
     public static class LoopbackDevice
     {
+        const int DIF_INSTALLDEVICE = 0x02;
         const int DIF_REMOVE = 0x05;
+        const int DIF_SELECTBESTCOMPATDRV = 0x17;
         const int DIF_REGISTERDEVICE = 0x19;
+        const int DIF_INSTALLINTERFACES = 0x20;
+        const int DIF_REGISTER_COINSTALLERS = 0x22;
         const int DICD_GENERATE_ID = 0x01;
         const int SPDRP_HARDWAREID = 0x01;
-        const int INSTALLFLAG_FORCE = 0x01;
-        const int INSTALLFLAG_NONINTERACTIVE = 0x04;
+        const int SPDIT_COMPATDRIVER = 0x02;
+        const int DI_NEEDRESTART = 0x00000080;
+        const int DI_NEEDREBOOT = 0x00000100;
+        const int DI_ENUMSINGLEINF = 0x00010000;
+        const int DI_QUIETINSTALL = 0x00800000;
+        const int DI_FLAGSEX_ALLOWEXCLUDEDDRVS = 0x00000800;
+        const int MAX_PATH = 260;
         const int MAX_CLASS_NAME_LEN = 32;
         const int MAX_DEVICE_ID_LEN = 200;
         const int ERROR_NO_MORE_ITEMS = 259;
@@ -54,6 +63,24 @@ namespace Dsrprep
             public Guid ClassGuid;
             public int DevInst;
             public IntPtr Reserved;
+        }
+
+        // SP_DEVINSTALL_PARAMS_W: setupapi.h packs it to 1 byte on 32-bit Windows and to 8 on 64-bit,
+        // which for these fields is the natural layout either way.
+        [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]
+        struct SP_DEVINSTALL_PARAMS
+        {
+            public int cbSize;
+            public int Flags;
+            public int FlagsEx;
+            public IntPtr hwndParent;
+            public IntPtr InstallMsgHandler;
+            public IntPtr InstallMsgHandlerContext;
+            public IntPtr FileQueue;
+            public IntPtr ClassInstallReserved;
+            public int Reserved;
+            [MarshalAs(UnmanagedType.ByValTStr, SizeConst = MAX_PATH)]
+            public string DriverPath;
         }
 
         [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true, ExactSpelling = true)]
@@ -83,11 +110,20 @@ namespace Dsrprep
         [DllImport("setupapi.dll", SetLastError = true, ExactSpelling = true)]
         static extern bool SetupDiDestroyDeviceInfoList(IntPtr DeviceInfoSet);
 
-        [DllImport("newdev.dll", CharSet = CharSet.Unicode, SetLastError = true, ExactSpelling = true)]
-        static extern bool UpdateDriverForPlugAndPlayDevicesW(IntPtr hwndParent, string HardwareId, string FullInfPath, int InstallFlags, out bool bRebootRequired);
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true, ExactSpelling = true)]
+        static extern bool SetupDiGetDeviceInstallParamsW(IntPtr DeviceInfoSet, ref SP_DEVINFO_DATA DeviceInfoData, ref SP_DEVINSTALL_PARAMS DeviceInstallParams);
+
+        [DllImport("setupapi.dll", CharSet = CharSet.Unicode, SetLastError = true, ExactSpelling = true)]
+        static extern bool SetupDiSetDeviceInstallParamsW(IntPtr DeviceInfoSet, ref SP_DEVINFO_DATA DeviceInfoData, ref SP_DEVINSTALL_PARAMS DeviceInstallParams);
+
+        [DllImport("setupapi.dll", SetLastError = true, ExactSpelling = true)]
+        static extern bool SetupDiSetSelectedDevice(IntPtr DeviceInfoSet, ref SP_DEVINFO_DATA DeviceInfoData);
+
+        [DllImport("setupapi.dll", SetLastError = true, ExactSpelling = true)]
+        static extern bool SetupDiBuildDriverInfoList(IntPtr DeviceInfoSet, ref SP_DEVINFO_DATA DeviceInfoData, int DriverType);
 
         // Creates a root-enumerated device with this hardware id and installs the INF's driver on
-        // it, as devcon install does. Returns the new device instance id (ROOT\NET\nnnn).
+        // that one device. Returns the new device instance id (ROOT\NET\nnnn).
         public static DeviceResult Create(string infPath, string hardwareId)
         {
             Guid classGuid;
@@ -118,12 +154,7 @@ namespace Dsrprep
                     // session end meanwhile, the next run finds this device instead of adding another.
                     instanceId = result.InstanceId;
                     RecordMarker(instanceId, true);
-                    // FORCE also reinstalls the driver of every other *msloop device; NONINTERACTIVE
-                    // makes a would-be dialog an error: a WinRM host has no desktop to show it on.
-                    bool reboot;
-                    if (!UpdateDriverForPlugAndPlayDevicesW(IntPtr.Zero, hardwareId, infPath, INSTALLFLAG_FORCE | INSTALLFLAG_NONINTERACTIVE, out reboot))
-                        throw Failure("UpdateDriverForPlugAndPlayDevices(" + hardwareId + ")");
-                    result.RebootRequired = reboot;
+                    result.RebootRequired = InstallDriver(set, ref data, infPath);
                     return result;
                 }
                 catch
@@ -139,6 +170,42 @@ namespace Dsrprep
             {
                 SetupDiDestroyDeviceInfoList(set);
             }
+        }
+
+        // Installs the INF's driver on this one device, through the class installer. Not
+        // UpdateDriverForPlugAndPlayDevices: it (re)installs the driver of every device with the
+        // hardware id, so every other *msloop adapter (another service's loopback) would go down
+        // and up. Returns whether Windows asks for a restart.
+        static bool InstallDriver(IntPtr set, ref SP_DEVINFO_DATA data, string infPath)
+        {
+            SP_DEVINSTALL_PARAMS parameters = InstallParams(set, ref data);
+            // Only this INF (DriverPath names the file); quiet: a WinRM host has no desktop.
+            parameters.Flags |= DI_ENUMSINGLEINF | DI_QUIETINSTALL;
+            parameters.FlagsEx |= DI_FLAGSEX_ALLOWEXCLUDEDDRVS;
+            parameters.DriverPath = infPath;
+            if (!SetupDiSetDeviceInstallParamsW(set, ref data, ref parameters))
+                throw Failure("SetupDiSetDeviceInstallParams");
+            if (!SetupDiSetSelectedDevice(set, ref data))
+                throw Failure("SetupDiSetSelectedDevice");
+            if (!SetupDiBuildDriverInfoList(set, ref data, SPDIT_COMPATDRIVER))
+                throw Failure("SetupDiBuildDriverInfoList(" + infPath + ")");
+            if (!SetupDiCallClassInstaller(DIF_SELECTBESTCOMPATDRV, set, ref data))
+                throw Failure("SetupDiCallClassInstaller(DIF_SELECTBESTCOMPATDRV)");
+            // Co-installers and interfaces: the INF may have none, which is no failure.
+            SetupDiCallClassInstaller(DIF_REGISTER_COINSTALLERS, set, ref data);
+            SetupDiCallClassInstaller(DIF_INSTALLINTERFACES, set, ref data);
+            if (!SetupDiCallClassInstaller(DIF_INSTALLDEVICE, set, ref data))
+                throw Failure("SetupDiCallClassInstaller(DIF_INSTALLDEVICE)");
+            return (InstallParams(set, ref data).Flags & (DI_NEEDREBOOT | DI_NEEDRESTART)) != 0;
+        }
+
+        static SP_DEVINSTALL_PARAMS InstallParams(IntPtr set, ref SP_DEVINFO_DATA data)
+        {
+            SP_DEVINSTALL_PARAMS parameters = new SP_DEVINSTALL_PARAMS();
+            parameters.cbSize = Marshal.SizeOf(typeof(SP_DEVINSTALL_PARAMS));
+            if (!SetupDiGetDeviceInstallParamsW(set, ref data, ref parameters))
+                throw Failure("SetupDiGetDeviceInstallParams");
+            return parameters;
         }
 
         // Removes the Net-class device with this instance id. False when there is none.

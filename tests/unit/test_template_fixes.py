@@ -158,3 +158,18 @@ def test_firewall_rule_rollback_does_not_report_a_rule_removed_that_is_still_the
     rule = next(a for a in undo if a.step == "firewall_rule")
     assert host.run(rule.step, dict(rule.params)).failed is not None
     assert any(r.name == rule.params["Name"] for r in host.firewall.rules)  # type: ignore[union-attr]
+
+
+# --- 2. the new loopback's driver is installed on that device only --------------------------------
+
+
+def test_creating_the_loopback_leaves_another_loopback_alone() -> None:
+    host = find_host("2008r2", lambda h: len(loopbacks(h)) == 1)
+    (other,) = loopbacks(host)
+    other.dhcp_enabled = False
+    other.addresses = [("192.168.77.1", "255.255.255.0")]  # another service's loopback, in use
+    out = ok(host, "loopback", {"Ensure": "Present", "PnpDeviceId": "", "Vips": [VIP], "DevconPath": ""})
+    assert out["created"] is True
+    new = next(n for n in loopbacks(host) if n is not other)
+    assert new.pnp_device_id == out["pnp_device_id"] and new.driver_installs == 1
+    assert other.driver_installs == 0  # its driver was not reinstalled: it never went down

@@ -1,7 +1,15 @@
 """loopback: the Microsoft loopback adapter (msloop). Present: find it by PNPDeviceID, by dsrprep's
-marker, or by a VIP it already holds (adopted, never duplicated), else install one with
-UpdateDriverForPlugAndPlayDevices (ERROR_IN_WOW64 from a 32-bit process on 64-bit Windows), and
-record it in the marker. Absent: remove only a device the marker says dsrprep created."""
+marker, or by a VIP it already holds (adopted, never duplicated), else create one through SetupAPI
+(ERROR_IN_WOW64 from a 32-bit process on 64-bit Windows), and record it in the marker. Absent:
+remove only a device the marker says dsrprep created.
+
+The driver goes onto the new device alone (DIF_SELECTBESTCOMPATDRV, then DIF_INSTALLDEVICE through
+SetupDiCallClassInstaller); `Nic.driver_installs` counts, per adapter, the driver installs that took
+it down and up. UpdateDriverForPlugAndPlayDevices, which the template used before, "installs
+updated drivers for devices that match the hardware ID", with INSTALLFLAG_FORCE "whether better
+drivers already exist" (Microsoft's page on UpdateDriverForPlugAndPlayDevicesW, newdev.h): every
+existing `*msloop` adapter, another service's loopback included, would count one more (research
+section 7.9)."""
 
 from __future__ import annotations
 
@@ -59,6 +67,8 @@ def _install(host: WindowsHost) -> Nic:
             '(DIF_REGISTERDEVICE) failed: Access is denied. (0x00000005)"'
         )
     nic = new_loopback(host.nics, host.spec, host.caps, host.name)
+    # The class installer's DIF_INSTALLDEVICE installs the driver on this one device.
+    nic.driver_installs = 1
     host.nics.append(nic)
     host.marker["LoopbackPnpId"] = nic.pnp_device_id
     host.marker["LoopbackCreated"] = "1"
