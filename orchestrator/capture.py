@@ -21,16 +21,18 @@ same actions (with the replaced values):
   Each /24 of the original keeps its last octets in one placeholder /24 (the first three /24s met,
   the adapters' own first), so a NIC, its gateway and a VIP of its subnet stay in one subnet with
   the same host numbers; addresses of a fourth /24 and later take free documentation addresses
-  from the top down. APIPA addresses (169.254/16) stay APIPA: 169.254.1.1 onwards. Kept as they
-  are: 0.0.0.0/8, 127/8, multicast and 240/4 (which holds the 255.x masks); masks in
-  `adapters[].ip_subnets` are never touched.
+  from the top down, and past those 762 addresses the benchmarking range 198.18.0.0/15. APIPA
+  addresses (169.254/16) stay APIPA: 169.254.1.1 onwards. Kept as they are: 0.0.0.0/8, 127/8,
+  multicast and 240/4 (which holds the 255.x masks); masks in `adapters[].ip_subnets` are never
+  touched.
 - IPv6 addresses: link-local ones become fe80::1, fe80::2...; any other unicast address (global,
   unique local, 6to4, Teredo) 2001:db8:0:<n>::<m>, one <n> per original /64. ISATAP addresses keep
   their 5efe interface identifier around the placeholder of the IPv4 address they embed, IPv4-mapped
   ones map their IPv4 address. Zone ids (%12, the interface index) are kept. Kept: ::, ::1, multicast.
-- MAC addresses: 00-00-5E-00-53-01 onwards (RFC 7042's documentation block), printed with the
-  original's separator and case. Kept: the Microsoft loopback adapter's 02-00-4C-4F-4F-50 (every
-  loopback adapter has it), broadcast, all zeros and multicast MACs.
+- MAC addresses: 00-00-5E-00-53-01 to -FF (RFC 7042's documentation block), then locally
+  administered 02-00-5E-00-00-00 onwards, printed with the original's separator and case. Kept:
+  the Microsoft loopback adapter's 02-00-4C-4F-4F-50 (every loopback adapter has it), broadcast,
+  all zeros and multicast MACs.
 - Host names (every `computer_name`, every inventory name) become HOST01, HOST02... (host01 where
   the original is lower case), wherever they appear as a word. A DNS name anywhere (an IIS host
   header, an FQDN in a text) becomes <name>.domainNN.example, its first label through the same
@@ -83,6 +85,8 @@ _DOC_V6 = int(ipaddress.IPv6Address("2001:db8::"))
 _LINK_LOCAL_V6 = int(ipaddress.IPv6Address("fe80::"))
 _ISATAP_IDS = (0x00005EFE, 0x02005EFE)
 _DOC_MAC = "00005E0053"
+_LOCAL_MAC = "02005E"
+_BENCHMARK_V4 = ipaddress.IPv4Network("198.18.0.0/15")
 # Microsoft's loopback adapter ("\x02\x00LOOP" on every Windows), broadcast, all zeros.
 _KEPT_MACS = frozenset({"02004C4F4F50", "FFFFFFFFFFFF", "000000000000"})
 # Dotted words that are not DNS names: IIS binding protocols, file names.
@@ -122,6 +126,7 @@ class Redactor:
         self._v4: dict[ipaddress.IPv4Address, ipaddress.IPv4Address] = {}
         self._v4_taken: set[ipaddress.IPv4Address] = set()
         self._v4_groups: dict[int, ipaddress.IPv4Network] = {}
+        self._overflow_v4 = 0
         self._v6: dict[ipaddress.IPv6Address, ipaddress.IPv6Address] = {}
         self._v6_groups: dict[int, int] = {}  # original /64 -> placeholder group number
         self._v6_hosts: dict[int, int] = {}  # placeholder group number -> addresses given in it
@@ -297,7 +302,13 @@ class Redactor:
                 candidate = net.network_address + host
                 if candidate not in self._v4_taken:
                     return candidate
-        raise CaptureError("too many distinct IPv4 addresses to redact into the documentation ranges")
+        # Past the 762 documentation addresses: the benchmarking range (RFC 2544), not routed either.
+        while self._overflow_v4 < _BENCHMARK_V4.num_addresses - 2:
+            self._overflow_v4 += 1
+            candidate = _BENCHMARK_V4.network_address + self._overflow_v4
+            if int(candidate) & 0xFF not in (0, 255) and candidate not in self._v4_taken:
+                return candidate
+        raise CaptureError("too many distinct IPv4 addresses to redact: capture fewer hosts at a time (--limit)")
 
     def _next_apipa(self) -> ipaddress.IPv4Address:
         # RFC 3927 keeps 169.254.0.x and 169.254.255.x out of use: start at 169.254.1.1.
@@ -356,9 +367,10 @@ class Redactor:
         if digits in _KEPT_MACS or int(digits[:2], 16) & 1:
             return text
         number = self._macs.setdefault(digits, len(self._macs) + 1)
-        if number > 0xFF:
-            raise CaptureError("more than 255 distinct MAC addresses to redact")
-        placeholder = f"{_DOC_MAC}{number:02X}"
+        # RFC 7042's documentation block holds 255 besides 00; then locally administered addresses.
+        placeholder = f"{_DOC_MAC}{number:02X}" if number <= 0xFF else f"{_LOCAL_MAC}{number - 0x100:06X}"
+        if len(placeholder) != 12:
+            raise CaptureError("too many distinct MAC addresses to redact: capture fewer hosts at a time (--limit)")
         pairs = [placeholder[i : i + 2] for i in range(0, 12, 2)]
         shown = text[2].join(pairs)
         return shown.lower() if text.islower() else shown

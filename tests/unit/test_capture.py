@@ -416,3 +416,15 @@ def test_facts_capture_no_redact_keeps_the_raw_object(tmp_path: Path) -> None:
 def test_no_redact_without_capture_is_bad_usage(tmp_path: Path) -> None:
     result = capture_cli(tmp_path, "--no-redact")
     assert result.exit_code == 2 and "--capture" in result.output
+
+
+def test_a_large_run_overflows_into_other_unrouted_values() -> None:
+    redactor = Redactor()
+    macs = [redactor.text(f"00-50-56-{n >> 8:02X}-{n & 0xFF:02X}-01") for n in range(300)]
+    assert len(set(macs)) == 300
+    assert macs[254] == "00-00-5E-00-53-FF" and macs[255] == "02-00-5E-00-00-00"
+    addresses = [redactor.text(f"10.{n >> 8}.{n & 0xFF}.7") for n in range(900)]
+    assert len(set(addresses)) == 900
+    allowed = [*DOC_V4, ipaddress.IPv4Network("198.18.0.0/15")]
+    assert all(any(ipaddress.IPv4Address(a) in net for net in allowed) for a in addresses)
+    assert addresses[:3] == ["192.0.2.7", "198.51.100.7", "203.0.113.7"]
