@@ -329,7 +329,7 @@ def _borrowed(row: oscaps.OsCaps) -> FamilySpec:
 #     ShellId and CommandId kept (pypsrp's recording test_psrp_run_protocol_version_2.3.yml:
 #     rsp:IdleTimeOut PT7200.000S).
 #   Both recordings open a pool in two Receives (SESSION_CAPABILITY and APPLICATION_PRIVATE_DATA,
-#   then RUNSPACEPOOL_STATE).
+#   then RUNSPACEPOOL_STATE): WinRMConfig.split_open, off by default for now (see there).
 @dataclass(frozen=True)
 class WinRMDefaults:
     """The quotas and id habits of one WinRM version (see WinRMConfig for each field)."""
@@ -383,7 +383,8 @@ def winrm_config(family: str, *, x64: bool = True, version: str | None = None) -
         psrp_protocol=row.psrp_protocol,
         powershell=row.powershell,
         build_version=build if build.count(".") >= 3 else f"{build}.0",
-        wsman_stack=row.winrm,
+        # PSVersionTable.WSManStackVersion: WinRM 3.0 stayed the stack of WMF 4.0 and 5.1.
+        wsman_stack="2.0" if legacy else "3.0",
         endpoints=endpoints,
         tls_maximum=spec.tls_maximum,
         **asdict(WINRM_2 if legacy else WINRM_3),
