@@ -94,6 +94,13 @@ class WindowsHost:
     # The Windows Firewall service (MpsSvc) is stopped (2008+): `netsh advfirewall` commands exit 1
     # with the service error and HNetCfg.FwPolicy2 throws (orchestrator.lab.native).
     firewall_service_stopped: bool = False
+    # Where devcon.exe is on this host (None: nowhere), for the loopback template's DevconPath.
+    devcon_path: str | None = None
+    # How many runs of the loopback template wait in vain (their 30 seconds run out) for a loopback
+    # device created here to show up in Win32_NetworkAdapter; until it does, the device is only a
+    # PnP device (`pnp_only`: Win32_PnPEntity lists it). orchestrator.lab.steps.loopback.
+    loopback_wmi_late: int = 0
+    pnp_only: list[Nic] = field(default_factory=list)
     # The next successful run of this step that changes something drops the management
     # connection (the change stays made); the knob then clears itself.
     cut_on_step: str | None = None

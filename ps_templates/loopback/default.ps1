@@ -335,6 +335,30 @@ function Import-SetupApi {
     Add-Type -TypeDefinition $SetupApiSource -Language CSharp
 }
 
+function Get-LoopbackDeviceId {
+    # The msloop devices as Plug and Play lists them (Win32_PnPEntity): a new one is there as soon
+    # as its driver is installed, before Win32_NetworkAdapter shows its adapter.
+    return @(Get-WmiObject -Class Win32_PnPEntity -Filter "Service='msloop'" | ForEach-Object { [string]$_.DeviceID })
+}
+
+function Find-NewLoopbackDevice([string[]]$Before) {
+    # devcon does not print the instance id it created: the new msloop device is the one Plug and
+    # Play lists now and did not before. It goes into the marker at once, before the wait for WMI,
+    # so that a run whose wait runs out leaves a device the next run finds (and rollback removes).
+    $deadline = (Get-Date).AddSeconds(30)
+    while ($true) {
+        $fresh = @(Get-LoopbackDeviceId | Where-Object { $Before -notcontains $_ })
+        if ($fresh.Count -gt 1) { throw ('Several new loopback devices appeared at once: {0}' -f ($fresh -join ', ')) }
+        if ($fresh.Count -eq 1) {
+            Set-MarkerValue 'LoopbackPnpId' $fresh[0]
+            Set-MarkerValue 'LoopbackCreated' '1'
+            return $fresh[0]
+        }
+        if ((Get-Date) -gt $deadline) { return $null }
+        Start-Sleep -Seconds 1
+    }
+}
+
 function Wait-LoopbackAdapter([string[]]$Before, [string]$InstanceId) {
     # The driver install returns before WMI lists the adapter: poll for up to 30 seconds for an
     # msloop adapter that was not there before (the one SetupAPI named, when it named one).
@@ -386,6 +410,16 @@ if ($Ensure -eq 'Present') {
         }
     }
 
+    if ($null -eq $found -and $markerCreated -eq '1' -and -not [string]::IsNullOrEmpty($markerId) -and
+        (@(Get-LoopbackDeviceId) -contains $markerId)) {
+        # An earlier run created this device and its wait for WMI ran out: wait for its adapter
+        # again rather than create another.
+        $found = Wait-LoopbackAdapter @() $markerId
+        if ($null -eq $found) {
+            throw ('{0}, created by an earlier run, is still not listed by Win32_NetworkAdapter after 30 seconds' -f $markerId)
+        }
+    }
+
     if ($null -eq $found) {
         Assert-NativeProcess
         $inf = Join-Path $env:windir 'inf\netloop.inf'
@@ -393,10 +427,13 @@ if ($Ensure -eq 'Present') {
         $before = @($loopbacks | ForEach-Object { [string]$_.PNPDeviceID })
         $newId = $null
         if (-not [string]::IsNullOrEmpty($DevconPath)) {
-            # devcon: 0 done, 1 done but a reboot is needed.
+            $devicesBefore = @(Get-LoopbackDeviceId)
+            # devcon: 0 done, 1 done but a reboot is needed. Like UpdateDriverForPlugAndPlayDevices,
+            # which it calls, it also reinstalls the driver of the other msloop devices.
             $installed = Invoke-NativeCommand $DevconPath @('install', $inf, $HardwareId) @(0, 1)
             $rebootRequired = ($installed.code -eq 1)
             $output = $installed.output
+            $newId = Find-NewLoopbackDevice $devicesBefore
         } else {
             Import-SetupApi
             $device = [Dsrprep.LoopbackDevice]::Create($inf, $HardwareId)

@@ -3,6 +3,7 @@ model as a pair, driven through the planner where the step's parameters come fro
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from orchestrator.desired import Desired, NicSelector, Vip
@@ -173,3 +174,59 @@ def test_creating_the_loopback_leaves_another_loopback_alone() -> None:
     new = next(n for n in loopbacks(host) if n is not other)
     assert new.pnp_device_id == out["pnp_device_id"] and new.driver_installs == 1
     assert other.driver_installs == 0  # its driver was not reinstalled: it never went down
+
+
+# --- 6. devcon: the new device is in the marker before the wait for WMI -----------------------------
+
+DEVCON = "C:\\Tools\\devcon.exe"
+
+
+def run_until_failure(host: WindowsHost, actions: tuple[Action, ...]) -> str | None:
+    """Runs a plan's actions in order until one fails (as the runner stops a host): its message."""
+    for a in actions:
+        outcome = host.run(a.step, dict(a.params))
+        if outcome.failed is not None:
+            return outcome.failed
+    return None
+
+
+def test_devcon_loopback_late_in_wmi_is_not_duplicated_and_rollback_removes_it() -> None:
+    host = find_host("2008r2", lambda h: not loopbacks(h))
+    host.devcon_path = DEVCON
+    host.loopback_wmi_late = 1  # the first run's 30-second wait ends before WMI lists the adapter
+    desired = dataclasses.replace(desired_for(host), devcon_path=DEVCON)
+    before = facts_of(host)
+
+    message = run_until_failure(host, plan(before, desired).actions)
+    assert message is not None and "no new msloop adapter appeared in WMI within 30 seconds" in message
+    assert facts_of(host).loopbacks() == ()  # not in Win32_NetworkAdapter yet
+
+    # The next run: the adapter has shown up by now; it is the one the first run created.
+    assert run_until_failure(host, plan(facts_of(host), desired).actions) is None
+    assert len(loopbacks(host)) == 1 and not host.pnp_only
+    assert host.marker["LoopbackPnpId"] == loopbacks(host)[0].pnp_device_id
+    assert host.marker["LoopbackCreated"] == "1"
+    assert plan(facts_of(host), desired).actions == ()
+
+    apply(host, rollback_plan(before, facts_of(host), desired).actions)
+    assert loopbacks(host) == [] and host.marker == {}
+
+
+def test_a_loopback_still_late_in_wmi_is_waited_for_again_not_created_twice() -> None:
+    for devcon in (DEVCON, ""):
+        host = find_host("2016", lambda h: not loopbacks(h))
+        host.devcon_path = DEVCON
+        host.loopback_wmi_late = 2
+        params = {"Ensure": "Present", "PnpDeviceId": "", "Vips": [VIP], "DevconPath": devcon}
+        first = failed(host, "loopback", params)
+        (device,) = host.pnp_only
+        assert first == (f"A loopback device was installed ({device.pnp_device_id}) but no new msloop adapter "
+                         "appeared in WMI within 30 seconds")
+        assert host.marker == {"LoopbackPnpId": device.pnp_device_id, "LoopbackCreated": "1"}
+        assert failed(host, "loopback", params) == (
+            f"{device.pnp_device_id}, created by an earlier run, is still not listed by Win32_NetworkAdapter "
+            "after 30 seconds"
+        )
+        out = ok(host, "loopback", params)
+        assert out["pnp_device_id"] == device.pnp_device_id and out["created"] is False
+        assert loopbacks(host) == [device] and host.marker["LoopbackCreated"] == "1"
