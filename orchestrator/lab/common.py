@@ -83,8 +83,7 @@ class WinRMConfig:
                         with its own (and no rsp:Shell in its CreateResponse).
     split_open:         a pool's RUNSPACEPOOL_STATE (Opened) comes in a second Receive, after the
                         SESSION_CAPABILITY and APPLICATION_PRIVATE_DATA of the first, as both of
-                        pypsrp's recordings (protocol 2.1 and 2.3) show. Off by default for now:
-                        tests/lab/test_faults_e2e.py counts a pool's opening as one Receive.
+                        pypsrp's recordings (protocol 2.1 and 2.3) show.
     endpoints:          the PowerShell session configurations registered (lower case): another
                         ResourceURI is refused.
     allow_unencrypted:  AllowUnencrypted: off, a message that is not encrypted over plain HTTP is
@@ -105,7 +104,7 @@ class WinRMConfig:
     max_commands_per_shell: int | None = 1000
     idle_timeout_ms: int = 7_200_000
     server_assigned_ids: bool = False
-    split_open: bool = False
+    split_open: bool = True
     endpoints: tuple[str, ...] = (
         "microsoft.powershell",
         "microsoft.powershell.workflow",

@@ -329,7 +329,7 @@ def _borrowed(row: oscaps.OsCaps) -> FamilySpec:
 #     ShellId and CommandId kept (pypsrp's recording test_psrp_run_protocol_version_2.3.yml:
 #     rsp:IdleTimeOut PT7200.000S).
 #   Both recordings open a pool in two Receives (SESSION_CAPABILITY and APPLICATION_PRIVATE_DATA,
-#   then RUNSPACEPOOL_STATE): WinRMConfig.split_open, off by default for now (see there).
+#   then RUNSPACEPOOL_STATE): WinRMConfig.split_open, on for every family.
 @dataclass(frozen=True)
 class WinRMDefaults:
     """The quotas and id habits of one WinRM version (see WinRMConfig for each field)."""

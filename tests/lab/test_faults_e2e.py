@@ -48,7 +48,7 @@ def test_wsman_fault_is_retried_and_logged(fleet: LabFleet, tmp_path: Path) -> N
 def test_dropped_connection_mid_step_is_connection_lost(fleet: LabFleet, tmp_path: Path) -> None:
     inv = _inventory(fleet, tmp_path)
     handle = fleet.hosts[1]
-    handle.faults.drop_on_request = 3  # Create, Receive, then the Command of the facts pipeline
+    handle.faults.drop_on_request = 4  # Create, two Receives (the pool opens in two), then the Command
     log = RunLog.create(tmp_path / "runs", "r2")
     outcome = gather_host_facts(inv.host(handle.name), session_factory=psrp_session, log=log,
                                 policy=RetryPolicy(attempts=2), sleep=lambda _s: None)
