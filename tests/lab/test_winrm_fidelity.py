@@ -236,8 +236,6 @@ def test_pypsrp_default_fragments_plus_message_encryption_exceed_150_kib(lab: An
     assert after.value.code == 400
 
 
-@pytest.mark.xfail(strict=True, reason="transport passes max_envelope_size 153600 to pypsrp, whose sealed "
-                                       "fragments are then larger than a 150 KiB host takes (HTTP 413)")
 def test_transport_runs_a_script_larger_than_one_envelope_on_2008(lab: Any) -> None:
     _handle, conn = lab("2008")["2008"]
     session = PsrpSession(conn)
