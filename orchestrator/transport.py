@@ -23,6 +23,7 @@ import requests
 from pypsrp.complex_objects import ComplexObject, GenericComplexObject, PSInvocationState
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.shell import SignalCode
 from pypsrp.wsman import WSMan
 from spnego.exceptions import SpnegoError
 
@@ -290,8 +291,7 @@ class PsrpSession:
 
     def _stop(self, ps: PowerShell) -> None:
         # Best effort: the pipeline is abandoned either way.
-        with suppress(Exception):
-            ps.stop()
+        _stop_pipeline(ps)
 
     def close(self) -> list[str]:
         pool, wsman, self._pool, self._wsman = self._pool, self._wsman, None, None
@@ -320,22 +320,44 @@ def _close_pipeline(ps: _Pipeline) -> None:
     A pipeline that cannot be closed stays until the shell is deleted, which ends every command.
     """
     if ps.state == PSInvocationState.RUNNING:
-        with suppress(Exception):
-            ps.stop()
+        _stop_pipeline(ps)
     with suppress(Exception):
         ps.close()
+
+
+def _stop_pipeline(ps: Any) -> None:
+    """Ctrl+C to a running pipeline, by the CommandId the host knows it by.
+
+    pypsrp 0.9.1's PowerShell.stop() signals the CommandId pypsrp proposed; WinRM 2.0 assigns its
+    own (pypsrp keeps it in the private `_command_id`, which its Send, Receive and close use), so the
+    signal is sent here the same way close does, and the pipeline then counts as stopped, as
+    pypsrp's stop() leaves it (tests/lab/test_winrm_fidelity.py runs it against server-assigned ids).
+    """
+    with suppress(Exception):
+        ps.runspace_pool.shell.signal(SignalCode.PS_CTRL_C, str(ps._command_id or ps.id).upper())
+    ps.state = PSInvocationState.STOPPED
+    ps.runspace_pool.pipelines.pop(ps.id, None)
 
 
 def _delete_shell(wsman: WSMan, shell: Any) -> list[str]:
     """Delete a pool's shell if it was created; [its id] when that failed (the connection is gone)."""
     if not getattr(shell, "opened", False):
         return []
-    shell_id = str(shell.id)
+    shell_id = _shell_id(shell)
     try:
         shell.close()  # a WSMan Delete of the shell (pypsrp WinRS.close)
     except Exception:
         return [shell_id]
     return []
+
+
+def _shell_id(shell: Any) -> str:
+    """The ShellId the host knows a shell by: pypsrp 0.9.1 keeps the one WinRM 2.0 assigned only in
+    the shell's private selector set (its `id` stays the one pypsrp proposed)."""
+    for name, value, _attributes in getattr(getattr(shell, "_selector_set", None), "values", []):
+        if name == "ShellId":
+            return str(value)
+    return str(shell.id)
 
 
 def _close_wsman(wsman: WSMan) -> None:

@@ -428,9 +428,6 @@ def test_transport_deletes_the_shell_of_a_pool_that_failed_to_open(lab: Any) -> 
     assert handle.counters.shells_open == 0
 
 
-@pytest.mark.xfail(strict=True, reason="on a step timeout PsrpSession stops the pipeline with pypsrp's stop(), "
-                                       "which names its own CommandId (WinRM 2.0 does not know it); close() "
-                                       "then refuses a STOPPING pipeline, so the command stays in the shell")
 def test_transport_releases_a_timed_out_command_on_winrm_2(lab: Any) -> None:
     handle, conn = lab("2008r2")["2008r2"]
     release = threading.Event()
@@ -456,12 +453,7 @@ def test_transport_releases_a_timed_out_command_on_winrm_2(lab: Any) -> None:
         session.close()
 
 
-@pytest.mark.parametrize("family", [
-    "2016",
-    pytest.param("2008r2", marks=pytest.mark.xfail(
-        strict=True, reason="PsrpSession.close reports pypsrp's WinRS.id, the ShellId pypsrp proposed; WinRM 2.0 "
-                            "named the shell itself (pypsrp keeps that id only in the shell's selector set)")),
-])
+@pytest.mark.parametrize("family", ["2016", "2008r2"])
 def test_transport_reports_the_id_of_a_shell_it_could_not_delete(lab: Any, family: str) -> None:
     handle, conn = lab(family)[family]
     session = PsrpSession(conn)

@@ -4,6 +4,7 @@ setting reaches the pypsrp keyword it means, and every pipeline is closed."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -229,19 +230,25 @@ def test_pypsrp_accepts_every_keyword(tmp_path: Path) -> None:
 
 
 class FakePipeline:
-    """Records what the transport does to a pipeline; optionally fails like a lost connection."""
+    """Records what the transport does to a pipeline (pypsrp's PowerShell shape: the pool's shell
+    takes the Ctrl+C signal); optionally fails like a lost connection. The host assigned the
+    CommandId (WinRM 2.0): the signal must name it, not the id the client proposed."""
 
     def __init__(self, state: int, *, stop_fails: bool = False, close_fails: bool = False) -> None:
         self.state = state
+        self.id = "PROPOSED-ID"
+        self._command_id = "server-id"
         self.calls: list[str] = []
+        self.signalled: list[str] = []
         self._stop_fails = stop_fails
         self._close_fails = close_fails
+        self.runspace_pool = SimpleNamespace(shell=SimpleNamespace(signal=self._signal), pipelines={self.id: self})
 
-    def stop(self) -> None:
+    def _signal(self, code: str, command_id: str) -> None:
         self.calls.append("stop")
+        self.signalled.append(command_id)
         if self._stop_fails:
             raise requests.exceptions.ConnectionError("Connection reset by peer")
-        self.state = PSInvocationState.STOPPED
 
     def close(self) -> None:
         self.calls.append("close")
@@ -262,6 +269,7 @@ def test_every_pipeline_is_closed(state: int, calls: list[str]) -> None:
     pipeline = FakePipeline(state)
     _close_pipeline(pipeline)
     assert pipeline.calls == calls
+    assert pipeline.signalled == (["SERVER-ID"] if "stop" in calls else [])
 
 
 def test_a_failure_to_close_is_tolerated() -> None:
