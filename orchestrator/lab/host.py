@@ -101,6 +101,10 @@ class WindowsHost:
     # PnP device (`pnp_only`: Win32_PnPEntity lists it). orchestrator.lab.steps.loopback.
     loopback_wmi_late: int = 0
     pnp_only: list[Nic] = field(default_factory=list)
+    # The next this many HTTP service restarts that http_listen schedules fail: `net stop http`
+    # times out (HTTP stuck in STOP_PENDING), so http.sys does not read its list again
+    # (orchestrator.lab.steps.http_listen).
+    http_restart_fails: int = 0
     # The next successful run of this step that changes something drops the management
     # connection (the change stays made); the knob then clears itself.
     cut_on_step: str | None = None

@@ -4,13 +4,21 @@ yet as asked; 2003: `httpcfg set iplisten -i <address>` / `httpcfg delete iplist
 (its status is the "completed with N" line; httpcfg.exe from the Support Tools, else the step
 throws). http.sys reads the list only when it starts, but WinRM listens through http.sys: `net stop
 http /y` inside the session would stop WinRM and cut the session before anything is started again.
-So, when the list changed, the template starts through WMI `Win32_Process.Create` (outside the WinRM
-session) `cmd.exe /c (ping -n 6 127.0.0.1 >nul & net stop http /y & net start <each service that
-depended on HTTP and was running: W3SVC, WinRM, ...>) > %windir%\\Temp\\dsrprep-http-restart.log
-2>&1` and returns: **the management connection drops for a few seconds after the step succeeds**,
-and the next step must reconnect. Only planned when the list is not empty (an empty list means all
-addresses). Result: `@{changed; addresses; restart_scheduled; restart=@{services; log; process_id;
-delay_seconds} or $null; output}`.
+So, when the list changed, or when the marker's `HttpRestartPending` says that a restart scheduled
+before has not completed, the template writes `HttpRestartPending` = <attempt> under
+`HKLM\\SOFTWARE\\dsrprep\\DSR`, then starts through WMI `Win32_Process.Create` (outside the WinRM
+session) `cmd.exe /c (ping -n 6 127.0.0.1 >nul & (net stop http /y && net start http && reg delete
+... /v HttpRestartPending || echo ...) & (net start <each service that depended on HTTP and was
+running, WinRM first> || set DSRPREP_RETRY=1) & <the same again every 10 s, six times at most, while
+one did not start>) > %windir%\\Temp\\dsrprep-http-restart.log 2>&1` and returns: **the management
+connection drops for a few seconds after the step succeeds**, and the next step must reconnect. The
+services are started even when `net stop http` failed or timed out (the log says so), and the marker
+value stays until HTTP itself was stopped and started. Planned when the list is not empty (an empty
+list means all addresses) and misses a VIP, and whenever `HttpRestartPending` is set (then with
+addresses that leave the list as it is, if nothing else is to change), up to 3 attempts; after that
+the host is refused until someone restarts HTTP (or reboots) and deletes the value. Result:
+`@{changed; addresses; restart_scheduled; restart=@{services; log; process_id; delay_seconds;
+attempt} or $null; output}`.
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ from orchestrator.steps.base import (
 NAME = "http_listen"
 # When the template does not say when its restart begins: a few seconds, as Windows takes.
 DEFAULT_RESTART_WAIT = 10.0
+# The marker value a scheduled HTTP restart stays recorded in until it has happened.
+PENDING_RESTART = "HttpRestartPending"
+# Restarts scheduled without one completing, after which the planner stops trying and says so.
+MAX_RESTARTS = 3
 
 
 @dataclass(frozen=True)
@@ -122,9 +134,53 @@ def _parse_part(r: Reader) -> ListenList:
 # -- plan and undo ----------------------------------------------------------------------------------
 
 
+def pending_restarts(facts: Facts) -> int:
+    """How many HTTP restarts were scheduled since the last one that completed (the marker's
+    `HttpRestartPending`, which the restart process deletes once HTTP is up again); 0: none."""
+    text = facts.marker.get(PENDING_RESTART, "")
+    if not text:
+        return 0
+    try:
+        count = int(text)
+    except ValueError:
+        return 1
+    return count if count > 0 else 1
+
+
 def plan(ctx: PlanContext) -> StepPlan:
+    if ctx.nic is None:
+        return NOTHING
+    pending = pending_restarts(ctx.facts)
+    wanted = _plan_list(ctx)
+    if not pending:
+        return wanted
+    if pending >= MAX_RESTARTS:
+        return StepPlan(refusals=(
+            f"the HTTP service restart dsrprep scheduled has not completed after {pending} attempts (see "
+            "%windir%\\Temp\\dsrprep-http-restart.log): restart the HTTP service by hand (net stop http /y, "
+            "then net start for the services that depend on it) or reboot, then delete the value with "
+            "reg delete HKLM\\SOFTWARE\\dsrprep\\DSR /v HttpRestartPending /f",),)
+    why = (f"the HTTP service restart scheduled earlier has not completed ({PENDING_RESTART}={pending}): "
+           "schedule it again")
+    if wanted.actions:
+        # The template restarts HTTP after changing the list anyway; say why it matters twice.
+        return StepPlan(actions=tuple(action(NAME, f"{a.reason}; {why}", **a.params) for a in wanted.actions),
+                        warnings=wanted.warnings)
+    listen = listen_list(ctx.facts)
+    if listen is None:
+        return StepPlan(warnings=(*wanted.warnings, f"{why}: impossible, the listen list cannot be read "
+                                  "(httpcfg.exe missing)"))
+    # An action that leaves the list as it is: the template restarts because of the marker.
+    held = {ipaddress.ip_address(a) for a in listen}
+    listed = [v.address for v in ctx.desired.vips if ipaddress.ip_address(v.address) in held]
+    if listed:
+        return StepPlan(actions=(action(NAME, why, Ensure="Present", Addresses=listed),), warnings=wanted.warnings)
+    return StepPlan(actions=(action(NAME, why, Ensure="Absent", Addresses=list(ctx.vips)),), warnings=wanted.warnings)
+
+
+def _plan_list(ctx: PlanContext) -> StepPlan:
     desired = ctx.desired
-    if ctx.nic is None or not desired.http_listen or not desired.iis_sites:
+    if not desired.http_listen or not desired.iis_sites:
         return NOTHING
     listen = listen_list(ctx.facts)
     if listen is None:

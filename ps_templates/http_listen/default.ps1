@@ -9,6 +9,7 @@ $ErrorActionPreference = 'Stop'
 
 # dsrprep-include: native
 # dsrprep-include: ip
+# dsrprep-include: marker
 # dsrprep-include: http_restart
 
 function Get-ListenList([string]$Text) {
@@ -46,15 +47,21 @@ foreach ($canonical in $wanted) {
         $changed = $true
     }
 }
-# One restart for every address changed: each restart takes IIS and WinRM down for seconds.
-if ($changed) { $restart = Start-HttpRestart }
+# One restart for every address changed: each restart takes IIS and WinRM down for seconds. A
+# restart scheduled by an earlier run that never completed (http.sys may still use the old list)
+# is scheduled again, whether or not this run changed the list.
+$pending = Get-HttpRestartPending
+if ($changed -or $pending -gt 0) {
+    $restart = Start-HttpRestart ($pending + 1)
+    $changed = $true
+}
 $output = $null
 if ($outputs.Count -gt 0) { $output = ($outputs -join '') }
 
 @{
     changed = $changed
     addresses = [object[]]$wanted.ToArray()
-    restart_scheduled = $changed
+    restart_scheduled = ($null -ne $restart)
     restart = $restart
     output = $output
 }

@@ -230,3 +230,43 @@ def test_a_loopback_still_late_in_wmi_is_waited_for_again_not_created_twice() ->
         out = ok(host, "loopback", params)
         assert out["pnp_device_id"] == device.pnp_device_id and out["created"] is False
         assert loopbacks(host) == [device] and host.marker["LoopbackCreated"] == "1"
+
+
+# --- 3. http_listen: a failed HTTP restart is scheduled again until one succeeds --------------------
+
+
+def test_http_listen_schedules_the_restart_again_after_one_failed() -> None:
+    host = find_host("2012r2", lambda h: bool(h.http_listen) and not loopbacks(h))
+    host.http_restart_fails = 1  # net stop http times out: http.sys never reads the edited list
+    desired = desired_for(host)
+    actions = plan(facts_of(host), desired).actions
+    results = dict(zip([a.step for a in actions], apply(host, actions), strict=True))
+    assert results["http_listen"]["restart_scheduled"] is True
+    assert VIP in host.http_listen
+
+    # The address is listed now, but the restart has not happened: the next plan restarts again.
+    again = [a for a in plan(facts_of(host), desired).actions if a.step == "http_listen"]
+    assert len(again) == 1 and "restart" in again[0].reason
+    (out,) = apply(host, tuple(again))
+    assert out["changed"] is True and out["restart_scheduled"] is True and out["restart"]["attempt"] == 2
+    assert "HttpRestartPending" not in host.marker  # the restart script cleared it once HTTP was up
+    assert plan(facts_of(host), desired).actions == ()
+
+
+def test_a_pending_restart_is_scheduled_again_without_touching_the_list() -> None:
+    host = find_host("2003", lambda h: h.httpcfg_installed and bool(h.http_listen) and h.elevated)
+    listed = list(host.http_listen)
+    host.marker["HttpRestartPending"] = "1"  # an earlier run's restart never completed
+    desired = dataclasses.replace(desired_for(host), http_listen=False)
+    (action,) = [a for a in plan(facts_of(host), desired).actions if a.step == "http_listen"]
+    assert dict(action.params) == {"Ensure": "Absent", "Addresses": [VIP]}  # not listed: nothing to delete
+    (out,) = apply(host, (action,))
+    assert out["restart_scheduled"] is True and out["restart"]["attempt"] == 2 and out["output"] is None
+    assert host.http_listen == listed and "HttpRestartPending" not in host.marker
+
+
+def test_the_planner_gives_up_after_three_restarts_and_says_what_to_do() -> None:
+    host = find_host("2019", lambda h: bool(h.http_listen))
+    host.marker["HttpRestartPending"] = "3"
+    refusals = plan(facts_of(host), desired_for(host)).refusals
+    assert any("has not completed after 3 attempts" in r and "reg delete" in r for r in refusals)
