@@ -1,6 +1,7 @@
-"""2008+: `netsh advfirewall firewall show rule name=<Name>` first (exit 1: no such rule; the name
-carries VIP, protocol and port, so an existing rule of that name is taken as the one asked for),
-then `add rule name=<Name> dir=in action=allow protocol=<P> localip=<Vip> localport=<Port>
+"""2008+: the rule is looked up by name in `HNetCfg.FwPolicy2.Rules` first (which throws when the
+firewall service does not answer, so an error is never read as "no such rule"; the name carries
+VIP, protocol and port, so an existing rule of that name is taken as the one asked for), then
+`netsh advfirewall firewall add rule name=<Name> dir=in action=allow protocol=<P> localip=<Vip> localport=<Port>
 profile=any` / `delete rule name=<Name>` only when needed. 2003: the port openings are read through
 the Windows Firewall API (`HNetCfg.FwMgr`, Domain and Standard profiles, keyed by port and protocol),
 then `netsh firewall add portopening protocol=<P> port=<Port> name=<Name> mode=ENABLE scope=ALL
