@@ -459,16 +459,10 @@ def _netsh_field(raw: Mapping[str, Any], interface_index: int | None, label: str
 def _captured_nic(adapter: Adapter, raw: Mapping[str, Any], caps: oscaps.OsCaps, spec: FamilySpec,
                   weak: WeakHostTable, skip: SkipFlags, public: bool, position: int) -> Nic:
     index = adapter.interface_index
-    flags4 = weak.get(index, 4) if index is not None else None
-    flags6 = weak.get(index, 6) if index is not None else None
-    by_design = not caps.weak_host  # 2003: weak host, and nothing else
+    send4, receive4, send6, receive6 = _weak_flags(weak, index, by_design=not caps.weak_host)
     luid = _netsh_field(raw, index, "IfLuid") or (f"ethernet_{spec.luid_base + position}" if index is not None else "")
     automatic = _netsh_field(raw, index, "Use Automatic Metric")
     addresses = [(a.address, a.mask) for a in adapter.addresses]
-    apipa = next((a for a, _ in addresses if a.startswith("169.254.")), None)
-    if apipa is None and adapter.is_loopback:
-        seed = zlib.crc32(f"{adapter.pnp_device_id}".encode())
-        apipa = f"169.254.{seed % 254 + 1}.{(seed >> 8) % 254 + 1}"
     return Nic(
         index=adapter.index,
         interface_index=index,
@@ -485,17 +479,35 @@ def _captured_nic(adapter: Adapter, raw: Mapping[str, Any], caps: oscaps.OsCaps,
         dns_registration=adapter.dns_registration,
         domain_dns_registration=adapter.domain_dns_registration,
         netbios=adapter.netbios if adapter.netbios is not None else 0,
-        weak_host_send=by_design or bool(flags4 and flags4.send),
-        weak_host_receive=by_design or bool(flags4 and flags4.receive),
-        weak_host_send_v6=by_design or bool(flags6 and flags6.send),
-        weak_host_receive_v6=by_design or bool(flags6 and flags6.receive),
+        weak_host_send=send4,
+        weak_host_receive=receive4,
+        weak_host_send_v6=send6,
+        weak_host_receive_v6=receive6,
         ip_enabled=adapter.ip_enabled,
         automatic_metric=automatic is None or automatic.strip().lower() == "enabled",
         if_luid=luid if caps.interface_index else "",
         skip_as_source={a for a, _ in addresses if skip.of(a)},
-        apipa=apipa,
+        apipa=_apipa(adapter, addresses),
         unidentified_network=public and adapter.is_loopback,
     )
+
+
+def _weak_flags(weak: WeakHostTable, index: int | None, *, by_design: bool) -> tuple[bool, bool, bool, bool]:
+    """(send, receive) for IPv4 then IPv6 as netsh showed them; all on where weak host is the only
+    model (2003), all off where netsh showed nothing (strong host, the 2008+ default)."""
+    flags4 = weak.get(index, 4) if index is not None else None
+    flags6 = weak.get(index, 6) if index is not None else None
+    return (by_design or bool(flags4 and flags4.send), by_design or bool(flags4 and flags4.receive),
+            by_design or bool(flags6 and flags6.send), by_design or bool(flags6 and flags6.receive))
+
+
+def _apipa(adapter: Adapter, addresses: list[tuple[str, str]]) -> str | None:
+    """The APIPA address the adapter holds, or, for a loopback, the one DHCP would give it."""
+    apipa = next((a for a, _ in addresses if a.startswith("169.254.")), None)
+    if apipa is None and adapter.is_loopback:
+        seed = zlib.crc32(f"{adapter.pnp_device_id}".encode())
+        apipa = f"169.254.{seed % 254 + 1}.{(seed >> 8) % 254 + 1}"
+    return apipa
 
 
 def _captured_firewall(facts: Facts, raw: Mapping[str, Any], nics: list[Nic], iis_installed: bool) -> Firewall:
