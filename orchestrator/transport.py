@@ -117,7 +117,7 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
     if isinstance(exc, SpnegoError):
         return AuthError(f"authentication failed: {exc}")
     if isinstance(exc, requests.exceptions.SSLError):
-        return Unreachable(f"TLS handshake failed: {exc}")
+        return Unreachable(_tls_message(exc))
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return Unreachable(f"connection timed out: {exc}")
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -130,17 +130,46 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
         return ProtocolError(f"HTTP error: {exc}")
     if isinstance(exc, WSManFaultError):
         reason = " ".join(str(exc.reason or exc).split())
-        return RemoteFault(f"WSMan fault {exc.code}: {reason}", code=exc.code)
+        hint = _FAULT_HINTS.get(exc.code or 0, "")
+        return RemoteFault(f"WSMan fault {exc.code}: {reason}{hint}", code=exc.code)
     if isinstance(exc, WinRMTransportError):
         if exc.code == 401:
             return AuthError(f"authentication failed: HTTP {exc.code}")
         if exc.code in (404, 503):
             # http.sys answers these while the WinRM service is stopped or restarting.
             return Unreachable(f"the WinRM service is not answering (HTTP {exc.code})")
+        if exc.code == 500 and not exc.response_text:
+            # What WinRM answers a message that is not encrypted when AllowUnencrypted is off.
+            return ProtocolError("the WinRM service refused the request (HTTP 500, no body): over plain http it "
+                                 "takes only encrypted messages; keep ansible_psrp_message_encryption at auto or "
+                                 "always (not never), or use https")
+        if exc.code == 413:
+            return ProtocolError("the WinRM service refused a request larger than its MaxEnvelopeSizekb (HTTP 413): "
+                                 "lower ansible_psrp_max_envelope_size, or raise MaxEnvelopeSizekb on the host")
         return ProtocolError(f"unexpected HTTP {exc.code} answer from the WinRM service")
     if isinstance(exc, WinRMError):
         return ProtocolError(f"{type(exc).__name__}: {exc}")
     return ProtocolError(f"{type(exc).__name__}: {exc}")
+
+
+# What to do about the WSMan faults an operator can fix on the host.
+_FAULT_HINTS: Mapping[int, str] = {
+    2150859173: " (raise WinRM's MaxShellsPerUser on the host: winrm set winrm/config/winrs "
+                "@{MaxShellsPerUser=\"10\"}; on WinRM 3.0+ also the Microsoft.PowerShell endpoint's quota)",
+    2150859174: " (raise WinRM's MaxConcurrentOperationsPerUser on the host: winrm set winrm/config/service "
+                "@{MaxConcurrentOperationsPerUser=\"50\"})",
+}
+
+
+def _tls_message(exc: BaseException) -> str:
+    """A failed TLS handshake, naming an old protocol version when that is the cause."""
+    text = str(exc)
+    old = any(marker in text for marker in ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER"))
+    if old:
+        return ("TLS handshake failed: the host speaks an older TLS version than this client accepts (Windows "
+                "Server 2003, and 2008 without the TLS 1.1/1.2 update, speak only TLS 1.0): use http with message "
+                f"encryption (the default) instead ({_short(exc)})")
+    return f"TLS handshake failed: {_short(exc)}"
 
 
 def _short(exc: BaseException) -> str:

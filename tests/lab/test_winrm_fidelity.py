@@ -259,6 +259,7 @@ def test_a_sixth_shell_on_2008_is_refused_with_quota_limit(lab: Any) -> None:
             session.open()
         assert caught.value.code == QUOTA_SHELLS_CODE
         assert "allowed a maximum number of 5 concurrent shells, which has been exceeded" in str(caught.value)
+        assert "raise WinRM's MaxShellsPerUser on the host" in str(caught.value)  # what to do about it
         pools.pop().close()
         session.open()  # one shell fewer: there is room again
         session.close()
@@ -324,8 +325,9 @@ def test_unencrypted_messages_over_http_are_refused(lab: Any) -> None:
         RunspacePool(wsman_for(conn, auth="ntlm", encryption="never")).open()
     assert caught.value.code == 500 and caught.value.response_text == ""
     session = PsrpSession(dataclasses.replace(conn, message_encryption="never"))
-    with pytest.raises(ProtocolError, match="HTTP 500"):
+    with pytest.raises(ProtocolError, match="HTTP 500") as refused:
         session.open()
+    assert "keep ansible_psrp_message_encryption at auto or always" in str(refused.value)
     handle.winrm.allow_unencrypted = True
     with RunspacePool(wsman_for(conn, auth="ntlm", encryption="never")) as pool:
         assert pool.protocol_version == "2.3"
@@ -491,8 +493,9 @@ def test_https_with_the_fleet_ca_and_tls_1_0_only_2003(lab: Any) -> None:
 
     old, old_conn = hosts["2003"]
     assert old.winrm.tls_maximum == "1.0"
-    with pytest.raises(Unreachable, match="TLS handshake failed"):
+    with pytest.raises(Unreachable, match="TLS handshake failed") as refused:
         PsrpSession(old_conn).open()  # a modern client context needs TLS 1.2 at least
+    assert "speak only TLS 1.0" in str(refused.value) and "use http with message encryption" in str(refused.value)
     # A client that still speaks TLS 1.0 (at OpenSSL security level 0) gets through.
     context = ssl.create_default_context(cafile=old_conn.ca_cert)
     with warnings.catch_warnings():
