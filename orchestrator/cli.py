@@ -44,7 +44,7 @@ from orchestrator.runner import (
 )
 from orchestrator.templates import render as render_template
 from orchestrator.transport import SessionFactory, psrp_session
-from orchestrator.waves import DEFAULT_WAVES, CanarySpec, WaveError, order_hosts, parse_waves, place
+from orchestrator.waves import DEFAULT_WAVES, CanarySpec, WaveError, named_canary, order_hosts, parse_waves, place
 
 EXIT_OK = 0
 EXIT_HOSTS_FAILED = 1
@@ -495,6 +495,7 @@ def _start_rollout(deps: Deps, inv: Inventory, hosts: list[str], options: Option
         raise _fail("no terminal to ask for approval on: pass --yes to roll out without asking")
     try:
         names = order_hosts(hosts, options.order)
+        named_canary(CanarySpec.parse(options.canary), names, inv.groups)  # names hosts and groups that exist
         log = RunLog(run_dir.parent, run_dir.name) if run_dir is not None else RunLog.create(runs_dir)
     except WaveError as exc:
         raise _fail(str(exc)) from None

@@ -24,6 +24,7 @@ from orchestrator.waves import (
     Threshold,
     Wave,
     judge_wave,
+    named_canary,
     parse_threshold,
     parse_waves,
     place,
@@ -184,11 +185,8 @@ class Rollout:
     def _preflight_gate(self, candidates: list[str]) -> Gate:
         """Hosts that cannot be read or refuse any change, against the thresholds of the whole
         selection; a canary host named by --canary (or the canary group) among them is a failed canary."""
-        spec = CanarySpec.parse(self.options.canary)
-        named = list(spec.hosts) or list(self.groups.get(spec.group or "", ())) or (
-            list(self.groups.get("canary", ())) if spec.count is None and spec.group is None else [])
-        bad_canary = [h for h in named if h in self.record.preflight
-                      and self.record.preflight[h] in (Status.FAILED, Status.UNREACHABLE)]
+        named = named_canary(CanarySpec.parse(self.options.canary), self.record.hosts, self.groups)
+        bad_canary = [h for h in named if self.record.preflight.get(h) in (Status.FAILED, Status.UNREACHABLE)]
         if bad_canary:
             return Gate(False, (f"canary host(s) failed preflight: {', '.join(bad_canary)}",))
         preflight = Wave("preflight", tuple(self.record.hosts))

@@ -136,6 +136,23 @@ class Wave:
         return self.name == CANARY
 
 
+def named_canary(spec: CanarySpec, selected: Sequence[str], groups: Mapping[str, Sequence[str]]) -> list[str]:
+    """The selected hosts the canary spec names: its hosts, its group's members, or (with neither a
+    count nor names) the inventory group `canary`'s; [] when it names none (a count, or no such group)."""
+    if spec.hosts:
+        missing = [h for h in spec.hosts if h not in selected]
+        if missing:
+            raise WaveError(f"--canary: not among the selected hosts: {', '.join(missing)}")
+        return list(spec.hosts)
+    if spec.group is not None:
+        if spec.group not in groups:
+            raise WaveError(f"--canary: no inventory group {spec.group!r}")
+        return [h for h in groups[spec.group] if h in selected]
+    if spec.count is None:
+        return [h for h in groups.get(CANARY, ()) if h in selected]
+    return []
+
+
 def choose_canary(spec: CanarySpec, candidates: Sequence[str], selected: Sequence[str],
                   groups: Mapping[str, Sequence[str]]) -> list[str]:
     """The canary hosts among `candidates` (the selected hosts needing changes, in order).
@@ -145,22 +162,10 @@ def choose_canary(spec: CanarySpec, candidates: Sequence[str], selected: Sequenc
     """
     if spec.count is not None:
         return list(candidates[: spec.count])
-    named: Sequence[str]
-    if spec.hosts:
-        missing = [h for h in spec.hosts if h not in selected]
-        if missing:
-            raise WaveError(f"--canary: not among the selected hosts: {', '.join(missing)}")
-        named = spec.hosts
-    elif spec.group is not None:
-        if spec.group not in groups:
-            raise WaveError(f"--canary: no inventory group {spec.group!r}")
-        named = [h for h in groups[spec.group] if h in selected]
-    elif CANARY in groups and any(h in selected for h in groups[CANARY]):
-        named = [h for h in groups[CANARY] if h in selected]
-    else:
-        return list(candidates[:1])
-    wanted = set(named)
-    return [h for h in candidates if h in wanted]
+    named = set(named_canary(spec, selected, groups))
+    if not named and not spec.hosts and spec.group is None:
+        return list(candidates[:1])  # no canary group: the first host needing changes
+    return [h for h in candidates if h in named]
 
 
 def build_waves(candidates: Sequence[str], canary: Sequence[str], sizes: Sequence[Size]) -> list[Wave]:

@@ -74,7 +74,14 @@ from orchestrator.lab.firewall import (
 )
 from orchestrator.lab.host import DEFAULT_PASSWORD, DEFAULT_USERNAME, Segment, WindowsHost
 from orchestrator.lab.iis import Site, binding_ip_port
-from orchestrator.lab.net import APIPA_MASK, DEFAULT_LB_MAC, LOOPBACK_PNP_ID, Nic, unconfigured_loopback
+from orchestrator.lab.net import (
+    APIPA_MASK,
+    DEFAULT_LB_MAC,
+    LOOPBACK_PNP_ID,
+    Nic,
+    apipa_for,
+    unconfigured_loopback,
+)
 from orchestrator.lab.profiles import MIXED, FamilySpec, NicHardware, family_spec, profiles
 from orchestrator.lab.steps.arp_retry import VALUE as ARP_RETRY_VALUE
 from orchestrator.lab.system import ADDRESS_CONFLICT, conflict_message, tcpip_event
@@ -505,8 +512,7 @@ def _apipa(adapter: Adapter, addresses: list[tuple[str, str]]) -> str | None:
     """The APIPA address the adapter holds, or, for a loopback, the one DHCP would give it."""
     apipa = next((a for a, _ in addresses if a.startswith("169.254.")), None)
     if apipa is None and adapter.is_loopback:
-        seed = zlib.crc32(f"{adapter.pnp_device_id}".encode())
-        apipa = f"169.254.{seed % 254 + 1}.{(seed >> 8) % 254 + 1}"
+        apipa = apipa_for(zlib.crc32(adapter.pnp_device_id.encode()))
     return apipa
 
 

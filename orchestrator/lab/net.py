@@ -115,6 +115,12 @@ def is_ipv4(value: str) -> bool:
     return is_ip(value) and ":" not in value
 
 
+def apipa_for(seed: int) -> str:
+    """The APIPA address (169.254/16, never .0 or .255) a DHCP adapter that found no server takes,
+    drawn from `seed` so that a lab host always gets the same one."""
+    return f"169.254.{seed % 254 + 1}.{(seed >> 8) % 254 + 1}"
+
+
 def is_autoconfigured(address: str) -> bool:
     """APIPA (169.254/16) or IPv6 link-local: what an adapter has before anyone configures it."""
     try:
@@ -228,7 +234,7 @@ def new_loopback(nics: list[Nic], spec: FamilySpec, caps: oscaps.OsCaps, host_na
     suffix = next(i for i in range(2, 10000) if f"{spec.connection_name} {i}" not in names)
     existing = sum(1 for n in nics if n.is_loopback)
     seed = zlib.crc32(f"{host_name}|{pnp}".encode())
-    apipa = f"169.254.{seed % 254 + 1}.{(seed >> 8) % 254 + 1}"
+    apipa = apipa_for(seed)
     addresses = [(apipa, APIPA_MASK)]
     if any(a.startswith("fe80::") for n in nics for a, _ in n.addresses):
         addresses.append(("fe80::" + ":".join(f"{(seed >> s) & 0xFFFF:x}" for s in (0, 5, 11, 16)), "64"))
