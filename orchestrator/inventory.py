@@ -47,7 +47,7 @@ connection timeout     ansible_winrm_connection_timeout,            30 s
                        ansible_psrp_connection_timeout
 read timeout           ansible_winrm_read_timeout_sec,              30 s, must exceed operation timeout
                        ansible_psrp_read_timeout
-operation timeout      ansible_winrm_operation_timeout_sec,         20 s
+operation timeout      ansible_winrm_operation_timeout_sec,         20 s, a warning above WinRM's MaxTimeoutms (60 s)
                        ansible_psrp_operation_timeout
 message encryption     ansible_winrm_message_encryption,            auto (encrypt over http)
                        ansible_psrp_message_encryption
@@ -121,6 +121,8 @@ __all__ = [
 
 HTTP_PORT = 5985
 HTTPS_PORT = 5986
+# WinRM's MaxTimeoutms default (winrm/config, every version): the longest OperationTimeout a host honours.
+WINRM_MAX_TIMEOUT_MS = 60_000
 AUTHS = ("negotiate", "ntlm", "kerberos", "credssp", "basic", "certificate")
 PROTOCOLS = ("http", "https")
 CERT_VALIDATIONS = ("validate", "ignore")
@@ -1181,6 +1183,15 @@ class _Builder:
                     s.var("read_timeout"),
                     f"{read_timeout} must be greater than the operation timeout ({operation_timeout}, "
                     f"{s.var('operation_timeout')})",
+                )
+            )
+        if "operation_timeout" not in s.bad and operation_timeout * 1000 > WINRM_MAX_TIMEOUT_MS:
+            # WinRM answers a longer OperationTimeout as if it were MaxTimeoutms ([MS-WSMV] 3.1.4.1.7).
+            self.warn(
+                here.problem(
+                    s.var("operation_timeout"),
+                    f"{operation_timeout} s is above WinRM's MaxTimeoutms ({WINRM_MAX_TIMEOUT_MS // 1000} s by "
+                    "default): hosts at the default wait at most that long per request",
                 )
             )
 

@@ -128,9 +128,9 @@ class HostConnection:
             self._forget(session.close() or [])
 
     def _forget(self, shell_ids: list[str]) -> None:
-        """Shells a closed session could not delete (its connection was gone) are logged; the host's
-        idle timeout ends them. (Deleting them through the next session's fresh connection was tried:
-        pypsrp 0.9.1 then broke that connection's message sealing against the lab.)"""
+        """Shells a closed session could not delete, on its own connection nor on a fresh one (the
+        host is gone, or a network change cut the shell off), are logged; the host's idle timeout
+        ends them."""
         if shell_ids:
             self._logger.warning(Event.SHELLS_LEFT, step="connect", shell_ids=list(shell_ids))
 
@@ -430,8 +430,10 @@ class _Apply:
                                 script_errors=answer.script_errors))
         wait = output.restart_wait()
         if wait is not None:
-            # The step restarts a service WinRM depends on, a few seconds after answering: wait for
-            # the restart to begin, then reconnect patiently and let fresh facts decide what is left.
+            # The step restarts a service WinRM depends on, a few seconds after answering: delete the
+            # shell while the service still answers, wait for the restart to begin, then reconnect
+            # patiently and let fresh facts decide what is left.
+            ctx.conn.close()
             ctx.sleep(wait)
             return self._refresh(action.step, expected=True)
         if output.state_moved():

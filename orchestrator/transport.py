@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
-from pypsrp.complex_objects import ComplexObject, GenericComplexObject, PSInvocationState
+from pypsrp.complex_objects import ComplexObject, GenericComplexObject, PSInvocationState, RunspacePoolState
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.shell import SignalCode
-from pypsrp.wsman import WSMan
+from pypsrp.wsman import SelectorSet, WSMan
 from spnego.exceptions import SpnegoError
 
 from orchestrator.errors import (
@@ -257,11 +257,11 @@ class PsrpSession:
             wsman = WSMan(**wsman_kwargs(self._connection))
             pool = RunspacePool(wsman, **pool_kwargs(self._connection))
             try:
-                pool.open()
+                _open_pool(pool)
             except BaseException:
                 # The shell may exist on the host already (its Create succeeded, then the open failed):
                 # delete it rather than leave it to count against the user's shell quota.
-                self._left += _delete_shell(wsman, pool.shell)
+                self._left += self._delete_shell(wsman, pool.shell)
                 _close_wsman(wsman)
                 raise
             # pypsrp 0.9.1 fills each request to max_envelope_size exactly (and raises 153600 to
@@ -325,11 +325,30 @@ class PsrpSession:
     def close(self) -> list[str]:
         pool, wsman, self._pool, self._wsman = self._pool, self._wsman, None, None
         if pool is not None and wsman is not None:
-            self._left += _delete_shell(wsman, pool.shell)
+            self._left += self._delete_shell(wsman, pool.shell)
         if wsman is not None:
             _close_wsman(wsman)
         left, self._left = self._left, []
         return left
+
+    def _delete_shell(self, wsman: WSMan, shell: Any) -> list[str]:
+        """Delete a pool's shell if it was created; [its id] when that failed on this connection and
+        on a fresh one (the host is gone, or will not answer for that shell)."""
+        if not getattr(shell, "opened", False):
+            return []
+        shell_id = _shell_id(shell)
+        try:
+            shell.close()  # a WSMan Delete of the shell (pypsrp WinRS.close)
+            return []
+        except WSManFaultError as exc:
+            if exc.code == UNKNOWN_SHELL_CODE:
+                return []  # already gone (a service restart, the idle timeout)
+        except Exception:
+            pass
+        # The connection is gone (a lost connection leaves the WSMan's sealing useless), but the shell
+        # lives on under the user's name: a Delete through a connection of its own ends it, so the
+        # next session does not make a second shell on the host.
+        return [] if _delete_through_fresh_connection(self._connection, shell.resource_uri, shell_id) else [shell_id]
 
 
 class _Pipeline(Protocol):
@@ -368,16 +387,69 @@ def _stop_pipeline(ps: Any) -> None:
     ps.runspace_pool.pipelines.pop(ps.id, None)
 
 
-def _delete_shell(wsman: WSMan, shell: Any) -> list[str]:
-    """Delete a pool's shell if it was created; [its id] when that failed (the connection is gone)."""
-    if not getattr(shell, "opened", False):
-        return []
-    shell_id = _shell_id(shell)
+# wsman:TimedOut ([MS-WSMV] 3.1.4.1.7): the host had nothing to send within the OperationTimeout.
+OPERATION_TIMEOUT_CODE = 2150858793
+# The fault for a ShellId that names no shell on the host: a Delete of a shell already gone.
+UNKNOWN_SHELL_CODE = 2150858843
+# How long the Delete of a shell left behind may take: it is cleanup, not the job.
+CLEANUP_OPERATION_TIMEOUT = 5
+CLEANUP_CONNECT_TIMEOUT = 5
+
+
+def _delete_through_fresh_connection(conn: Connection, resource_uri: str, shell_id: str) -> bool:
+    """WSMan Delete of `shell_id` over a new HTTP session (its own authentication); True when done."""
+    kwargs = wsman_kwargs(conn)
+    operation = min(conn.operation_timeout, CLEANUP_OPERATION_TIMEOUT)
+    kwargs.update(
+        operation_timeout=operation,
+        read_timeout=operation + 5,
+        connection_timeout=min(conn.connection_timeout, CLEANUP_CONNECT_TIMEOUT),
+        reconnection_retries=0,
+    )
+    selectors = SelectorSet()
+    selectors.add_option("ShellId", shell_id)
+    wsman = None
     try:
-        shell.close()  # a WSMan Delete of the shell (pypsrp WinRS.close)
+        wsman = WSMan(**kwargs)
+        wsman.delete(resource_uri, selector_set=selectors)
+    except WSManFaultError as exc:
+        return bool(exc.code == UNKNOWN_SHELL_CODE)
     except Exception:
-        return [shell_id]
-    return []
+        return False
+    finally:
+        if wsman is not None:
+            _close_wsman(wsman)
+    return True
+
+
+# Receives in a row that may time out while a pool opens (each waits up to the OperationTimeout).
+OPEN_TIMEOUTS_TOLERATED = 3
+
+
+def _open_pool(pool: RunspacePool) -> None:
+    """`pool.open()`, going on past the OperationTimeout fault as pypsrp's `poll_invoke` does.
+
+    pypsrp 0.9.1's `RunspacePool.open()` sends the Create, then Receives until the pool leaves
+    NEGOTIATION_SENT, and raises any fault on the way, wsman:TimedOut too, although that only says
+    the host's PowerShell has not answered yet (a plugin slow to start). Here the Receives go on
+    through pypsrp's private `_receive`, the call its own `open()` loops on, until the pool opens or
+    more than OPEN_TIMEOUTS_TOLERATED of them time out (test_a_pool_open_can_time_out in
+    tests/lab/test_winrm_fidelity.py fails if pypsrp's open changes this behaviour).
+    """
+    try:
+        pool.open()
+        return
+    except WSManFaultError as exc:
+        if exc.code != OPERATION_TIMEOUT_CODE or pool.state != RunspacePoolState.NEGOTIATION_SENT:
+            raise
+    timeouts = 1
+    while pool.state == RunspacePoolState.NEGOTIATION_SENT:
+        try:
+            pool._receive()
+        except WSManFaultError as exc:
+            timeouts += 1
+            if exc.code != OPERATION_TIMEOUT_CODE or timeouts > OPEN_TIMEOUTS_TOLERATED:
+                raise
 
 
 def _shell_id(shell: Any) -> str:

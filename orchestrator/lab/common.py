@@ -46,9 +46,10 @@ class LabFaults:
                         carries a SOAP body) with a WSMan fault instead of handling it.
     drop_on_request:    close the TCP connection without answering the Nth such request.
     down_from/until:    the service restart window (set by the host model's http_listen step).
-    timeout_on_open:    every Receive of a runspace pool that is still opening answers the
-                        wsman:TimedOut fault (OperationTimeout), as a host whose PowerShell plugin
-                        does not start in time does; pypsrp's `RunspacePool.open()` raises it.
+    timeout_on_open:    the first this many Receives of a runspace pool that is still opening
+                        answer the wsman:TimedOut fault (OperationTimeout), as a host whose
+                        PowerShell plugin is slow to start does; pypsrp's `RunspacePool.open()`
+                        raises it, dsrprep's transport Receives again.
     """
 
     unreachable: bool = False
@@ -60,7 +61,7 @@ class LabFaults:
     # closed and every shell deleted, as a restart of the WinRM service does.
     down_from: float = 0.0
     down_until: float = 0.0
-    timeout_on_open: bool = False
+    timeout_on_open: int = 0
 
 
 @dataclass
@@ -79,6 +80,8 @@ class WinRMConfig:
     max_shells_per_user, max_concurrent_operations_per_user, max_commands_per_shell: the quotas a
                         Create or Command over them is refused by (wsman:QuotaLimit); None: none.
     idle_timeout_ms:    a shell nobody sent a request for in this long is deleted.
+    max_timeout_ms:     MaxTimeoutms: a request's OperationTimeout above it is cut to it ([MS-WSMV]
+                        3.1.4.1.7); 60000 on every version.
     server_assigned_ids: WinRM 2.0 ignores the ShellId and CommandId a client proposes and answers
                         with its own (and no rsp:Shell in its CreateResponse).
     split_open:         a pool's RUNSPACEPOOL_STATE (Opened) comes in a second Receive, after the
@@ -103,6 +106,7 @@ class WinRMConfig:
     max_concurrent_operations_per_user: int | None = 1500
     max_commands_per_shell: int | None = 1000
     idle_timeout_ms: int = 7_200_000
+    max_timeout_ms: int = 60_000
     server_assigned_ids: bool = False
     split_open: bool = True
     endpoints: tuple[str, ...] = (
@@ -130,6 +134,8 @@ class RequestCounters:
     shells_created: int = 0
     shells_deleted: int = 0
     shell_deletes: Counter[str] = field(default_factory=Counter)
+    # The most shells this host had at one time (a client that keeps one shell a host sees 1).
+    shells_peak: int = 0
     _lock: Lock = field(default_factory=Lock, repr=False, compare=False)
 
     @property
@@ -141,6 +147,7 @@ class RequestCounters:
     def count_shell_created(self) -> None:
         with self._lock:
             self.shells_created += 1
+            self.shells_peak = max(self.shells_peak, self.shells_created - self.shells_deleted)
 
     def count_shell_deleted(self, reason: str) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -512,6 +513,8 @@ class _Shell:
     cut: bool = False
     # The Receive that delivered the last of the pool's opening (Opened state) has gone out.
     open_done: bool = False
+    # Receives of the opening pool answered with the OperationTimeout fault (LabFaults.timeout_on_open).
+    open_timeouts: int = 0
     # For the idle timeout: when a request last named the shell, and how many are in flight
     # (guarded by the server's shells lock).
     last_active: float = field(default_factory=time.monotonic)
@@ -648,6 +651,21 @@ def _drop(conn: _Handler) -> None:
         conn.connection.shutdown(socket.SHUT_RDWR)
 
 
+# Told of every LabServer that starts in this process (`watching_starts`): how an audit finds the
+# servers a run started, e.g. the test suite's check that every shell a test created was deleted.
+_start_watchers: list[Callable[[LabServer], None]] = []
+
+
+@contextlib.contextmanager
+def watching_starts(watcher: Callable[[LabServer], None]) -> Iterator[None]:
+    """Calls `watcher(server)` for each LabServer started while the block runs."""
+    _start_watchers.append(watcher)
+    try:
+        yield
+    finally:
+        _start_watchers.remove(watcher)
+
+
 class LabServer:
     """A simulated Windows host's WinRM listener (`http[s]://address:port/wsman`).
 
@@ -725,6 +743,10 @@ class LabServer:
     # lifecycle
 
     @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    @property
     def port(self) -> int:
         if self._httpd is None:
             return self._requested_port
@@ -751,6 +773,8 @@ class LabServer:
             self._serve_thread.start()
             self._keeper = threading.Thread(target=self._keep_house, daemon=True, name=f"lab-keeper-{self.address}")
             self._keeper.start()
+        for watcher in list(_start_watchers):
+            watcher(self)
 
     def stop(self) -> None:
         with self._lifecycle:
@@ -1275,8 +1299,10 @@ class LabServer:
         # A reply is no bigger than the client asks for, nor than MaxEnvelopeSizekb ([MS-WSMV] 3.1.4.1.7).
         envelope = min(request.max_envelope, self.winrm.max_envelope_kb * 1024)
         budget = max(_FRAGMENT_SIZE, (envelope - _ENVELOPE_OVERHEAD) * 3 // 4)
-        wait = max(0.0, min(request.operation_timeout, self.receive_wait))
-        if target is None and self.faults.timeout_on_open and not shell.open_done:
+        operation_timeout = min(request.operation_timeout, self.winrm.max_timeout_ms / 1000)
+        wait = max(0.0, min(operation_timeout, self.receive_wait))
+        if target is None and not shell.open_done and shell.open_timeouts < self.faults.timeout_on_open:
+            shell.open_timeouts += 1
             time.sleep(wait)
             raise _timeout_fault()
         deadline = time.monotonic() + wait
@@ -1380,7 +1406,7 @@ class LabServer:
                 f'<cfg:Config xmlns:cfg="{_NS["cfg"]}">'
                 "<cfg:RootSDDL>O:NSG:BAD:P(A;;GA;;;BA)S:P</cfg:RootSDDL>"
                 f"<cfg:MaxEnvelopeSizekb>{self.winrm.max_envelope_kb}</cfg:MaxEnvelopeSizekb>"
-                "<cfg:MaxTimeoutms>60000</cfg:MaxTimeoutms>"
+                f"<cfg:MaxTimeoutms>{self.winrm.max_timeout_ms}</cfg:MaxTimeoutms>"
                 "<cfg:MaxBatchItems>32000</cfg:MaxBatchItems><cfg:MaxProviderRequests>4294967295"
                 "</cfg:MaxProviderRequests></cfg:Config>"
             )

@@ -14,6 +14,8 @@ from orchestrator import oscaps
 from orchestrator.cli import app
 from orchestrator.facts import parse_facts
 from orchestrator.lab.fleet import LabFleet
+from orchestrator.rolloutlog import read_host_log
+from tests.shells import let_idle_shells_expire
 
 pytestmark = pytest.mark.lab
 
@@ -204,6 +206,10 @@ def test_connection_cut_mid_step_is_recovered_from_fresh_facts(workdir: Path) ->
         # The change had happened: fresh facts left loopback_config out of the new plan.
         assert handle.counters.steps["loopback_config"] == 1
         assert handle.counters.wsman["Create"] >= 3  # first pool, the one after the cut, verify's fresh one
+        # The cut shell could not be deleted on any connection: logged, then ended by the idle timeout.
+        events = read_host_log(Path(doc["run_dir"]) / "hosts" / f"{handle.name}.jsonl").events
+        assert [len(e["shell_ids"]) for e in events if e["event"] == "shells_left"] == [1]
+        let_idle_shells_expire(handle, left=1)
 
 
 def test_wrong_order_on_2008_cuts_the_session_and_right_order_does_not(workdir: Path) -> None:
@@ -239,6 +245,7 @@ def test_wrong_order_on_2008_cuts_the_session_and_right_order_does_not(workdir: 
                 session.run(render(step, "2008", params).text, params, timeout=60)
         finally:
             session.close()
+        let_idle_shells_expire(wrong, left=1)
 
 
 def test_peer_arp_check_from_the_inventory(workdir: Path) -> None:

@@ -24,6 +24,7 @@ from pypsrp.wsman import WSMan
 
 from orchestrator.lab.common import Hashtable, LabFaults, ScriptHandler, ScriptResult, WinRMConfig
 from orchestrator.lab.server import INJECTED_FAULT_CODE, LabServer
+from tests.shells import let_idle_shells_expire
 
 pytestmark = pytest.mark.lab
 
@@ -283,6 +284,7 @@ def test_injected_wsman_fault_latency_and_dropped_connection(make_server: MakeSe
     faults.drop_on_request = None
     with RunspacePool(client(server)) as fresh:
         assert run(fresh, "again").output[0].extended_properties == {"script": "again"}
+    let_idle_shells_expire(server, left=1)  # the dropped client's shell
 
 
 def test_slow_step_large_output_and_stop(make_server: MakeServer) -> None:
@@ -396,8 +398,10 @@ def test_abandoned_shell_and_get_on_a_live_pool(make_server: MakeServer) -> None
     with RunspacePool(client(server)) as pool:
         assert run(pool, "other").output[0].extended_properties == {"script": "other"}
     assert server.counters.wsman["Get"] == 1
+    let_idle_shells_expire(server, left=1)
 
 
+@pytest.mark.shells_left  # the host goes away while its client holds a shell: that is the test
 def test_stop_with_open_connections_is_prompt_and_frees_the_port(make_server: MakeServer) -> None:
     def slow(script: str, parameters: dict[str, Any]) -> ScriptResult:
         time.sleep(0.5 if script == "slow" else 0)
@@ -495,6 +499,7 @@ def test_cut_connection_drops_the_session_mid_step_and_the_host_stays_reachable(
         with RunspacePool(client(server)) as fresh:
             assert run(fresh, "again").output == ["again"]
     assert server.counters.wsman["Create"] == 4
+    let_idle_shells_expire(server, left=2)  # the two cut shells: no request reaches them any more
 
 
 def test_a_fleet_host_runs_real_templates_and_drops_the_session_its_step_cuts_off() -> None:
@@ -540,6 +545,7 @@ def test_a_fleet_host_runs_real_templates_and_drops_the_session_its_step_cuts_of
         loopback = facts.adapter_by_pnp_id(facts.marker["LoopbackPnpId"])
         assert loopback is not None and loopback.has_address(vip)
         assert handle.counters.steps["loopback_config"] == 1 and handle.counters.steps["http_listen"] == 1
+        let_idle_shells_expire(handle, left=1)
 
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+from pypsrp.complex_objects import RunspacePoolState
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
@@ -37,7 +38,8 @@ from orchestrator.lab.server import (
     UNKNOWN_SHELL_CODE,
     LabServer,
 )
-from orchestrator.transport import PsrpSession, pool_kwargs, wsman_kwargs
+from orchestrator.transport import OPEN_TIMEOUTS_TOLERATED, PsrpSession, pool_kwargs, wsman_kwargs
+from tests.shells import let_idle_shells_expire
 
 pytestmark = pytest.mark.lab
 
@@ -221,7 +223,7 @@ def test_a_request_over_150_kib_is_refused_with_http_413_on_2008(lab: Any) -> No
 def test_pypsrp_default_fragments_plus_message_encryption_exceed_150_kib(lab: Any) -> None:
     """pypsrp fills 153600-byte envelopes; sealed, each HTTP body is a little over 150 KiB, which
     is what WinRM's limit counts (ansible.windows issue 391: HTTP 413 at MaxEnvelopeSizekb 500)."""
-    _handle, conn = lab("2008")["2008"]
+    handle, conn = lab("2008")["2008"]
     pool = RunspacePool(wsman_for(conn))
     pool.open()
     ps = PowerShell(pool)
@@ -234,6 +236,7 @@ def test_pypsrp_default_fragments_plus_message_encryption_exceed_150_kib(lab: An
     with pytest.raises(WinRMTransportError) as after:
         pool.close()
     assert after.value.code == 400
+    let_idle_shells_expire(handle, left=1)
 
 
 def test_transport_runs_a_script_larger_than_one_envelope_on_2008(lab: Any) -> None:
@@ -412,19 +415,35 @@ def test_a_winrm_restart_drops_every_connection_and_shell(lab: Any) -> None:
 
 def test_a_pool_open_can_time_out(lab: Any) -> None:
     handle, conn = lab("2016")["2016"]
-    handle.faults.timeout_on_open = True
+    handle.faults.timeout_on_open = 1
     pool = RunspacePool(wsman_for(conn))
     with pytest.raises(WSManFaultError) as caught:
-        pool.open()  # pypsrp does not retry an OperationTimeout while opening
+        pool.open()  # pypsrp 0.9.1 does not retry an OperationTimeout while opening
     assert caught.value.code == OPERATION_TIMEOUT_CODE
     assert handle.counters.shells_open == 1
+    # What transport._open_pool relies on: the pool is still negotiating, and pypsrp's own private
+    # Receive call takes the opening on from there.
+    assert pool.state == RunspacePoolState.NEGOTIATION_SENT
+    while pool.state == RunspacePoolState.NEGOTIATION_SENT:
+        pool._receive()
+    assert pool.state == RunspacePoolState.OPENED
     pool.close()  # the shell exists: Delete removes it
     assert handle.counters.shells_open == 0
 
 
+def test_transport_receives_again_while_a_pool_open_times_out(lab: Any) -> None:
+    handle, conn = lab("2008r2")["2008r2"]
+    handle.faults.timeout_on_open = OPEN_TIMEOUTS_TOLERATED
+    session = PsrpSession(conn)
+    session.open()
+    assert facts(session).output
+    session.close()
+    assert handle.counters.shells_created == 1 and handle.counters.shells_open == 0
+
+
 def test_transport_deletes_the_shell_of_a_pool_that_failed_to_open(lab: Any) -> None:
     handle, conn = lab("2008r2")["2008r2"]
-    handle.faults.timeout_on_open = True
+    handle.faults.timeout_on_open = OPEN_TIMEOUTS_TOLERATED + 1
     with pytest.raises(RemoteFault):
         PsrpSession(conn).open()
     assert handle.counters.shells_open == 0
@@ -456,13 +475,50 @@ def test_transport_releases_a_timed_out_command_on_winrm_2(lab: Any) -> None:
 
 
 @pytest.mark.parametrize("family", ["2016", "2008r2"])
-def test_transport_reports_the_id_of_a_shell_it_could_not_delete(lab: Any, family: str) -> None:
+def test_transport_deletes_a_shell_through_a_fresh_connection_when_its_own_is_lost(lab: Any, family: str) -> None:
     handle, conn = lab(family)[family]
     session = PsrpSession(conn)
     assert facts(session).output
     handle.faults.drop_on_request = sum(handle.counters.wsman.values()) + 1  # the Delete
+    assert session.close() == []
+    assert handle.counters.wsman["Delete"] == 2 and handle.counters.shell_deletes["delete"] == 1
+
+
+@pytest.mark.parametrize("family", ["2016", "2008r2"])
+def test_transport_reports_the_id_of_a_shell_it_could_not_delete(lab: Any, family: str) -> None:
+    handle, conn = lab(family)[family]
+    session = PsrpSession(conn)
+    assert facts(session).output
+    sent = sum(handle.counters.wsman.values())
+    handle.faults.drop_on_request = sent + 1  # the Delete on the session's connection
+    handle.faults.fault_on_request = sent + 2  # the Delete on a fresh one
     left = session.close()
-    assert handle.server is not None and left == list(handle.server.shells())
+    assert handle.server is not None and left == list(handle.server.shells()) and len(left) == 1
+    let_idle_shells_expire(handle, left=1)
+
+
+def test_a_receive_waits_no_longer_than_max_timeout_ms(lab: Any) -> None:
+    handle, conn = lab("2008r2")["2008r2"]
+    server = handle.server
+    assert server is not None
+    original = server.handler
+
+    def slow(script: str, parameters: dict[str, Any]) -> ScriptResult:
+        time.sleep(1.2)
+        result: ScriptResult = original(script, parameters)
+        return result
+
+    server.handler = slow
+    server.receive_wait = 30.0
+    handle.winrm.max_timeout_ms = 300  # the client asks for 20 s (OperationTimeout); the host cuts it
+    session = PsrpSession(conn)
+    try:
+        session.open()
+        before = handle.counters.wsman["Receive"]
+        assert facts(session).output
+        assert handle.counters.wsman["Receive"] - before >= 4  # one a 0.3 s wait, not one a 20 s wait
+    finally:
+        session.close()
 
 
 # --- everyday sessions leave nothing behind ------------------------------------------------------

@@ -1266,3 +1266,12 @@ def test_inventory_check_prints_each_warning(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["warnings"] == [warning]
     assert f"WARNING: {warning}" in result.stderr
+
+
+def test_an_operation_timeout_above_winrm_max_timeout_is_a_warning(tmp_path: Path) -> None:
+    inv = load(tmp_path, one_host("ansible_psrp_operation_timeout: 61\nansible_psrp_read_timeout: 70"))
+    assert inv.hosts[0].connection.operation_timeout == 61  # still used: a host may have raised MaxTimeoutms
+    (warning,) = inv.warnings
+    assert warning.field == "ansible_psrp_operation_timeout" and "MaxTimeoutms (60 s" in warning.message
+    at_limit = load(tmp_path, one_host("ansible_psrp_operation_timeout: 60\nansible_psrp_read_timeout: 70"))
+    assert at_limit.warnings == ()

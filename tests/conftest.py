@@ -1,0 +1,54 @@
+"""The shell audit every test that starts a lab host goes through.
+
+Each lab server counts the shells (runspace pools) created on it and the shells deleted, whatever
+deleted them: the client's Delete, the idle timeout or a service restart. At the end of every test,
+every lab server the test used must show created minus deleted equal to zero: dsrprep deletes each
+shell it opens, or, when the connection is gone, leaves it to the host's idle timeout. A test that
+loses connections on purpose lets that timeout pass (tests/shells.py) while its hosts run; the audit
+waits for a short one itself. A test of the lab that stops a host holding a shell on purpose says so
+with `@pytest.mark.shells_left`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.lab.server import LabServer, watching_starts
+from tests.shells import EXPIRY_WAIT, wait_for_expiry
+
+_started: list[LabServer] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _watch_lab_servers() -> Iterator[None]:
+    with watching_starts(_started.append):
+        yield
+
+
+def _left_open(server: LabServer) -> int:
+    if server.running and server.winrm.idle_timeout_ms / 1000 < EXPIRY_WAIT:
+        return wait_for_expiry(server)
+    return server.counters.shells_open
+
+
+@pytest.fixture(autouse=True)
+def lab_shells_deleted(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test when a lab server it used still holds a shell at its end."""
+    first = len(_started)
+    yield
+    if request.node.get_closest_marker("shells_left"):
+        return
+    used = _started[first:] + [s for s in _started[:first] if s.running]
+    leaks = []
+    for server in dict.fromkeys(used):
+        left = _left_open(server)
+        if left:
+            c = server.counters
+            leaks.append(
+                f"{server.hostname} ({server.address}): {left} shell(s) left; created {c.shells_created}, "
+                f"deleted {c.shells_deleted} {dict(c.shell_deletes)}"
+            )
+    if leaks:
+        pytest.fail("lab shells not deleted:\n  " + "\n  ".join(leaks), pytrace=False)
