@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator import oscaps
 from orchestrator.errors import ErrorInfo
@@ -70,11 +70,18 @@ lab_app = typer.Typer(help="Run the lab fleet of simulated Windows servers.", no
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(lab_app, name="lab")
 
-out = Console(highlight=False)
+# Every printed string is data (host, user, group, adapter and site names, errors from hosts): never
+# rich markup and never emoji codes (an IPv6 endpoint like 2001:db8::100:80 holds one). Styles come
+# from rich.text.Text objects built by this module and orchestrator/report.py.
+def _console(*, stderr: bool = False, width: int | None = None, soft_wrap: bool = False) -> Console:
+    return Console(markup=False, emoji=False, highlight=False, stderr=stderr, width=width, soft_wrap=soft_wrap)
+
+
+out = _console()
 if not out.is_terminal:
     # Piped or captured output gets wide tables rather than rich's 80-column default.
-    out = Console(highlight=False, width=160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = _console(width=160)
+err = _console(stderr=True, soft_wrap=True)
 
 InventoryArg = Annotated[Path, typer.Argument(help="Inventory file (Ansible YAML inventory shape).")]
 LimitOpt = Annotated[
@@ -91,7 +98,7 @@ InventoryOutOpt = Annotated[Path, typer.Option("--inventory-out", "-o", help="Wr
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", message))
     return typer.Exit(code)
 
 
@@ -146,9 +153,9 @@ def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False) -> None:
     out.print("auth is auth/message encryption; every resolved setting: dsrprep inventory check --json FILE")
 
 
-def _password_cell(item: dict[str, Any]) -> str:
+def _password_cell(item: dict[str, Any]) -> Text:
     source = _cell(item["password_source"]) if item["password_source"] else "none"
-    return source if item["password"] == "set" else f"[red]{source}[/]"
+    return Text(source, style="" if item["password"] == "set" else "red")
 
 
 def _dicts(value: object) -> list[dict[str, Any]]:
@@ -309,11 +316,11 @@ def _print_facts(inv: Inventory, result: FleetResult, log: RunLog) -> None:
     for host in result:
         if host.facts is None:
             error = host.error or ErrorInfo("Error", "unknown")
-            table.add_row(host.host, f"[red]{host.status}[/]", escape(f"{error.error_class}: {error.message}"),
+            table.add_row(host.host, Text(str(host.status), style="red"), f"{error.error_class}: {error.message}",
                           "", "", "", "", "")
             continue
         row = facts_row(inv.host(host.host), host.facts)
-        table.add_row(host.host, f"[green]{host.status}[/]", *(row[c] for c in columns[2:]))
+        table.add_row(host.host, Text(str(host.status), style="green"), *(row[c] for c in columns[2:]))
     out.print(table)
     _print_summary(result, log)
 
@@ -770,7 +777,7 @@ def steps_command(
     for column in head:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*row)
     out.print(table)
 
 
@@ -850,8 +857,8 @@ def demo(
         inventory_path = Path(tmp) / "lab.yml"
         fleet.write_inventory(inventory_path)
         families = sorted({h.model.os_family for h in fleet.hosts})
-        out.print(f"[bold]lab fleet[/]: {len(fleet.hosts)} simulated Windows servers on 127.0.0.0/8 "
-                  f"({', '.join(families)}), real WinRM/PSRP with NTLM + message encryption")
+        out.print(Text.assemble(("lab fleet", "bold"), f": {len(fleet.hosts)} simulated Windows servers on "
+                                f"127.0.0.0/8 ({', '.join(families)}), real WinRM/PSRP with NTLM + message encryption"))
         inv = _load(inventory_path, ask_pass=False)
         names = [h.name for h in inv.hosts]
         options = Options(waves="2,50%", max_failures="0", max_unreachable="0")

@@ -1,5 +1,9 @@
 """Summaries of results for people: the rows of the `facts` table and of the plan / rollout /
-rollback tables, as rich markup. Pure: data in, strings out.
+rollback tables, as rich `Text`. Pure: data in, text out.
+
+Host names, users, adapter and site names and error messages come from inventories and from hosts:
+they are never rich markup. Every cell is a `Text` whose styles are set here, so a `[bold]` or a
+`:smile:` in a value is printed as it is written.
 """
 
 from __future__ import annotations
@@ -7,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from rich.markup import escape
+from rich.text import Text
 
 from orchestrator.facts import Adapter, Facts
 from orchestrator.inventory import Host
@@ -30,14 +34,14 @@ def _ipv4(adapter: Adapter) -> str:
     return ", ".join(v4) if v4 else "no IPv4"
 
 
-def facts_row(host: Host, facts: Facts) -> dict[str, str]:
+def facts_row(host: Host, facts: Facts) -> dict[str, Text]:
     """One `facts` table row: OS, PowerShell, NIC, loopback(s), weak host flags, IIS."""
     nic = facts.nic(host.desired.nic.by, host.desired.nic.value)
     loopbacks = facts.loopbacks()
     if nic is None:
-        nic_text = f"[red]not found ({host.desired.nic.by} {host.desired.nic.value})[/]"
+        nic_text = Text(f"not found ({host.desired.nic.by} {host.desired.nic.value})", style="red")
     else:
-        nic_text = f"{nic.connection_id or nic.description}: {_ipv4(nic)}"
+        nic_text = Text(f"{nic.connection_id or nic.description}: {_ipv4(nic)}")
     loop_text = "; ".join(f"{lb.connection_id or lb.description}: {_ipv4(lb)}" for lb in loopbacks) or "none"
     if not facts.os.caps.weak_host:
         weak_text = f"weak ({facts.os.family})"  # weak host by design: nothing to set
@@ -58,12 +62,12 @@ def facts_row(host: Host, facts: Facts) -> dict[str, str]:
     sp = f" SP{facts.os.service_pack}" if facts.os.service_pack else ""
     arch = "x64" if facts.os.is_64bit else "x86"
     return {
-        "OS": f"{facts.os.family}{sp} {arch}",
-        "PowerShell": facts.powershell_version + ("" if facts.elevated else " (not elevated)"),
+        "OS": Text(f"{facts.os.family}{sp} {arch}"),
+        "PowerShell": Text(facts.powershell_version + ("" if facts.elevated else " (not elevated)")),
         "NIC": nic_text,
-        "loopback": loop_text,
-        "weak host": weak_text,
-        "IIS": iis_text,
+        "loopback": Text(loop_text),
+        "weak host": Text(weak_text),
+        "IIS": Text(iis_text),
     }
 
 
@@ -73,33 +77,43 @@ STATUS_STYLE: Mapping[HostStatus, str] = MappingProxyType({
 })
 
 
-def styled(status: HostStatus) -> str:
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+def styled(status: HostStatus) -> Text:
+    return Text(str(status), style=STATUS_STYLE.get(status, "white"))
 
 
-def steps_cell(steps: Sequence[StepResult]) -> str:
+def steps_cell(steps: Sequence[StepResult]) -> Text:
     """Changed steps in order, repeats counted (`loopback_config x2`); failed attempts spelled out."""
-    parts: list[tuple[str, int]] = []  # (text, repeats of a changed step)
+    parts: list[tuple[str, int]] = []  # (step, repeats of a changed step; 0: a failed attempt)
+    failures: dict[int, str] = {}  # index in parts -> the failed attempt's error class
     for s in steps:
         if s.status == Status.FAILED:
-            parts.append((f"[red]{s.step} failed[/] ({s.error.error_class if s.error else 'error'})", 0))
+            failures[len(parts)] = s.error.error_class if s.error else "error"
+            parts.append((s.step, 0))
         elif s.status == Status.CHANGED:
             if parts and parts[-1][0] == s.step and parts[-1][1] > 0:
                 parts[-1] = (s.step, parts[-1][1] + 1)
             else:
                 parts.append((s.step, 1))
-    return ", ".join(text if n < 2 else f"{text} x{n}" for text, n in parts) or "-"
+    cell = Text()
+    for index, (step, repeats) in enumerate(parts):
+        if index:
+            cell.append(", ")
+        if index in failures:
+            cell.append(f"{step} failed", style="red").append(f" ({failures[index]})")
+        else:
+            cell.append(step if repeats < 2 else f"{step} x{repeats}")
+    return cell or Text("-")
 
 
-def result_row(result: HostResult) -> tuple[str, str, str]:
+def result_row(result: HostResult) -> tuple[Text, Text, Text]:
     """host, status, and what it changed (rollout, rollback) or would change (plan), or why it failed."""
     if result.error is not None:
         where = f"{result.failed_step}: " if result.failed_step else ""
-        detail = escape(f"{where}{result.error.error_class}: {result.error.message}")
+        detail = Text(f"{where}{result.error.error_class}: {result.error.message}")
     elif result.command == Command.PLAN:
-        detail = "\n".join(escape(f"{a.step}: {a.reason}") for a in result.planned if a.step != preflight.NAME) or "-"
+        detail = Text("\n".join(f"{a.step}: {a.reason}" for a in result.planned if a.step != preflight.NAME) or "-")
     else:
         detail = steps_cell(result.steps)
-    if result.warnings:
-        detail += "\n" + "\n".join(f"[yellow]warning:[/] {escape(w)}" for w in result.warnings)
-    return result.host, styled(result.status), detail
+    for warning in result.warnings:
+        detail.append("\n").append("warning:", style="yellow").append(f" {warning}")
+    return Text(result.host), styled(result.status), detail
