@@ -182,6 +182,27 @@ def is_ip(text: str) -> bool:
 
 # --- dsr_* parsers ---------------------------------------------------------------------------------
 
+# Addresses no VIP can be, whatever the host: (test, why). The load balancer sends the VIP's traffic
+# to the servers' MACs, so the VIP must be a unicast address that travels between hosts.
+_NOT_A_VIP: tuple[tuple[Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool], str], ...] = (
+    (lambda ip: ip.is_unspecified, "the unspecified address stands for every address of a host"),
+    (lambda ip: ip.is_loopback, "a loopback address never leaves the host (127.0.0.0/8, ::1)"),
+    (lambda ip: ip == ipaddress.IPv4Address("255.255.255.255"), "the limited broadcast address"),
+    (lambda ip: ip.is_multicast, "a multicast address (224.0.0.0/4, ff00::/8) is not a unicast VIP"),
+    (lambda ip: ip.is_link_local,
+     "a link-local address (169.254.0.0/16, fe80::/10) is never forwarded, and Windows gives 169.254.x.x "
+     "to adapters on its own (APIPA)"),
+    (lambda ip: isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None,
+     "an IPv4-mapped IPv6 address: write the IPv4 address itself"),
+)
+
+
+def vip_refusal(address: str) -> str | None:
+    """Why `address` (a valid IP) can never be a VIP, or None."""
+    ip = ipaddress.ip_address(address)
+    return next((why for test, why in _NOT_A_VIP if test(ip)), None)
+
+
 
 def _parse_vip_item(item: object, field: str) -> Vip:
     if isinstance(item, str):
@@ -197,9 +218,9 @@ def _parse_vip_item(item: object, field: str) -> Vip:
         address = parse_ip(item["address"])
     except FieldError as exc:
         raise FieldError(exc.message, f"{field}.address") from None
-    ip = ipaddress.ip_address(address)
-    if ip.is_unspecified or ip.is_multicast:
-        raise FieldError(f"{address} cannot be a VIP (unspecified or multicast address)", f"{field}.address")
+    refusal = vip_refusal(address)
+    if refusal is not None:
+        raise FieldError(f"{address} cannot be a VIP: {refusal}", f"{field}.address")
     raw_ports = item.get("ports", list(VIP_DEFAULT_PORTS))
     if isinstance(raw_ports, int | str) and not isinstance(raw_ports, bool):
         raw_ports = [raw_ports]

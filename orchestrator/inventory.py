@@ -93,10 +93,10 @@ import fnmatch
 import math
 import os
 import re
+import stat
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import cast
 
@@ -202,8 +202,26 @@ _NEGOTIATE_SETTINGS = ("negotiate_delegate", "negotiate_hostname_override", "neg
 # Variable families of Ansible's Windows connection plugins: a name of these not in _SETTING_VARS is
 # a setting dsrprep does not honour, which the user hears about.
 _CONNECTION_PREFIXES = ("ansible_psrp_", "ansible_winrm_")
+# Ansible's own variables that mean nothing to dsrprep (Ansible's "behavioral inventory parameters",
+# docs.ansible.com .../intro_inventory.html, and those its Windows guides set: shell type, become):
+# an Ansible inventory of Windows hosts carries them, so they load silently. Any other ansible_*
+# name (ansible_pasword) is a warning naming the closest variable dsrprep knows.
+_ANSIBLE_IGNORED = (
+    "ansible_become", "ansible_become_method", "ansible_become_user", "ansible_become_password",
+    "ansible_become_pass", "ansible_become_exe", "ansible_become_flags", "ansible_shell_type",
+    "ansible_shell_executable", "ansible_python_interpreter", "ansible_ssh_private_key_file",
+    "ansible_private_key_file", "ansible_ssh_common_args", "ansible_sftp_extra_args", "ansible_scp_extra_args",
+    "ansible_ssh_extra_args", "ansible_ssh_pipelining", "ansible_pipelining", "ansible_ssh_executable",
+    "ansible_ssh_host", "ansible_ssh_port", "ansible_ssh_user", "ansible_ssh_pass", "ansible_network_os",
+)
 
 _MAX_RANGE_HOSTS = 10_000
+# Limits that keep a load fast and small whatever the file holds (a 1 MiB inventory of 20 000 terse
+# hosts already takes seconds to load): the file's size, read before parsing and never more than
+# this plus one byte; how deeply mappings and lists nest; how many hosts in all.
+MAX_INVENTORY_BYTES = 2 * 1024 * 1024
+MAX_NESTING = 64
+MAX_HOSTS = 10_000
 
 
 # --- public types ----------------------------------------------------------------------------------
@@ -321,8 +339,15 @@ class Inventory:
         `!term` excludes. A term that matches nothing is an error, not a warning: a mistyped
         exclusion would otherwise change the very hosts it was meant to protect.
         """
-        terms = _split_pattern(pattern or "")
-        if not terms or terms == ["all"]:
+        if pattern is None:
+            return self.hosts
+        terms = _split_pattern(pattern)
+        bare = [t for t in terms if t in ("!", "&", "~", "!~", "&~")]
+        if not terms or bare:
+            what = f"the term(s) {', '.join(map(repr, bare))} name nothing" if bare else "it names no host or group"
+            raise InventoryError(self.path, [Problem(None, "limit", f"{pattern!r} selects nothing: {what} "
+                                                                    "(leave --limit out to act on every host)")])
+        if terms == ["all"]:
             return self.hosts
         regular = [t for t in terms if t[0] not in "!&"]
         intersect = [t[1:] for t in terms if t[0] == "&"]
@@ -443,12 +468,7 @@ def load_inventory(
     variable is reported as such in `describe()` instead of being an error.
     """
     text_path = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InventoryError(text_path, [Problem(None, None, "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(text_path, [Problem(None, None, f"cannot read the file: {exc}")]) from None
+    text = _read_text(path)
     try:
         data = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -460,6 +480,51 @@ def load_inventory(
     except yaml.YAMLError as exc:
         raise InventoryError(text_path, [Problem(None, None, f"invalid YAML: {exc}")]) from None
     return _Builder(text_path, default_password, env or {}, require_secrets).build(data)
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, min(1 << 20, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
+    """The file's text: a regular file of at most MAX_INVENTORY_BYTES, read without blocking on a
+    FIFO and without reading more than the limit allows (/dev/zero never ends)."""
+    text_path = str(path)
+
+    def refuse(message: str) -> InventoryError:
+        return InventoryError(text_path, [Problem(None, None, message)])
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once
+    except FileNotFoundError:
+        raise refuse("file not found") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise refuse(f"cannot read the file: {exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+            raise refuse(f"is {kind}, not an inventory file")
+        data = _read_at_most(fd, MAX_INVENTORY_BYTES + 1)
+    except OSError as exc:
+        raise refuse(f"cannot read the file: {exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_INVENTORY_BYTES:
+        raise refuse(f"is larger than {MAX_INVENTORY_BYTES // (1024 * 1024)} MiB, the most dsrprep reads: "
+                     "split the fleet into several inventories")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise refuse(f"cannot read the file: not UTF-8 text ({exc})") from None
 
 
 # --- YAML loading -----------------------------------------------------------------------------------
@@ -476,7 +541,22 @@ class _Unsafe(str):
 
 
 class _YamlLoader(yaml.SafeLoader):
-    pass
+    """Safe loading, deep nesting refused while composing (which, like constructing, recurses once
+    per level: a few thousand levels would exhaust Python's stack)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in PyYAML's stubs
+                raise yaml.composer.ComposerError(
+                    None, None, f"mappings and lists nested deeper than {MAX_NESTING} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[object, object]:
@@ -520,10 +600,11 @@ _IPV4_LIKE = re.compile(r"\d+(\.\d+)+")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
 )
-_ENV_LOOKUP = re.compile(
-    r"""\{\{\s*lookup\(\s*(['"])env\1\s*,\s*(['"])(?P<name>[A-Za-z_][A-Za-z0-9_]*)\2\s*\)\s*\}\}"""
-)
-_ENV_PREFIX = re.compile(r"env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
+# A reference to an environment variable, whatever the name it holds (checked apart, so that a bad
+# name is an error naming it, never the password itself).
+_ENV_LOOKUP = re.compile(r"""\{\{\s*lookup\(\s*(['"])env\1\s*,\s*(['"])(?P<name>.*?)\2\s*\)\s*\}\}""", re.DOTALL)
+_ENV_PREFIX = re.compile(r"env:(?P<name>.*)", re.DOTALL)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _parse_address(value: object) -> str:
@@ -686,6 +767,9 @@ _VALUE_PARSERS: Mapping[str, Callable[[object], object]] = MappingProxyType(
 _VAR_SETTING: Mapping[str, str] = MappingProxyType(
     {name: setting for setting, names in _SETTING_VARS.items() for name in names}
 )
+# Every ansible_* name that loads without a warning (and Ansible's ansible_<language>_interpreter).
+_KNOWN_ANSIBLE = [*_VAR_SETTING, "ansible_group_priority", *_ANSIBLE_IGNORED]
+_INTERPRETER = re.compile(r"ansible_\w+_interpreter")
 
 
 @dataclass(frozen=True)
@@ -704,6 +788,11 @@ def _parse_password(value: object, env: Mapping[str, str], *, require: bool = Tr
         match = _ENV_LOOKUP.fullmatch(value.strip()) or _ENV_PREFIX.fullmatch(value.strip())
         if match:
             name = match.group("name")
+            if not _ENV_NAME.fullmatch(name):
+                raise FieldError(
+                    f"refers to environment variable {name!r}, which is not a valid name (letters, digits and _, "
+                    "not starting with a digit); a literal password that starts with 'env:' is tagged !unsafe"
+                )
             if not env.get(name):
                 if not require:
                     return _Secret(None, f"env {name} (not set)")
@@ -736,6 +825,7 @@ class _Group:
     name: str
     parents: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
+    listed: set[str] = field(default_factory=set)  # `hosts` as a set: a look-up per host stays cheap
     var_defs: list[tuple[tuple[int, ...], dict[object, object]]] = field(default_factory=list)
 
 
@@ -756,6 +846,7 @@ class _Builder:
         self.warnings: dict[Problem, None] = {}  # the same, for what loads but deserves a look
         self.groups: dict[str, _Group] = {}
         self.host_mentions: dict[str, list[tuple[tuple[int, ...], dict[object, object]]]] = {}
+        self.too_many = False  # more than MAX_HOSTS hosts: the rest were not taken
 
     def report(self, problem: Problem) -> None:
         self.problems.setdefault(problem)
@@ -771,6 +862,10 @@ class _Builder:
         # unusable (no `all:`, a children loop, no host at all).
         if not self._walk_top(data):
             raise self.fail()
+        if self.too_many:
+            self.report(Problem(None, None, f"more than {MAX_HOSTS} hosts, the most dsrprep takes in one inventory: "
+                                            "split the fleet into several inventories"))
+            raise self.fail()
         depths = self._depths()
         if depths is None:
             raise self.fail()
@@ -784,11 +879,16 @@ class _Builder:
         if self.problems:
             raise self.fail()
         group_hosts = self._group_hosts(memberships)
+        # Each host's groups in group order, in one pass (a look-up per host and group is quadratic).
+        host_groups: dict[str, list[str]] = {name: [] for name in self.host_mentions}
+        for group, members in group_hosts.items():
+            for member in members if group != "all" else ():
+                host_groups[member].append(group)
         hosts: list[Host] = []
         for r in resolved:
             if r.connection is None or r.desired is None:  # pragma: no cover - every cause is reported
                 raise AssertionError(f"host {r.name} did not resolve, yet no problem was reported")
-            groups = tuple(g for g, members in group_hosts.items() if g != "all" and r.name in members)
+            groups = tuple(host_groups[r.name])
             hosts.append(Host(name=r.name, connection=r.connection, desired=r.desired, groups=groups))
         return Inventory(
             path=self.path, hosts=tuple(hosts), groups=MappingProxyType(group_hosts), warnings=tuple(self.warnings)
@@ -907,8 +1007,12 @@ class _Builder:
             return
         mention: dict[object, object] = {} if port is None else {"ansible_port": port}
         mention.update(host_vars or {})
+        if len(self.host_mentions) + sum(n not in self.host_mentions for n in names) > MAX_HOSTS:
+            self.too_many = True
+            return
         for name in names:
-            if name not in group.hosts:
+            if name not in group.listed:
+                group.listed.add(name)
                 group.hosts.append(name)
             self.host_mentions.setdefault(name, []).append((order, mention))
 
@@ -970,7 +1074,7 @@ class _Builder:
             if key.startswith("dsr_") and ds.variable(key) is None:
                 self.report(where.problem(key, ds.unknown_key_message(key)))
                 continue
-            if key.startswith(_CONNECTION_PREFIXES) and key not in _VAR_SETTING:
+            if key.startswith("ansible_") and key not in _KNOWN_ANSIBLE and not _INTERPRETER.fullmatch(key):
                 self.warn(where.problem(key, _unsupported_message(key)))
                 continue
             if not (key.startswith("dsr_") or key in _VAR_SETTING or key == "ansible_group_priority"):
@@ -1340,13 +1444,17 @@ class _CycleError(Exception):
 
 
 def _unsupported_message(key: str) -> str:
-    close = difflib.get_close_matches(key, list(_VAR_SETTING), n=1, cutoff=0.85)
-    hint = (
-        f"did you mean {close[0]}?"
-        if close
-        else "remove it (inventory/example.yml lists the connection variables dsrprep reads)"
-    )
-    return f"is not supported by dsrprep and has no effect: {hint}"
+    if key.startswith(_CONNECTION_PREFIXES):
+        close = difflib.get_close_matches(key, list(_VAR_SETTING), n=1, cutoff=0.85)
+        hint = (
+            f"did you mean {close[0]}?"
+            if close
+            else "remove it (inventory/example.yml lists the connection variables dsrprep reads)"
+        )
+        return f"is not supported by dsrprep and has no effect: {hint}"
+    close = difflib.get_close_matches(key, _KNOWN_ANSIBLE, n=1, cutoff=0.8)
+    hint = f"did you mean {close[0]}?" if close else "inventory/example.yml lists the variables dsrprep reads"
+    return f"is not an Ansible variable dsrprep knows, and has no effect: {hint}"
 
 
 def _address_or_none(value: object) -> str | None:
@@ -1411,6 +1519,8 @@ def _expand_ranges(text: str) -> list[str]:
     if len(values) > _MAX_RANGE_HOSTS:
         raise FieldError(f"range [{begin}:{end}] has more than {_MAX_RANGE_HOSTS} values")
     rest = _expand_ranges(tail)
+    if len(values) * len(rest) > _MAX_RANGE_HOSTS:  # checked before the names are made
+        raise FieldError(f"expands to {len(values) * len(rest)} hosts (at most {_MAX_RANGE_HOSTS})")
     return [head + value + suffix for value in values for suffix in rest]
 
 

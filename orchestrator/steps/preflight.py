@@ -2,8 +2,9 @@
 any VIP is bound to an adapter whose ServiceName is not `msloop`. All refusals are listed in one
 message. Result: `@{changed=$false; checks=@{elevated; process_64bit; os_64bit; powershell_version;
 vip_holders=@(@{address; adapter; service_name})}}`. The planner refuses a host before any change
-for the same reasons, and for a VIP outside the NIC's subnet (`dsr_subnet_check: error`), a NIC it
-cannot find, IPv6 VIPs where the OS cannot hold them, and no IPv4 VIP at all.
+for the same reasons, and for a VIP outside the NIC's subnet (`dsr_subnet_check: error`), a VIP that
+is the network or broadcast address of the NIC's subnet, a NIC it cannot find, IPv6 VIPs where the
+OS cannot hold them, and no IPv4 VIP at all.
 """
 
 from __future__ import annotations
@@ -30,12 +31,30 @@ def plan(ctx: PlanContext) -> StepPlan:
         refusals += [f"VIP {vip.address} is bound to physical adapter '{adapter.connection_id or adapter.description}'"
                      ": it would answer ARP for the VIP"
                      for adapter in ctx.facts.adapters_with_address(vip.address) if not adapter.is_loopback]
+    if nic is not None:
+        refusals += _subnet_ends(nic, [v.address for v in desired.vips])
     if nic is None or desired.subnet_check == "off":
         return StepPlan(refusals=tuple(refusals))
     outside = _outside_subnet(nic, [v.address for v in desired.vips if v.version == 4])
     if desired.subnet_check == "error":
         return StepPlan(refusals=tuple(refusals + outside))
     return StepPlan(refusals=tuple(refusals), warnings=tuple(outside))
+
+
+def _subnet_ends(nic: Adapter, vips: list[str]) -> list[str]:
+    """VIPs that are the network or broadcast address of a subnet of the NIC (IPv6: the subnet-router
+    anycast address, RFC 4291 2.6.1): traffic to them is never the VIP's, whatever the subnet check."""
+    refusals = []
+    for found in nic.addresses:
+        network = ipaddress.ip_network(f"{found.address}/{found.prefix_length}", strict=False)
+        if network.num_addresses <= 2:  # /31, /32, /127, /128: every address is a host's
+            continue
+        ends = {str(network.network_address): "network"}
+        if network.version == 4:
+            ends[str(network.broadcast_address)] = "broadcast"
+        refusals += [f"VIP {vip} is the {ends[vip]} address of the NIC's subnet {network}: it cannot be a VIP"
+                     for vip in vips if vip in ends]
+    return list(dict.fromkeys(refusals))
 
 
 def _outside_subnet(nic: Adapter, vips: list[str]) -> list[str]:
@@ -99,7 +118,8 @@ STEP = Step(
     docs=Docs(
         commands={"default": "refuses, changing nothing: not elevated, 32-bit PowerShell on 64-bit Windows, "
                              "PowerShell < 2.0, VIP on a physical NIC, VIP outside the NIC's subnet "
-                             "(`dsr_subnet_check: warn|error|off`), SkipAsSource wanted on 2008 without "
+                             "(`dsr_subnet_check: warn|error|off`), VIP that is the network or broadcast "
+                             "address of the NIC's subnet, SkipAsSource wanted on 2008 without "
                              "KB975808, Windows Server 2008 whose Public profile is on without a rule letting "
                              "WinRM in there (the new loopback's unidentified network would switch the whole "
                              "machine to Public and cut the session)"},

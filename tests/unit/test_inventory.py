@@ -884,7 +884,6 @@ all:
     ("pattern", "expected"),
     [
         (None, ["web01", "web02", "web03", "web04", "app01"]),
-        ("", ["web01", "web02", "web03", "web04", "app01"]),
         ("all", ["web01", "web02", "web03", "web04", "app01"]),
         ("web02", ["web02"]),
         ("app01,web01", ["web01", "app01"]),  # inventory order, not pattern order
@@ -917,6 +916,14 @@ def test_select(tmp_path: Path, pattern: str | None, expected: list[str]) -> Non
             "~web[",
             "limit: '~web[' is not a valid regular expression: unterminated character set at position 3",
         ),
+        # Only separators, or nothing (an unset shell variable): never the whole fleet.
+        ("", "limit: '' selects nothing: it names no host or group (leave --limit out to act on every host)"),
+        (",", "limit: ',' selects nothing: it names no host or group (leave --limit out to act on every host)"),
+        (":::", "limit: ':::' selects nothing: it names no host or group (leave --limit out to act on every host)"),
+        (" , : ", "limit: ':' matches no host or group"),  # with commas, a colon is part of a term
+        ("web,!", "limit: 'web,!' selects nothing: the term(s) '!' name nothing (leave --limit out to act on "
+                  "every host)"),
+        ("~", "limit: '~' selects nothing: the term(s) '~' name nothing (leave --limit out to act on every host)"),
     ],
 )
 def test_select_errors(tmp_path: Path, pattern: str, expected: str) -> None:
@@ -964,9 +971,8 @@ def _fleet(factory: pytest.TempPathFactory) -> Inventory:
 
 
 def _usable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    # Unspecified and multicast addresses are refused as VIPs; IPv4-mapped IPv6 has two spellings.
-    mapped = isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
-    return not (ip.is_unspecified or ip.is_multicast or mapped)
+    # Addresses no VIP can be (loopback, multicast, link-local...) are refused as VIPs.
+    return desired_module.vip_refusal(str(ip)) is None
 
 
 addresses = st.ip_addresses().filter(_usable)
@@ -1223,9 +1229,28 @@ def test_unsupported_psrp_and_winrm_variables_are_warnings_not_errors(tmp_path: 
     assert all(w.field and w.field.startswith("ansible_") for w in inv.warnings)
 
 
-def test_other_ansible_variables_stay_silent(tmp_path: Path) -> None:
-    inv = load(tmp_path, one_host("ansible_shell_type: powershell\nansible_become_method: runas\nansible_winrmx: 1"))
-    assert inv.warnings == ()
+def test_ansible_variables_of_other_connections_stay_silent(tmp_path: Path) -> None:
+    host_vars = "ansible_shell_type: powershell\nansible_become_method: runas\nansible_python3_interpreter: x"
+    assert load(tmp_path, one_host(host_vars)).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("variable", "hint"),
+    [
+        ("ansible_pasword", "did you mean ansible_password?"),
+        ("ansible_hots", "did you mean ansible_host?"),
+        ("ansible_conection", "did you mean ansible_connection?"),
+        ("ansible_shel_type", "did you mean ansible_shell_type?"),
+        ("ansible_facts", "inventory/example.yml lists the variables dsrprep reads"),
+    ],
+)
+def test_unknown_ansible_variables_are_warnings_with_the_closest_name(
+    tmp_path: Path, variable: str, hint: str
+) -> None:
+    inv = load(tmp_path, one_host(f"{variable}: x"))
+    assert [line.removeprefix(f"{inv.path}: ") for line in inv.warning_lines()] == [
+        f"host web01: {variable}: is not an Ansible variable dsrprep knows, and has no effect: {hint}"
+    ]
 
 
 def test_settings_without_effect_are_warnings(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from typing import Any
 
 import pytest
@@ -95,6 +96,41 @@ def test_subnet_check_warns_or_refuses() -> None:
     assert any("outside" in w for w in warned.warnings) and not warned.refusals
     refused = plan(facts_of(host), desired_for(host, vips=far, subnet_check="error"))
     assert any("outside" in r for r in refused.refusals)
+
+
+@pytest.mark.parametrize("subnet_check", ["warn", "error", "off"])
+@pytest.mark.parametrize("end", ["network", "broadcast"])
+def test_the_subnets_network_and_broadcast_addresses_are_refused(subnet_check: str, end: str) -> None:
+    host = first_host("2019")
+    nic = next(n for n in host.nics if not n.is_loopback)
+    nic.addresses = [(host.rip, "255.255.255.0"), *nic.addresses[1:]]
+    network = ipaddress.IPv4Network(f"{host.rip}/24", strict=False)
+    vip = str(network.network_address if end == "network" else network.broadcast_address)
+    refused = plan(facts_of(host), desired_for(host, vips=(Vip(vip, (80,), "tcp"),), subnet_check=subnet_check))
+    assert f"VIP {vip} is the {end} address of the NIC's subnet {network}: it cannot be a VIP" in refused.refusals
+    inside = str(network.network_address + 200)
+    allowed = plan(facts_of(host), desired_for(host, vips=(Vip(inside, (80,), "tcp"),), subnet_check=subnet_check))
+    assert not [r for r in allowed.refusals if "address of the NIC's subnet" in r]
+
+
+def test_the_ipv6_subnet_router_anycast_address_is_refused() -> None:
+    host = first_host("2019")
+    nic = next(n for n in host.nics if not n.is_loopback)
+    nic.addresses = [*nic.addresses, ("2001:db8:5::10", "64")]
+    vips = (Vip(VIP, (80,), "tcp"), Vip("2001:db8:5::", (80,), "tcp"))
+    refused = plan(facts_of(host), desired_for(host, vips=vips))
+    assert "VIP 2001:db8:5:: is the network address of the NIC's subnet 2001:db8:5::/64: it cannot be a VIP" in (
+        refused.refusals)
+
+
+def test_a_point_to_point_subnet_has_no_network_or_broadcast_address() -> None:
+    host = first_host("2019")
+    nic = next(n for n in host.nics if not n.is_loopback)
+    nic.addresses = [(host.rip, "255.255.255.254"), *nic.addresses[1:]]
+    network = ipaddress.IPv4Network(f"{host.rip}/31", strict=False)
+    other = next(str(a) for a in network if str(a) != host.rip)
+    the_plan = plan(facts_of(host), desired_for(host, vips=(Vip(other, (80,), "tcp"),), subnet_check="off"))
+    assert not [r for r in the_plan.refusals if "address of the NIC's subnet" in r]
 
 
 def test_unknown_nic_is_refused() -> None:
