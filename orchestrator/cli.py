@@ -26,7 +26,15 @@ from rich.text import Text
 from orchestrator import oscaps
 from orchestrator.errors import ErrorInfo
 from orchestrator.fleetops import PsrpFleet, rollback_target
-from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
+from orchestrator.inventory import (
+    MAX_HOSTS,
+    MAX_INVENTORY_BYTES,
+    MAX_NESTING,
+    Host,
+    Inventory,
+    InventoryError,
+    load_inventory,
+)
 from orchestrator.locks import HeldLocks, LockHeld, LockRecord, acquire
 from orchestrator.report import facts_row, result_row
 from orchestrator.results import Command, FleetResult, PlanStatus, Status
@@ -118,9 +126,12 @@ def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True) -> Invent
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
-@inventory_app.command("check")
+@inventory_app.command("check", help=(
+    "Validate an inventory and show its hosts, groups and resolved settings (never a password).\n\n"
+    f"An inventory is a regular file of at most {MAX_INVENTORY_BYTES // 2**20} MiB (refused before "
+    f"parsing), nested at most {MAX_NESTING} levels deep, naming at most "
+    f"{MAX_HOSTS:,} hosts. Unknown ansible_* variables are warnings naming the closest known one."))
 def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False) -> None:
-    """Validate an inventory and show its hosts, groups and resolved settings (never a password)."""
     inv = _load(inventory, ask_pass=False, require_secrets=False)
     described = inv.describe()
     # Warnings go to stderr in both forms, so --json output stays one JSON document on stdout.

@@ -11,10 +11,17 @@ The file has Ansible's YAML inventory shape, so an Ansible inventory of Windows 
 
 A host may be listed in several groups. Variable precedence is Ansible's: `all`, then groups by
 depth (parents before children; groups of the same depth by `ansible_group_priority`, then by name,
-later wins), then host variables. Variables that are neither connection nor `dsr_*` variables (other
-`ansible_*`, application variables) are ignored; `dsr_*` variables are described in desired.py. An
-`ansible_psrp_*` or `ansible_winrm_*` variable that is not in the table below is ignored too, but
-never silently: each one is a warning in `Inventory.warnings` (shown by `inventory check`).
+later wins), then host variables. Variables that are neither connection nor `dsr_*` variables
+(application variables, Ansible's own such as ansible_shell_type or ansible_become_method) are
+ignored; `dsr_*` variables are described in desired.py. Any other `ansible_*` variable (one not in
+the table below: `ansible_pasword`, an `ansible_psrp_*` setting dsrprep does not honour) is ignored
+too, but never silently: each one is a warning in `Inventory.warnings` (shown by `inventory
+check`) naming the closest variable dsrprep knows.
+
+Limits: the file is a regular file of at most 2 MiB (MAX_INVENTORY_BYTES; checked before parsing,
+and never more than that is read, so a device or a FIFO is refused at once), mappings and lists nest
+at most 64 levels deep (MAX_NESTING), and it names at most 10 000 hosts (MAX_HOSTS). A 1 MiB file of
+20 000 terse hosts already takes seconds to load.
 
 Connection variables. Each setting may come from several names; when more than one is set, the psrp
 name wins over the winrm name, which wins over the generic one:
@@ -83,7 +90,10 @@ Passwords: the inventory's value for the host wins, else `default_password` (the
 --ask-pass or DSRPREP_PASSWORD). An inventory value may refer to an environment variable instead of
 holding the secret: `"{{ lookup('env', 'NAME') }}"` or `"env:NAME"`. `load_inventory` never reads
 the process environment itself; the caller passes the mapping to resolve such references against.
-A password never appears in a repr, a message or `describe()`.
+A reference must name a valid variable (letters, digits and _, not starting with a digit), and
+that variable must be set when a command connects: either way, it is an error naming the variable,
+never a literal password (a literal password that starts with `env:` is tagged `!unsafe`). A
+password never appears in a repr, a message or `describe()`.
 """
 
 from __future__ import annotations
@@ -108,6 +118,9 @@ from orchestrator.errors import DsrError
 
 __all__ = [
     "CONNECTION_DEFAULTS",
+    "MAX_HOSTS",
+    "MAX_INVENTORY_BYTES",
+    "MAX_NESTING",
     "Connection",
     "Desired",
     "Host",

@@ -192,3 +192,14 @@ def test_a_literal_password_starting_with_env_is_tagged_unsafe(tmp_path: Path) -
     path = one_host(tmp_path, "ansible_password: !unsafe 'env:BAD-NAME'")
     connection = load_inventory(path).hosts[0].connection
     assert (connection.password, connection.password_source) == ("env:BAD-NAME", "inventory")
+
+
+def test_the_documented_limits_are_the_enforced_ones() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    docstring = inventory_module.__doc__ or ""
+    mib = inventory_module.MAX_INVENTORY_BYTES // 2**20
+    hosts = f"{inventory_module.MAX_HOSTS:,}".replace(",", " ")
+    for text in (readme, " ".join(docstring.split())):
+        assert f"at most **{mib} MiB**" in text or f"at most {mib} MiB" in text
+        assert f"at most {inventory_module.MAX_NESTING} levels deep" in " ".join(text.split())
+        assert f"at most {hosts} hosts" in " ".join(text.split())
