@@ -40,7 +40,7 @@ from orchestrator.report import facts_row, result_row
 from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
 from orchestrator.rollout import DONE, Ending, Options, Outcome, Rollout, RunRecord
-from orchestrator.rolloutlog import RunLog, RunState, read_run, recorded_rollout
+from orchestrator.rolloutlog import HostRecord, RunFileError, RunLog, RunState, read_run, recorded_rollout
 from orchestrator.runner import (
     DEFAULT_FORKS,
     FleetInterrupted,
@@ -211,7 +211,7 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
              work: Callable[[RunLog], FleetResult], *, lock: bool = False) -> tuple[RunLog, FleetResult]:
     """Run `work` under a new run directory; run.json says what ran, with what, and how it ended.
     With `lock`, the hosts are locked for the run (a command that changes them)."""
-    log = RunLog.create(runs_dir)
+    log = _new_log(runs_dir)
     base = {"command": command, **record, "hosts": [h.name for h in hosts],
             "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
     with _locked(log, runs_dir, [h.name for h in hosts], command, lock) as held:
@@ -222,6 +222,20 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
         raise RuntimeError(f"{command}: results do not cover every planned host")  # a bug, never bad input
     log.write_run({**base, "state": RunState.FINISHED, "summary": result.counts(), "outcomes": result.statuses()})
     return log, result
+
+
+def _new_log(runs_dir: Path, run_dir: Path | None = None) -> RunLog:
+    """A new run's log under `runs_dir` (or exactly in `run_dir`); exit 2 naming the folder when it
+    cannot be made there (a file, a read-only or virtual file system...)."""
+    option, folder = ("--run-dir", run_dir) if run_dir is not None else ("--runs-dir", runs_dir)
+    try:
+        if run_dir is not None:
+            return RunLog(run_dir.parent, run_dir.name)
+        return RunLog.create(runs_dir)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+        raise _fail(f"{option} {folder}: cannot write run logs there: {reason}{where}") from None
 
 
 def _work_logged(log: RunLog, base: dict[str, Any], work: Callable[[RunLog], FleetResult]) -> FleetResult:
@@ -514,11 +528,9 @@ def _start_rollout(deps: Deps, inv: Inventory, hosts: list[str], options: Option
     try:
         names = order_hosts(hosts, options.order)
         named_canary(CanarySpec.parse(options.canary), names, inv.groups)  # names hosts and groups that exist
-        log = RunLog(run_dir.parent, run_dir.name) if run_dir is not None else RunLog.create(runs_dir)
     except WaveError as exc:
         raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot write the run log: {exc}") from None
+    log = _new_log(runs_dir, run_dir)
     # The locks live in the runs folder, wherever --run-dir puts this run's log.
     base = {"command": Command.ROLLOUT, **record, "options": options.to_dict(), "runs_dir": str(runs_dir.resolve()),
             "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
@@ -536,11 +548,7 @@ def resume(
     """Finish an interrupted, stopped or crashed rollout with the same waves and options: hosts that ended
     are not run again, the others re-read their facts and go on from what the facts say."""
     data = _read_rollout(run_dir)
-    try:
-        options = Options.from_dict(data.get("options") or {})
-        record = RunRecord.from_dict(data)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise _fail(f"{run_dir}: run.json cannot be resumed ({exc})") from None
+    options, record = _recorded_rollout(run_dir, data)
     if data.get("state") == RunState.FINISHED and record.ending == Ending.FINISHED:
         out.print(f"{run_dir}: run {data.get('run_id')} finished: nothing to resume", markup=False)
         raise typer.Exit(EXIT_OK)
@@ -552,13 +560,32 @@ def resume(
     if missing:
         raise _fail(f"{run_dir}: the inventory no longer has host(s) {', '.join(missing)}")
     for host in record.hosts:  # hosts that ended after run.json was last written (a crash mid-wave)
-        ended = recorded_rollout(run_dir, host).outcome
+        ended = _host_record(run_dir, host).outcome
         if ended in DONE and record.outcomes.get(host) not in DONE:
             record.outcomes[host] = ended
     base = {k: v for k, v in data.items() if k not in record.to_dict() and k not in ("state", "summary", "run_id")}
     base["resumed"] = [*base.get("resumed", []), datetime.now(UTC).isoformat(timespec="milliseconds")]
-    log = RunLog(run_dir.parent, run_dir.name)
+    log = _new_log(run_dir.parent, run_dir)
     _drive_rollout(deps, inv, log, base, record, options, yes=yes, as_json=as_json, resume=bool(record.waves))
+
+
+def _recorded_rollout(run_dir: Path, data: dict[str, Any]) -> tuple[Options, RunRecord]:
+    """The options and the record of a rollout's run.json, checked; exit 2 naming the field."""
+    try:
+        options = Options.from_dict(data.get("options") or {})
+        options.validate()
+        return options, RunRecord.from_dict(data)
+    except WaveError as exc:
+        raise _fail(f"{run_dir / 'run.json'}: options: {exc}") from None
+    except ValueError as exc:
+        raise _fail(f"{run_dir / 'run.json'}: {exc}") from None
+
+
+def _host_record(run_dir: Path, host: str) -> HostRecord:
+    try:
+        return recorded_rollout(run_dir, host)
+    except RunFileError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -576,12 +603,11 @@ def rerun(
     if not failed:
         raise _fail("say which hosts to run again: --failed (those that failed or were unreachable)")
     data = _read_rollout(run_dir)
-    outcomes = RunRecord.from_dict(data).outcomes
-    again = [h for h, status in outcomes.items() if status in (Status.FAILED, Status.UNREACHABLE)]
+    options, earlier = _recorded_rollout(run_dir, data)
+    again = [h for h, status in earlier.outcomes.items() if status in (Status.FAILED, Status.UNREACHABLE)]
     if not again:
         out.print(f"{run_dir}: no host failed or was unreachable there: nothing to run again", markup=False)
         raise typer.Exit(EXIT_OK)
-    options = Options.from_dict(data.get("options") or {})
     inventory = Path(str(data.get("inventory")))
     inv = _load(inventory, ask_pass)
     known = {h.name for h in inv.hosts}
@@ -707,9 +733,9 @@ class _Operator:
 
 def _read_rollout(run_dir: Path) -> dict[str, Any]:
     try:
-        record = read_run(run_dir)
-    except (OSError, ValueError) as exc:
-        raise _fail(f"{run_dir}: not a readable run directory ({exc})") from None
+        record = read_run(run_dir, required=("command", "inventory", "hosts"))
+    except RunFileError as exc:
+        raise _fail(f"{exc} (not a usable run directory)") from None
     if record.get("command") != Command.ROLLOUT:
         raise _fail(f"{run_dir}: run {record.get('run_id')} was a {record.get('command')!r}, not a rollout")
     return record
@@ -723,6 +749,8 @@ def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | None:
     """
     try:
         undo = rollback_target(run_dir, host)
+    except RunFileError as exc:  # the host's log cannot be read at all
+        raise _fail(str(exc)) from None
     except ValueError as exc:
         raise _fail(f"{run_dir}: host {host.name}: the recorded desired state is unreadable ({exc})") from None
     for line in (undo.skipped, undo.warning):

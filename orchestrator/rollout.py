@@ -10,11 +10,13 @@ once, before any change, and never again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, get_type_hints
 
+from orchestrator import rolloutlog as logfile
 from orchestrator.results import Command, FleetResult, HostResult, HostStatus, PlanStatus, Status
 from orchestrator.runner import FleetInterrupted
 from orchestrator.waves import (
@@ -73,9 +75,11 @@ class Options:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Options:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+    def from_dict(cls, data: object) -> Options:
+        """The options run.json recorded, each field's type checked (RunFieldError naming it); unknown
+        fields are left out."""
+        checked = logfile.fields(data, _option_checks(), at="options")
+        return cls(**{k: v for k, v in checked.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -96,13 +100,42 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
-        waves = [Wave(str(w["name"]), tuple(str(h) for h in w["hosts"])) for w in data.get("waves") or []]
-        ending = data.get("ending")
-        return cls(hosts=[str(h) for h in data.get("hosts") or []],
-                   preflight={str(k): str(v) for k, v in (data.get("preflight") or {}).items()},
-                   waves=waves, gates=list(data.get("gates") or []),
-                   outcomes={str(k): str(v) for k, v in (data.get("outcomes") or {}).items()},
+        """The rollout part of run.json, each field's type checked (RunFieldError naming it)."""
+        checked = logfile.fields({k: data[k] for k in _RECORD_CHECKS if data.get(k) is not None}, _RECORD_CHECKS)
+        ending = checked.get("ending")
+        return cls(hosts=checked.get("hosts", []), preflight=checked.get("preflight", {}),
+                   waves=[Wave(w["name"], tuple(w["hosts"])) for w in checked.get("waves", [])],
+                   gates=checked.get("gates", []), outcomes=checked.get("outcomes", {}),
                    ending=Ending(ending) if ending else None)
+
+
+def _wave(value: object, field: str) -> dict[str, Any]:
+    return logfile.fields(value, {"name": logfile.text, "hosts": logfile.list_of(logfile.text)},
+                          ("name", "hosts"), at=field)
+
+
+def _any(value: object, field: str) -> object:
+    return value
+
+
+_RECORD_CHECKS: Mapping[str, logfile.Check] = {
+    "hosts": logfile.list_of(logfile.text),
+    "preflight": logfile.map_of(logfile.text),
+    "waves": logfile.list_of(_wave),
+    "gates": logfile.list_of(logfile.map_of(_any)),
+    "outcomes": logfile.map_of(logfile.text),
+    "ending": logfile.choice(Ending),
+}
+_CHECK_OF_TYPE: Mapping[object, logfile.Check] = {
+    str: logfile.text, str | None: logfile.optional(logfile.text), int: logfile.whole, bool: logfile.flag,
+}
+
+
+@functools.cache
+def _option_checks() -> Mapping[str, logfile.Check]:
+    """Each field of Options checked by its declared type."""
+    hints = get_type_hints(Options)
+    return {name: _CHECK_OF_TYPE[hints[name]] for name in Options.__dataclass_fields__}
 
 
 class Fleet(Protocol):

@@ -18,12 +18,12 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import structlog.tracebacks
@@ -186,6 +186,122 @@ class RunLog:
             self._writers.clear()
 
 
+# --- reading ------------------------------------------------------------------------------------------
+# A run directory may have been edited, truncated or damaged: every reader checks what it reads and
+# reports a file or field it cannot use as a RunFileError naming both (a ValueError), never a crash.
+
+
+class RunFieldError(ValueError):
+    """One unusable value in a run file; `field` says where (`hosts[2]`, `options.forks`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class RunFileError(ValueError):
+    """A file of a run directory that cannot be used: its path, the field (if any) and why."""
+
+    def __init__(self, path: Path, message: str, field: str | None = None) -> None:
+        super().__init__(": ".join(str(p) for p in (path, field, message) if p))
+        self.path = path
+        self.field = field
+
+
+T = TypeVar("T")
+Check = Callable[[object, str], Any]  # (value, field) -> the value, or RunFieldError
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def text(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise RunFieldError(field, f"{_shown(value)} is not text")
+    if "\0" in value:
+        raise RunFieldError(field, "holds a NUL character")
+    return value
+
+
+def optional(check: Callable[[object, str], T]) -> Callable[[object, str], T | None]:
+    return lambda value, field: None if value is None else check(value, field)
+
+
+def whole(value: object, field: str, low: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise RunFieldError(field, f"{_shown(value)} is not a whole number >= {low}")
+    return value
+
+
+def count(value: object, field: str) -> int:
+    return whole(value, field, 0)
+
+
+def flag(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise RunFieldError(field, f"{_shown(value)} is not true or false")
+    return value
+
+
+def list_of(check: Callable[[object, str], T]) -> Callable[[object, str], list[T]]:
+    def checked(value: object, field: str) -> list[T]:
+        if not isinstance(value, list):
+            raise RunFieldError(field, f"{_shown(value)} is not a list")
+        return [check(item, f"{field}[{index}]") for index, item in enumerate(value)]
+    return checked
+
+
+def map_of(check: Callable[[object, str], T]) -> Callable[[object, str], dict[str, T]]:
+    def checked(value: object, field: str) -> dict[str, T]:
+        if not isinstance(value, dict):
+            raise RunFieldError(field, f"{_shown(value)} is not a mapping")
+        return {key: check(item, f"{field}.{key}") for key, item in value.items()}
+    return checked
+
+
+def choice(values: type[StrEnum]) -> Callable[[object, str], str]:
+    def checked(value: object, field: str) -> str:
+        if value not in set(values):
+            raise RunFieldError(field, f"{_shown(value)} is not one of: {', '.join(values)}")
+        return str(value)
+    return checked
+
+
+def fields(data: object, checks: Mapping[str, Check], required: Sequence[str] = (), *, at: str = "") -> dict[str, Any]:
+    """`data`, a mapping, with every field that `checks` knows checked (a field it does not know is
+    kept as it is); RunFieldError for the first field missing or unusable. `at`: where `data` is."""
+    if not isinstance(data, dict):
+        raise RunFieldError(at or "(top)", f"{_shown(data)} is not a mapping")
+    where = f"{at}." if at else ""
+    for name in required:
+        if name not in data:
+            raise RunFieldError(f"{where}{name}", "is missing")
+    return {k: (checks[k](v, f"{where}{k}") if k in checks else v) for k, v in data.items()}
+
+
+# The fields of run.json every command writes (orchestrator/cli.py; a rollout adds those of
+# orchestrator.rollout.RunRecord and Options, which check themselves).
+RUN_FIELDS: Mapping[str, Check] = {
+    "run_id": text,
+    "command": choice(Command),
+    "inventory": text,
+    "limit": optional(text),
+    "forks": whole,
+    "hosts": list_of(text),
+    "state": choice(RunState),
+    "started": text,
+    "resumed": list_of(text),
+    "runs_dir": text,
+    "outcomes": map_of(text),
+    "summary": map_of(count),
+    "of_run": optional(text),
+    "rerun_of": optional(text),
+}
+
+
 @dataclass(frozen=True)
 class HostLog:
     events: list[dict[str, Any]]
@@ -193,32 +309,49 @@ class HostLog:
 
 
 def read_host_log(path: Path) -> HostLog:
-    """Read a host's JSON-lines file, skipping a torn or corrupt line instead of failing."""
+    """Read a host's JSON-lines file, skipping a torn or corrupt line instead of failing;
+    RunFileError when the file cannot be read at all (a directory in its place...)."""
     events: list[dict[str, Any]] = []
     torn = 0
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                torn += 1
-                continue
-            if isinstance(item, dict):
-                events.append(item)
-            else:
-                torn += 1
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    item = json.loads(line)
+                except (json.JSONDecodeError, RecursionError):  # RecursionError: a line of [[[[...
+                    torn += 1
+                    continue
+                if isinstance(item, dict):
+                    events.append(item)
+                else:
+                    torn += 1
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise RunFileError(path, f"cannot read the host log ({_reason(exc)})") from None
     return HostLog(events=events, torn_lines=torn)
 
 
-def read_run(run_dir: Path) -> dict[str, Any]:
-    with (run_dir / "run.json").open("r", encoding="utf-8") as fh:
-        data = json.load(fh)
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def read_run(run_dir: Path, *, required: Sequence[str] = ()) -> dict[str, Any]:
+    """run.json of `run_dir`, its fields checked (RUN_FIELDS) and `required` ones present;
+    RunFileError naming the file and the field otherwise."""
+    path = run_dir / "run.json"
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, a NUL in the path
+        raise RunFileError(path, f"cannot read the run record ({_reason(exc)})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{run_dir / 'run.json'}: not a JSON object")
-    return data
+        raise RunFileError(path, "is not a JSON object")
+    try:
+        return fields(data, RUN_FIELDS, required)
+    except RunFieldError as exc:
+        raise RunFileError(path, exc.message, exc.field) from None
 
 
 @dataclass(frozen=True)
