@@ -250,15 +250,23 @@ class Problem:
     group: str | None = None
 
     def render(self, path: str) -> str:
+        """One line: the file, the host or group, the variable, the message."""
         parts = [path]
         if self.host is not None:
-            parts.append(f"host {self.host}")
+            parts.append(f"host {_shown_name(self.host)}")
         elif self.group is not None:
-            parts.append(f"group {self.group}")
+            parts.append(f"group {_shown_name(self.group)}")
         if self.field:
-            parts.append(self.field)
+            parts.append(_shown_name(self.field))
         parts.append(self.message)
-        return ": ".join(parts)
+        return ": ".join(parts).replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _shown_name(name: str) -> str:
+    """A name as written, or quoted with its escapes when it holds a character that would hide or
+    break the line (a newline, an escape sequence, a blank at an end)."""
+    plain = name.isprintable() and name == name.strip() and name != ""
+    return name if plain else repr(name)
 
 
 class InventoryError(DsrError):

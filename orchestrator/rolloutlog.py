@@ -258,13 +258,18 @@ def map_of(check: Callable[[object, str], T]) -> Callable[[object, str], dict[st
     def checked(value: object, field: str) -> dict[str, T]:
         if not isinstance(value, dict):
             raise RunFieldError(field, f"{_shown(value)} is not a mapping")
-        return {key: check(item, f"{field}.{key}") for key, item in value.items()}
+        return {key: check(item, _member(field, key)) for key, item in value.items()}
     return checked
+
+
+def _member(field: str, key: str) -> str:
+    """`field.key`, or `field["key"]` for a key that would not read as one (spaces, newlines...)."""
+    return f"{field}.{key}" if re.fullmatch(r"[\w@-]+", key) else f"{field}[{json.dumps(key)}]"
 
 
 def choice(values: type[StrEnum]) -> Callable[[object, str], str]:
     def checked(value: object, field: str) -> str:
-        if value not in set(values):
+        if not isinstance(value, str) or value not in set(values):
             raise RunFieldError(field, f"{_shown(value)} is not one of: {', '.join(values)}")
         return str(value)
     return checked
