@@ -196,8 +196,8 @@ def test_fuzzed_limits_select_hosts_or_are_refused(tmp_path_factory: Any, limit:
         assert result.exit_code == 2 and "selects nothing" in result.stderr, result.output
 
 
-forks = st.one_of(st.integers(min_value=-(2**40), max_value=2**40).map(str),
-                  st.sampled_from(["0", "1", "512", "513", "-1", "x", "", "1.5", "0x10", "1e3", "[/x]", "\uff13"]))  # a full-width 3
+forks = st.one_of(st.integers(min_value=-(2**40), max_value=2**40).map(str),  # \uff13: a full-width 3
+                  st.sampled_from(["0", "1", "512", "513", "-1", "x", "", "1.5", "0x10", "1e3", "[/x]", "\uff13"]))
 
 
 @BOUNDED
