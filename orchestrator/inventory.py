@@ -362,12 +362,7 @@ class Inventory:
         """
         if pattern is None:
             return self.hosts
-        terms = _split_pattern(pattern)
-        bare = [t for t in terms if t in ("!", "&", "~", "!~", "&~")]
-        if not terms or bare:
-            what = f"the term(s) {', '.join(map(repr, bare))} name nothing" if bare else "it names no host or group"
-            raise InventoryError(self.path, [Problem(None, "limit", f"{pattern!r} selects nothing: {what} "
-                                                                    "(leave --limit out to act on every host)")])
+        terms = self._terms(pattern)
         if terms == ["all"]:
             return self.hosts
         regular = [t for t in terms if t[0] not in "!&"]
@@ -403,6 +398,17 @@ class Inventory:
         if problems:
             raise InventoryError(self.path, problems)
         return tuple(h for h in self.hosts if h.name in chosen)
+
+    def _terms(self, pattern: str) -> list[str]:
+        """The terms of a `--limit`; InventoryError when it is empty, only separators, or has a term
+        that is only an operator (`!`, `&`, `~`): such a limit must never mean every host."""
+        terms = _split_pattern(pattern)
+        bare = [t for t in terms if t in ("!", "&", "~", "!~", "&~")]
+        if not terms or bare:
+            what = f"the term(s) {', '.join(map(repr, bare))} name nothing" if bare else "it names no host or group"
+            raise InventoryError(self.path, [Problem(None, "limit", f"{pattern!r} selects nothing: {what} "
+                                                                    "(leave --limit out to act on every host)")])
+        return terms
 
     def describe(self) -> list[dict[str, object]]:
         """The resolved settings of every host, flat and JSON-able; the password only as set / not set."""

@@ -203,3 +203,14 @@ def test_the_documented_limits_are_the_enforced_ones() -> None:
         assert f"at most **{mib} MiB**" in text or f"at most {mib} MiB" in text
         assert f"at most {inventory_module.MAX_NESTING} levels deep" in " ".join(text.split())
         assert f"at most {hosts} hosts" in " ".join(text.split())
+
+
+def test_each_problem_is_one_line_whatever_the_names_hold(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text('all:\n  hosts:\n    "web\\n01":\n      ansible_port: "\\e[31m"\n    "web\\u202e02":\n'
+                    '      ansible_port: 0\n  children:\n    "g\\r1": {vars: "x\\ny"}\n', encoding="utf-8")
+    lines = problems(path)
+    assert "group 'g\\r1': vars: is not a mapping of variable: value" in lines
+    assert "host 'web\\n01': ansible_port: '\\x1b[31m' is not a port (a whole number 1-65535)" in lines
+    assert "host 'web\\u202e02': ansible_port: 0 is not a port (1-65535)" in lines  # a right-to-left override
+    assert all(line.isprintable() for line in lines), lines
