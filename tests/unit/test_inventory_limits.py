@@ -214,3 +214,11 @@ def test_each_problem_is_one_line_whatever_the_names_hold(tmp_path: Path) -> Non
     assert "host 'web\\n01': ansible_port: '\\x1b[31m' is not a port (a whole number 1-65535)" in lines
     assert "host 'web\\u202e02': ansible_port: 0 is not a port (1-65535)" in lines  # a right-to-left override
     assert all(line.isprintable() for line in lines), lines
+
+
+def test_a_name_inside_a_message_cannot_break_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text('all:\n  hosts:\n    "web\\n01": {ansible_host: 10.0.0.11, dsr_vips: [10.0.0.50]}\n'
+                    '    web02: {ansible_host: 10.0.0.12, dsr_vips: [10.0.0.11]}\n', encoding="utf-8")
+    assert problems(path) == ["host web02: dsr_vips[0]: 10.0.0.11 is the address of host web\\n01 (ansible_host): "
+                              "a VIP must be an address no server owns"]
