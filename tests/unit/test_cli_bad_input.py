@@ -276,3 +276,11 @@ def test_inventory_check_prints_every_field_as_written(tmp_path: Path) -> None:
                  "env NOT_SET_X (not set)"):
         assert text in cells, (text, cells)
     assert "groups: all (1), [bold]g[/bold] (1)" in result.stdout
+
+
+def test_a_recorded_runs_folder_that_cannot_hold_locks_is_named(tmp_path: Path, inventory: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    run_dir = rollout_dir(tmp_path, inventory, {"runs_dir": str(tmp_path / "a-file")})
+    result = invoke("resume", "--yes", str(run_dir))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {tmp_path / 'a-file'}: cannot lock the hosts there: "), result.stderr
