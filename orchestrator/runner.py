@@ -506,11 +506,28 @@ def _verify_once(ctx: _Context, before: Facts) -> Facts:
     return after
 
 
+# One peer check at a time per peer host in this process: many hosts naming the same verify peer
+# must not open a shell each there at once (WinRM 2.0 allows a user 5).
+_peer_locks: dict[str, threading.Lock] = {}
+_peer_locks_guard = threading.Lock()
+
+
+def _peer_lock(peer: Host) -> threading.Lock:
+    with _peer_locks_guard:
+        return _peer_locks.setdefault(peer.connection.url, threading.Lock())
+
+
 def _peer_arp(ctx: _Context, after: Facts) -> list[str]:
     desired = ctx.host.desired
     peer = ctx.peers.get(desired.verify_peer or "")
     if peer is None:
         return [f"verify peer {desired.verify_peer} is not in the inventory"]
+    with _peer_lock(peer):
+        return _ask_peer(ctx, peer, after)
+
+
+def _ask_peer(ctx: _Context, peer: Host, after: Facts) -> list[str]:
+    desired = ctx.host.desired
     macs = [a.mac for a in after.physical_adapters() if a.mac]
     problems = []
     session = ctx.conn.to(peer)
