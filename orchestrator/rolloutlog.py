@@ -18,7 +18,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -192,10 +192,9 @@ class HostLog:
     torn_lines: int
 
 
-def read_host_log(path: Path) -> HostLog:
-    """Read a host's JSON-lines file, skipping a torn or corrupt line instead of failing."""
-    events: list[dict[str, Any]] = []
-    torn = 0
+def _host_lines(path: Path) -> Iterator[dict[str, Any] | None]:
+    """Every non-blank line of a host's JSON-lines file, in order: its event, or None for a torn or
+    corrupt line."""
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             line = line.strip()
@@ -204,13 +203,16 @@ def read_host_log(path: Path) -> HostLog:
             try:
                 item = json.loads(line)
             except json.JSONDecodeError:
-                torn += 1
+                yield None
                 continue
-            if isinstance(item, dict):
-                events.append(item)
-            else:
-                torn += 1
-    return HostLog(events=events, torn_lines=torn)
+            yield item if isinstance(item, dict) else None
+
+
+def read_host_log(path: Path) -> HostLog:
+    """Read a host's JSON-lines file, skipping a torn or corrupt line instead of failing."""
+    lines = list(_host_lines(path))
+    events = [e for e in lines if e is not None]
+    return HostLog(events=events, torn_lines=len(lines) - len(events))
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -221,16 +223,30 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+# Lines that show a step ran on the host (its start is logged, fsynced, before the script is sent).
+_STEP_EVENTS = frozenset({Event.STEP_START, Event.STEP_RESULT, Event.REPLANNED})
+
+
 @dataclass(frozen=True)
 class HostRecord:
-    """What a rollout's log says about one host: the facts before any change, the desired state the
-    rollout planned against (None in logs written before it was recorded), and whether it changed."""
+    """What a rollout's log says about one host.
+
+    `facts_before`: the raw facts of the first intact `facts_before` line that comes before any line
+    of a step (None when there is none: the host was never read, or that line is torn or missing).
+    A crash can tear only the line being written, and every change is preceded by its intact
+    `step_start` line, so facts logged before the first step line are the host as it was.
+    `desired`: the desired state the rollout planned against (None in logs written before it was
+    recorded). `steps_ran`: a line of a step is there (something may have changed, whatever the
+    step results say). `torn_lines`: lines that do not parse.
+    """
 
     facts_before: dict[str, Any] | None
     changed: bool
     desired: dict[str, Any] | None = None
     # The status of the last rollout of the host that ended (None: none ended, e.g. cut off by a crash).
     outcome: str | None = None
+    steps_ran: bool = False
+    torn_lines: int = 0
 
 
 def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
@@ -239,18 +255,23 @@ def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
         return HostRecord(None, False)
     before: dict[str, Any] | None = None
     desired: dict[str, Any] | None = None
-    changed = False
+    changed = steps_ran = False
     outcome: str | None = None
-    for event in read_host_log(path).events:
+    torn = 0
+    for event in _host_lines(path):
+        if event is None:
+            torn += 1
+            continue
         if event.get("host") != host:
             continue  # another host whose name maps to the same file
         name = event.get("event")
-        if name == Event.FACTS_BEFORE and before is None and isinstance(event.get("raw"), dict):
+        if name == Event.FACTS_BEFORE and before is None and not steps_ran and isinstance(event.get("raw"), dict):
             before = event["raw"]
         elif name == Event.PLAN and desired is None and isinstance(event.get("desired"), dict):
             desired = event["desired"]
-        elif name == Event.STEP_RESULT and event.get("status") == Status.CHANGED:
-            changed = True
         elif name == Event.HOST_DONE and event.get("step") == Command.ROLLOUT and isinstance(event.get("status"), str):
             outcome = event["status"]
-    return HostRecord(before, changed, desired, outcome)
+        if name in _STEP_EVENTS:
+            steps_ran = True
+            changed = changed or (name == Event.STEP_RESULT and event.get("status") == Status.CHANGED)
+    return HostRecord(before, changed, desired, outcome, steps_ran, torn)

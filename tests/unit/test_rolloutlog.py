@@ -89,8 +89,8 @@ def test_recorded_rollout_reads_facts_before_the_desired_state_and_whether_it_ch
     log.host_logger("web02").info(Event.STEP_RESULT, step="weak_host", status=Status.CHANGED)
     log.close()
     assert recorded_rollout(log.path, "web01") == HostRecord({"computer_name": "WEB01"}, False,
-                                                             {"firewall": "disable"})
-    assert recorded_rollout(log.path, "web02") == HostRecord(None, True, None)
+                                                             {"firewall": "disable"}, steps_ran=True)
+    assert recorded_rollout(log.path, "web02") == HostRecord(None, True, None, steps_ran=True)
     assert recorded_rollout(log.path, "web03") == HostRecord(None, False, None)
     line = json.loads((log.hosts_dir / "web02.jsonl").read_text())
     assert line["event"] == "step_result" and line["status"] == "changed"  # plain names on disk
@@ -112,3 +112,28 @@ def test_an_exception_is_logged_as_structured_frames_without_locals(tmp_path: Pa
     assert exception["exc_type"] == "ConnectionError" and exception["exc_value"] == "no route"
     assert exception["frames"][-1]["name"] == "_connect"
     assert "hunter2" not in (log.hosts_dir / "web01.jsonl").read_text()
+
+
+def test_facts_logged_after_a_step_are_not_the_state_before(tmp_path: Path) -> None:
+    """A resumed host logs its facts again after steps of the first attempt ran: those are not what a
+    rollback returns to. A torn line (a crash mid-write) before the first step leaves the later
+    facts_before of the same attempt good: every change is preceded by an intact step_start line."""
+    log = RunLog.create(tmp_path, "run-7")
+    logger = log.host_logger("web01")
+    logger.info(Event.STEP_START, step="loopback")
+    logger.info(Event.FACTS_BEFORE, step="facts", raw={"computer_name": "AFTER"})
+    other = log.host_logger("web02")
+    other.info(Event.FACTS_BEFORE, step="facts", raw={"computer_name": "PREFLIGHT"})
+    log.close()
+    path = log.hosts_dir / "web02.jsonl"
+    torn = path.read_text()
+    path.write_text(torn[: len(torn) // 2] + "\n")
+    again = RunLog(tmp_path, "run-7")
+    again.host_logger("web02").info(Event.FACTS_BEFORE, step="facts", raw={"computer_name": "WAVE"})
+    again.host_logger("web02").info(Event.STEP_START, step="loopback")
+    again.host_logger("web02").info(Event.FACTS_BEFORE, step="facts", raw={"computer_name": "RESUMED"})
+    again.close()
+    first = recorded_rollout(log.path, "web01")
+    assert first.facts_before is None and first.steps_ran and first.torn_lines == 0
+    second = recorded_rollout(log.path, "web02")
+    assert second.facts_before == {"computer_name": "WAVE"} and second.steps_ran and second.torn_lines == 1
