@@ -603,6 +603,8 @@ def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, An
     with _locked(log, runs_dir, record.hosts, Command.ROLLOUT, not options.check) as held:
         for warning in held.warnings:
             err.print(f"warning: {warning}", markup=False)
+        # Before the preflight: a run killed there is still a run that `resume` can finish.
+        operator.save(record)
         outcome, abandoned = _run_rollout(plan, resume=resume)
         log.close()
         state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)

@@ -1,7 +1,8 @@
 """The rollout log on disk: runs/<run-id>/run.json and runs/<run-id>/hosts/<host>.jsonl.
 
 Every host event is one JSON line, appended, flushed and fsynced before the call returns, so a crash
-loses at most the line being written; a torn last line is detected and skipped when reading.
+loses at most the line being written; a torn last line is detected and skipped when reading, and cut
+off when the log is opened again to go on with the run (a `torn_line_dropped` line says so).
 run.json is replaced atomically (write a temporary file, fsync, rename). No secret is ever written:
 keys that name a secret are redacted whatever their depth.
 
@@ -55,6 +56,7 @@ class Event(StrEnum):
     INTERNAL_ERROR = "internal_error"  # an unexpected exception, with its traceback
     SHELLS_LEFT = "shells_left"  # remote shells a lost connection kept from deleting (deleted later, or expire)
     HOST_DONE = "host_done"  # the host's terminal status
+    TORN_LINE_DROPPED = "torn_line_dropped"  # a crash's torn last line, cut off when the log was opened again
 
 
 class RunState(StrEnum):
@@ -93,12 +95,41 @@ def _redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, 
 _TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
 
 
+def drop_torn_tail(path: Path) -> int:
+    """Cut off the last line of `path` when it has no newline (a crash in the middle of writing it: it
+    holds no whole event, and what is appended next would run into it); the bytes cut off."""
+    try:
+        fh = path.open("r+b")
+    except FileNotFoundError:
+        return 0
+    with fh:
+        size = end = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - 1))
+        if size == 0 or fh.read(1) == b"\n":
+            return 0
+        keep = 0
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            newline = fh.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - keep
+
+
 class FsyncLineWriter:
-    """A structlog logger target that appends one line per event and makes it durable."""
+    """A structlog logger target that appends one line per event and makes it durable. A torn last
+    line a crash left is cut off first (`torn_tail`: its length in bytes)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
+        self.torn_tail = drop_torn_tail(path)
         self._file = path.open("a", encoding="utf-8")
 
     def msg(self, message: str) -> None:
@@ -164,6 +195,7 @@ class RunLog:
         with self._lock:
             context = {**self._context.get(host, {}), **context}
             writer = self._writers.get(host)
+            opened = writer is None
             if writer is None:
                 writer = FsyncLineWriter(self.hosts_dir / host_file_name(host))
                 self._writers[host] = writer
@@ -177,7 +209,10 @@ class RunLog:
                 structlog.processors.JSONRenderer(sort_keys=True, default=str),
             ],
         )
-        return logger.bind(run_id=self.run_id, host=host, **context)
+        bound = logger.bind(run_id=self.run_id, host=host, **context)
+        if opened and writer.torn_tail:
+            bound.warning(Event.TORN_LINE_DROPPED, step="log", bytes=writer.torn_tail)
+        return bound
 
     def close(self) -> None:
         with self._lock:
