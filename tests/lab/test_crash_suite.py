@@ -9,7 +9,8 @@ line is added to a log, as a kill in the middle of a write leaves one. Then, eac
 - the killed run's logs are intact: every line parses, except possibly the last line of a file;
 - `resume` finishes the run: every host ends ok or changed, and the plan of every host's facts is
   empty (compliant);
-- no loopback was created twice, and no loopback there before was touched;
+- no loopback was created twice, no loopback there before had its driver installed again, and
+  nothing a step adds (a rule, a port opening, a binding, a listen entry, an address) is there twice;
 - every log line parses (a torn last line was dropped when the log was opened again);
 - `rollback` of the run brings every host back to its facts before the rollout, as the lab's model
   shows them and as the run's log recorded them.
@@ -35,7 +36,7 @@ from orchestrator.facts import parse_facts
 from orchestrator.inventory import load_inventory
 from orchestrator.lab.fleet import LabFleet, LabHost
 from orchestrator.plan import plan
-from orchestrator.rolloutlog import Event, read_host_log, recorded_rollout
+from orchestrator.rolloutlog import Event, recorded_rollout
 from tests.shells import let_idle_shells_expire
 
 pytestmark = pytest.mark.lab
@@ -98,22 +99,40 @@ def host_logs(run_dir: Path) -> list[Path]:
     return sorted(hosts.glob("*.jsonl")) if hosts.is_dir() else []
 
 
-def reached(run_dir: Path, point: KillPoint, nth: int) -> Path | None:
-    """The log that holds the nth matching line, once the logs hold that many, else None."""
-    found: list[tuple[str, Path]] = []
-    for path in host_logs(run_dir):
-        found += [(str(e.get("timestamp")), path) for e in read_host_log(path).events if point.matches(e)]
-    return sorted(found)[nth - 1][1] if len(found) >= nth else None
+class Watch:
+    """The matching lines the run's host logs hold so far, read a file's new whole lines at a time
+    (the rollout shares the machine's cores with this loop)."""
+
+    def __init__(self, run_dir: Path, point: KillPoint) -> None:
+        self.run_dir, self.point = run_dir, point
+        self.read: dict[Path, int] = {}  # bytes of whole lines read, per log
+        self.found: list[tuple[str, Path]] = []  # (timestamp, log) of each matching line
+
+    def nth(self, nth: int) -> Path | None:
+        """The log that holds the nth matching line (by time), once there are that many."""
+        for path in host_logs(self.run_dir):
+            with path.open("rb") as fh:
+                fh.seek(self.read.get(path, 0))
+                chunk = fh.read()
+            whole = chunk[: chunk.rfind(b"\n") + 1]
+            self.read[path] = self.read.get(path, 0) + len(whole)
+            for line in whole.splitlines():
+                event = json.loads(line)
+                if self.point.matches(event):
+                    self.found.append((str(event["timestamp"]), path))
+        return sorted(self.found)[nth - 1][1] if len(self.found) >= nth else None
 
 
 def kill_at(proc: subprocess.Popen[str], run_dir: Path, point: KillPoint, nth: int) -> Path:
+    """SIGKILL the rollout once its logs hold the kill point's nth line; the log that holds it."""
     deadline = time.monotonic() + KILL_WITHIN
-    while (where := reached(run_dir, point, nth)) is None:
+    watch = Watch(run_dir, point)
+    while (where := watch.nth(nth)) is None:
         if proc.poll() is not None:
             pytest.fail(f"the rollout ended (exit {proc.returncode}) before {point.name} #{nth}:\n"
                         f"{proc.communicate()[1][-3000:]}")
         assert time.monotonic() < deadline, f"the rollout did not reach {point.name} #{nth} in {KILL_WITHIN:.0f} s"
-        time.sleep(0.005)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -135,6 +154,19 @@ def torn_lines(path: Path) -> list[int]:
 
 def facts_now(handle: LabHost) -> dict[str, Any]:
     return parse_facts(handle.model.facts()).to_dict()
+
+
+def repeated(handle: LabHost) -> list[str]:
+    """What the host holds twice that a step adds: firewall rules and port openings, site bindings,
+    listen entries, addresses of an adapter."""
+    model = handle.model
+    fw = model.firewall
+    entries = [f"rule {r.name} {r.local_addresses}:{r.local_ports}" for r in getattr(fw, "rules", [])]
+    entries += [f"opening {o.protocol}/{o.port} {o.profile}" for o in getattr(fw, "port_openings", [])]
+    entries += [f"binding {site.name} {proto}/{info}" for site in model.sites for proto, info in site.bindings]
+    entries += [f"listen {a}" for a in model.http_listen]
+    entries += [f"address {n.pnp_device_id} {a}" for n in model.nics for a, _ in n.addresses]
+    return sorted({e for e in entries if entries.count(e) > 1})
 
 
 def loopbacks(handle: LabHost) -> dict[str, int]:
@@ -185,6 +217,7 @@ def test_killed_resumed_and_rolled_back(tmp_path: Path, point: KillPoint) -> Non
             assert handle.model.marker.get("LoopbackPnpId") in {*made, *existing[handle.name]}
             # The driver of a loopback that was there before was never installed again.
             assert {p: n for p, n in loopbacks(handle).items() if p in existing[handle.name]} == existing[handle.name]
+            assert repeated(handle) == [], handle.name
         let_idle_shells_expire(*fleet.hosts)  # the shells the killed process left
 
         code, undone, err = cli("rollback", str(run_dir), "--yes", "--json", "--runs-dir", str(runs))

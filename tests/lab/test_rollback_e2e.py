@@ -338,7 +338,8 @@ def test_a_run_still_running_is_not_rolled_back(tmp_path: Path) -> None:
         run_dir, release = runs / "held", tmp_path / "release"
         fleet.write_inventory(inventory)
         original = facts_now(handle)
-        gate = f"while [ ! -e '{release}' ]; do sleep 0.05; done"
+        # Waits for the file, 60 s at the most: the shell ends even if this test does not get to release it.
+        gate = f"for i in $(seq 1200); do [ -e '{release}' ] && exit 0; sleep 0.05; done; exit 1"
         proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "rollout", str(inventory), "--yes", "--json", "--runs-dir",
              str(runs), "--run-dir", str(run_dir), "--gate-command", gate],
@@ -358,6 +359,7 @@ def test_a_run_still_running_is_not_rolled_back(tmp_path: Path) -> None:
             release.touch()
             out, errors = proc.communicate(timeout=60)
         finally:
+            release.touch()  # the gate's shell is the rollout's child: killing the rollout leaves it running
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
