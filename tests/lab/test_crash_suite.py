@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from orchestrator.cli import app
 from orchestrator.facts import parse_facts
 from orchestrator.inventory import load_inventory
 from orchestrator.lab.fleet import LabFleet, LabHost
 from orchestrator.plan import plan
 from orchestrator.rolloutlog import Event, recorded_rollout
+from tests.lab.test_rollback_e2e import cli
 from tests.shells import let_idle_shells_expire
 
 pytestmark = pytest.mark.lab
@@ -83,15 +82,6 @@ NTH = {point.name: _DRAW.randint(1, point.most) for point in POINTS}
 
 def dsrprep(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator", *args]
-
-
-def cli(*args: str) -> tuple[int, dict[str, Any], str]:
-    result = CliRunner().invoke(app, list(args))
-    try:
-        doc = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"dsrprep {' '.join(args)} printed no JSON (exit {result.exit_code}):\n{result.output[-3000:]}")
-    return result.exit_code, doc, result.stderr
 
 
 def host_logs(run_dir: Path) -> list[Path]:
