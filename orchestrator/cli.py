@@ -27,7 +27,7 @@ from orchestrator import oscaps
 from orchestrator.errors import ErrorInfo
 from orchestrator.fleetops import PsrpFleet, rollback_target
 from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
-from orchestrator.locks import HeldLocks, LockHeld, LockRecord, acquire
+from orchestrator.locks import HeldLocks, LockError, LockHeld, LockRecord, acquire, live_holder
 from orchestrator.report import facts_row, result_row
 from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
@@ -36,6 +36,7 @@ from orchestrator.rolloutlog import RunLog, RunState, read_run, recorded_rollout
 from orchestrator.runner import (
     DEFAULT_FORKS,
     FleetInterrupted,
+    RollbackRefusal,
     RollbackTarget,
     gather_fleet_facts,
     rollback_fleet,
@@ -602,6 +603,8 @@ def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, An
     with _locked(log, runs_dir, record.hosts, Command.ROLLOUT, not options.check) as held:
         for warning in held.warnings:
             err.print(f"warning: {warning}", markup=False)
+        # Before the preflight: a run killed there is still a run that `resume` can finish.
+        operator.save(record)
         outcome, abandoned = _run_rollout(plan, resume=resume)
         log.close()
         state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
@@ -697,7 +700,7 @@ def _read_rollout(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | None:
+def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | RollbackRefusal | None:
     """What the rollout recorded about `host`, or None (said on stderr) when there is nothing to undo.
 
     The rollback plans against the desired state the rollout acted on, not against the inventory as
@@ -707,10 +710,25 @@ def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | None:
         undo = rollback_target(run_dir, host)
     except ValueError as exc:
         raise _fail(f"{run_dir}: host {host.name}: the recorded desired state is unreadable ({exc})") from None
-    for line in (undo.skipped, undo.warning):
-        if line:
-            err.print(line, markup=False)
+    if undo.skipped:
+        err.print(undo.skipped, markup=False)
     return undo.target
+
+
+def _refuse_running(run_dir: Path, record: dict[str, Any]) -> None:
+    """Exit 2 while the run's process still holds its hosts; a run whose process died can be rolled back."""
+    run_id = str(record.get("run_id"))
+    runs_of = Path(str(record.get("runs_dir") or run_dir.parent))
+    try:
+        holder = live_holder(runs_of, run_id, [str(h) for h in record.get("hosts") or []])
+    except LockError as exc:
+        raise _fail(f"{run_dir}: cannot tell whether run {run_id} still runs: {exc}") from None
+    if holder is not None:
+        raise _fail(f"{run_dir}: run {run_id} is still running ({holder.describe()}): let it end, or stop it, "
+                    "before rolling it back")
+    if record.get("state") == RunState.RUNNING:
+        err.print(f"warning: run {run_id} did not end (its process is gone): rolling back what its log shows",
+                  markup=False)
 
 
 @app.command()
@@ -724,15 +742,22 @@ def rollback(
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
-    """Return hosts to the facts recorded before a rollout, for what that rollout changed only."""
+    """Return hosts to the facts recorded before a rollout, for what dsrprep manages, whatever the step
+    results say; a host that is not the recorded machine, or whose record is torn, is refused."""
     record = _read_rollout(run_dir)
+    _refuse_running(run_dir, record)
     inventory = Path(str(record.get("inventory")))
     inv = _load(inventory, ask_pass)
-    in_run = set(record.get("hosts") or [])
+    in_run = [str(h) for h in record.get("hosts") or []]
+    missing = [h for h in in_run if h not in {x.name for x in inv.hosts}]
+    if missing and limit is None:
+        raise _fail(f"{run_dir}: the inventory {inventory} no longer has host(s) {', '.join(missing)}: "
+                    "restore them, or leave them out with --limit")
     found = [_rollback_target(run_dir, h) for h in _select(inv, limit) if h.name in in_run]
     targets = [t for t in found if t is not None]
     if not targets:
-        out.print(f"{run_dir}: no selected host was changed by that rollout: nothing to roll back", markup=False)
+        out.print(f"{run_dir}: no selected host was read or changed by that rollout: nothing to roll back",
+                  markup=False)
         raise typer.Exit(EXIT_OK)
     _confirm(f"Roll back {len(targets)} host(s) to their state before run {record.get('run_id')}?", yes)
     log, result = _execute(

@@ -212,6 +212,17 @@ def acquire(runs_dir: Path, *, run_id: str, command: str, hosts: Sequence[str],
     return held
 
 
+def live_holder(runs_dir: Path, run_id: str, hosts: Sequence[str]) -> LockRecord | None:
+    """The lock by which run `run_id` still holds one of `hosts` (its process lives, or runs on another
+    machine), or None: the run is over, or its process died (its locks are stale)."""
+    for host, path in _unique_paths(runs_dir, hosts).items():
+        found = inspect(path, host)
+        if found is not None and found.record is not None and found.record.run_id == run_id \
+                and not found.verdict.stale:
+            return found.record
+    return None
+
+
 def inspect(path: Path, host: str, *, grace: float = DEFAULT_GRACE) -> Found | None:
     """The lock file at `path` and what it means, or None when there is none."""
     try:

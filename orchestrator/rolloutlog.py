@@ -1,7 +1,8 @@
 """The rollout log on disk: runs/<run-id>/run.json and runs/<run-id>/hosts/<host>.jsonl.
 
 Every host event is one JSON line, appended, flushed and fsynced before the call returns, so a crash
-loses at most the line being written; a torn last line is detected and skipped when reading.
+loses at most the line being written; a torn last line is detected and skipped when reading, and cut
+off when the log is opened again to go on with the run (a `torn_line_dropped` line says so).
 run.json is replaced atomically (write a temporary file, fsync, rename). No secret is ever written:
 keys that name a secret are redacted whatever their depth.
 
@@ -18,7 +19,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -55,6 +56,7 @@ class Event(StrEnum):
     INTERNAL_ERROR = "internal_error"  # an unexpected exception, with its traceback
     SHELLS_LEFT = "shells_left"  # remote shells a lost connection kept from deleting (deleted later, or expire)
     HOST_DONE = "host_done"  # the host's terminal status
+    TORN_LINE_DROPPED = "torn_line_dropped"  # a crash's torn last line, cut off when the log was opened again
 
 
 class RunState(StrEnum):
@@ -93,12 +95,41 @@ def _redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, 
 _TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
 
 
+def drop_torn_tail(path: Path) -> int:
+    """Cut off the last line of `path` when it has no newline (a crash in the middle of writing it: it
+    holds no whole event, and what is appended next would run into it); the bytes cut off."""
+    try:
+        fh = path.open("r+b")
+    except FileNotFoundError:
+        return 0
+    with fh:
+        size = end = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - 1))
+        if size == 0 or fh.read(1) == b"\n":
+            return 0
+        keep = 0
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            newline = fh.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - keep
+
+
 class FsyncLineWriter:
-    """A structlog logger target that appends one line per event and makes it durable."""
+    """A structlog logger target that appends one line per event and makes it durable. A torn last
+    line a crash left is cut off first (`torn_tail`: its length in bytes)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
+        self.torn_tail = drop_torn_tail(path)
         self._file = path.open("a", encoding="utf-8")
 
     def msg(self, message: str) -> None:
@@ -164,6 +195,7 @@ class RunLog:
         with self._lock:
             context = {**self._context.get(host, {}), **context}
             writer = self._writers.get(host)
+            opened = writer is None
             if writer is None:
                 writer = FsyncLineWriter(self.hosts_dir / host_file_name(host))
                 self._writers[host] = writer
@@ -177,7 +209,10 @@ class RunLog:
                 structlog.processors.JSONRenderer(sort_keys=True, default=str),
             ],
         )
-        return logger.bind(run_id=self.run_id, host=host, **context)
+        bound = logger.bind(run_id=self.run_id, host=host, **context)
+        if opened and writer.torn_tail:
+            bound.warning(Event.TORN_LINE_DROPPED, step="log", bytes=writer.torn_tail)
+        return bound
 
     def close(self) -> None:
         with self._lock:
@@ -192,10 +227,9 @@ class HostLog:
     torn_lines: int
 
 
-def read_host_log(path: Path) -> HostLog:
-    """Read a host's JSON-lines file, skipping a torn or corrupt line instead of failing."""
-    events: list[dict[str, Any]] = []
-    torn = 0
+def _host_lines(path: Path) -> Iterator[dict[str, Any] | None]:
+    """Every non-blank line of a host's JSON-lines file, in order: its event, or None for a torn or
+    corrupt line."""
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             line = line.strip()
@@ -204,13 +238,16 @@ def read_host_log(path: Path) -> HostLog:
             try:
                 item = json.loads(line)
             except json.JSONDecodeError:
-                torn += 1
+                yield None
                 continue
-            if isinstance(item, dict):
-                events.append(item)
-            else:
-                torn += 1
-    return HostLog(events=events, torn_lines=torn)
+            yield item if isinstance(item, dict) else None
+
+
+def read_host_log(path: Path) -> HostLog:
+    """Read a host's JSON-lines file, skipping a torn or corrupt line instead of failing."""
+    lines = list(_host_lines(path))
+    events = [e for e in lines if e is not None]
+    return HostLog(events=events, torn_lines=len(lines) - len(events))
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -221,16 +258,30 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+# Lines that show a step ran on the host (its start is logged, fsynced, before the script is sent).
+_STEP_EVENTS = frozenset({Event.STEP_START, Event.STEP_RESULT, Event.REPLANNED})
+
+
 @dataclass(frozen=True)
 class HostRecord:
-    """What a rollout's log says about one host: the facts before any change, the desired state the
-    rollout planned against (None in logs written before it was recorded), and whether it changed."""
+    """What a rollout's log says about one host.
+
+    `facts_before`: the raw facts of the first intact `facts_before` line that comes before any line
+    of a step (None when there is none: the host was never read, or that line is torn or missing).
+    A crash can tear only the line being written, and every change is preceded by its intact
+    `step_start` line, so facts logged before the first step line are the host as it was.
+    `desired`: the desired state the rollout planned against (None in logs written before it was
+    recorded). `steps_ran`: a line of a step is there (something may have changed, whatever the
+    step results say). `torn_lines`: lines that do not parse.
+    """
 
     facts_before: dict[str, Any] | None
     changed: bool
     desired: dict[str, Any] | None = None
     # The status of the last rollout of the host that ended (None: none ended, e.g. cut off by a crash).
     outcome: str | None = None
+    steps_ran: bool = False
+    torn_lines: int = 0
 
 
 def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
@@ -239,18 +290,23 @@ def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
         return HostRecord(None, False)
     before: dict[str, Any] | None = None
     desired: dict[str, Any] | None = None
-    changed = False
+    changed = steps_ran = False
     outcome: str | None = None
-    for event in read_host_log(path).events:
+    torn = 0
+    for event in _host_lines(path):
+        if event is None:
+            torn += 1
+            continue
         if event.get("host") != host:
             continue  # another host whose name maps to the same file
         name = event.get("event")
-        if name == Event.FACTS_BEFORE and before is None and isinstance(event.get("raw"), dict):
+        if name == Event.FACTS_BEFORE and before is None and not steps_ran and isinstance(event.get("raw"), dict):
             before = event["raw"]
         elif name == Event.PLAN and desired is None and isinstance(event.get("desired"), dict):
             desired = event["desired"]
-        elif name == Event.STEP_RESULT and event.get("status") == Status.CHANGED:
-            changed = True
         elif name == Event.HOST_DONE and event.get("step") == Command.ROLLOUT and isinstance(event.get("status"), str):
             outcome = event["status"]
-    return HostRecord(before, changed, desired, outcome)
+        if name in _STEP_EVENTS:
+            steps_ran = True
+            changed = changed or (name == Event.STEP_RESULT and event.get("status") == Status.CHANGED)
+    return HostRecord(before, changed, desired, outcome, steps_ran, torn)

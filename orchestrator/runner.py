@@ -16,15 +16,18 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from orchestrator import identity
 from orchestrator.desired import Desired
 from orchestrator.errors import (
     DsrError,
     ErrorInfo,
     InternalError,
     Interrupted,
+    NoBeforeState,
     NotCompliant,
     NotConverging,
     NotRestored,
+    NotSameMachine,
     PreflightRefused,
     ProtocolError,
     Unreachable,
@@ -610,33 +613,53 @@ class RollbackTarget:
     """One host to roll back: how to reach it, and what the rollout recorded about it."""
 
     host: Host  # connection settings (from the current inventory)
-    facts_before: Mapping[str, Any]  # the raw facts the rollout took before changing anything
+    before: Facts  # the facts the rollout took before changing anything
     desired: Desired  # the desired state the rollout acted on
 
 
-def _rollback_body(target: RollbackTarget) -> Callable[[_Context], HostStatus]:
+@dataclass(frozen=True)
+class RollbackRefusal:
+    """A host of the run that cannot be rolled back, and why: it ends failed, never contacted."""
+
+    host: Host
+    reason: str
+
+
+def undo_plan(target: RollbackTarget, now: Facts) -> Plan:
+    """What takes the host back to its recorded facts; only refusals when it is not proved to be the
+    machine they were recorded on."""
+    other = identity.differences(target.before, now, target.desired.nic)
+    if other:
+        return Plan(refusals=("not the machine the rollout recorded: " + "; ".join(other),))
+    return rollback_plan(target.before, now, target.desired)
+
+
+def _rollback_body(target: RollbackTarget | RollbackRefusal) -> Callable[[_Context], HostStatus]:
     def body(ctx: _Context) -> HostStatus:
-        before = parse_facts(target.facts_before)
+        if isinstance(target, RollbackRefusal):
+            raise HostFailed("rollback", NoBeforeState(target.reason))
         now = ctx.conn.take_facts().facts
         ctx.family = now.os.family
-        undo = rollback_plan(before, now, target.desired)
+        undo = undo_plan(target, now)
         ctx.planned = undo.actions
         ctx.logger.info(Event.ROLLBACK_PLAN, step="rollback", plan=undo.to_dict(), desired=target.desired.to_dict())
+        if undo.refusals:
+            raise HostFailed("identity", NotSameMachine("; ".join(undo.refusals)))
         if not undo.actions:
             return Status.OK
-        _Apply(ctx, now, lambda f: rollback_plan(before, f, target.desired)).run(undo.actions)
+        _Apply(ctx, now, lambda f: undo_plan(target, f)).run(undo.actions)
         ctx.conn.close()
         after = ctx.conn.take_facts(RECONNECT_POLICY).facts
-        left = rollback_plan(before, after, target.desired)
-        if left.actions:
-            raise HostFailed("verify", NotRestored("; ".join(a.reason for a in left.actions)))
+        left = undo_plan(target, after)
+        if left.refusals or left.actions:
+            raise HostFailed("verify", NotRestored("; ".join([*left.refusals, *(a.reason for a in left.actions)])))
         return Status.ROLLED_BACK
 
     return body
 
 
 def rollback_host(
-    target: RollbackTarget,
+    target: RollbackTarget | RollbackRefusal,
     *,
     session_factory: SessionFactory,
     log: RunLog,
@@ -645,7 +668,8 @@ def rollback_host(
     clock: Callable[[], float] = time.monotonic,
     cancel: threading.Event | None = None,
 ) -> HostResult:
-    """Return one host to the facts recorded before a rollout, for what that rollout changed."""
+    """Return one host to the facts recorded before a rollout, for what dsrprep manages, once its facts
+    prove it is the machine they were recorded on; a refusal ends failed without contacting it."""
     env = _Env(session_factory, log, policy, sleep=sleep, clock=clock, cancel=cancel)
     return _run_host(target.host, Command.ROLLBACK, _rollback_body(target), env)
 
@@ -670,7 +694,7 @@ def rollout_fleet(
 
 
 def rollback_fleet(
-    targets: Sequence[RollbackTarget],
+    targets: Sequence[RollbackTarget | RollbackRefusal],
     *,
     session_factory: SessionFactory,
     log: RunLog,
