@@ -26,6 +26,7 @@ from rich.table import Table
 from orchestrator import oscaps
 from orchestrator.errors import ErrorInfo
 from orchestrator.fleetops import PsrpFleet, rollback_target
+from orchestrator.interrupts import STOP
 from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
 from orchestrator.locks import HeldLocks, LockHeld, LockRecord, acquire
 from orchestrator.report import facts_row, result_row
@@ -60,7 +61,7 @@ app = typer.Typer(
     help="Prepare fleets of Windows servers for Direct Server Return over PowerShell Remoting.\n\n"
          "Exit codes: 0 every host ok or changed; 1 some host failed or was unreachable within the thresholds; "
          "2 bad input or usage (also hosts held by another run); 3 a gate or threshold stopped the rollout; "
-         "4 declined at a prompt; 130 interrupted.",
+         "4 declined at a prompt; 130 interrupted (Ctrl-C, SIGTERM or SIGHUP).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals can hold passwords
     add_completion=False,
@@ -202,7 +203,9 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
         result = _work_logged(log, base, work)
     if not result.covers([h.name for h in hosts]):
         raise RuntimeError(f"{command}: results do not cover every planned host")  # a bug, never bad input
-    log.write_run({**base, "state": RunState.FINISHED, "summary": result.counts(), "outcomes": result.statuses()})
+    with STOP.held():  # the run has ended: a stop request now must not cut its record short
+        log.write_run({**base, "state": RunState.FINISHED, "summary": result.counts(),
+                       "outcomes": result.statuses()})
     return log, result
 
 
@@ -212,13 +215,14 @@ def _work_logged(log: RunLog, base: dict[str, Any], work: Callable[[RunLog], Fle
     try:
         return work(log)
     except FleetInterrupted as exc:
-        log.close()
-        log.write_run({**base, "state": RunState.INTERRUPTED, "summary": exc.result.counts(),
-                       "outcomes": exc.result.statuses()})
-        err.print(f"interrupted: {exc.result.summary_text()}; log: {log.path}")
-        if exc.abandoned:
-            raise _Abandoned() from None
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        with STOP.held():
+            log.close()
+            log.write_run({**base, "state": RunState.INTERRUPTED, "summary": exc.result.counts(),
+                           "outcomes": exc.result.statuses()})
+            err.print(f"interrupted: {exc.result.summary_text()}; log: {log.path}")
+            if exc.abandoned:
+                raise _Abandoned() from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         log.write_run({**base, "state": RunState.INTERRUPTED})
         err.print(f"interrupted; log: {log.path}")
@@ -473,7 +477,7 @@ def rollout(
 ) -> None:
     """Prepare hosts for DSR canary first, then in waves, with gates between them. Exit codes: 0 every host ok or
     changed; 1 some host failed or unreachable within the thresholds; 2 bad input (or hosts held by another run);
-    3 a gate or threshold stopped the rollout; 4 declined at a prompt; 130 interrupted."""
+    3 a gate or threshold stopped the rollout; 4 declined at a prompt; 130 interrupted (Ctrl-C, SIGTERM or SIGHUP)."""
     options = Options(canary=canary, waves=waves, max_failures=max_failures, max_unreachable=max_unreachable,
                       order=order, forks=forks, pause_after_wave=pause_after_wave, gate_command=gate_command,
                       rollback_on_abort=rollback_on_abort, check=check)
@@ -603,12 +607,13 @@ def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, An
         for warning in held.warnings:
             err.print(f"warning: {warning}", markup=False)
         outcome, abandoned = _run_rollout(plan, resume=resume)
-        log.close()
-        state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
-        log.write_run({**base, **outcome.record.to_dict(), "state": state, "summary": outcome.result.counts()})
-        if abandoned:
-            err.print(f"interrupted again: {outcome.result.summary_text()}; log: {log.path}", markup=False)
-            raise _Abandoned()
+        with STOP.held():  # the run has ended: a stop request now must not cut its record short
+            log.close()
+            state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
+            log.write_run({**base, **outcome.record.to_dict(), "state": state, "summary": outcome.result.counts()})
+            if abandoned:
+                err.print(f"interrupted again: {outcome.result.summary_text()}; log: {log.path}", markup=False)
+                raise _Abandoned()
     return outcome
 
 
@@ -642,8 +647,9 @@ def _locked(log: RunLog, runs_dir: Path, hosts: list[str], command: Command, loc
         with held:
             yield held
     except _Abandoned:
-        # A second Ctrl-C: the summary is written and the locks are released; threads still
-        # waiting on hosts are left behind (their remote shells expire on their own).
+        # A second stop request: the outcomes and each abandoned host's last log line are written
+        # and the locks are released; threads still waiting on hosts are left behind (their remote
+        # shells expire on their own).
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
@@ -667,7 +673,9 @@ class _Operator:
             return True
         try:
             return bool(typer.confirm(question, default=False, err=True))  # stdout may be a --json document
-        except typer.Abort:  # end of input at the prompt
+        except typer.Abort:  # end of input at the prompt, or a stop request (Ctrl-C, SIGTERM, SIGHUP)
+            if STOP.requested:
+                raise KeyboardInterrupt from None
             return False
 
     def show(self, event: str, **details: Any) -> None:
@@ -878,4 +886,5 @@ def demo(
 
 
 def main() -> None:
+    STOP.install()  # SIGTERM and SIGHUP stop a run as Ctrl-C does; later requests never cut its record short
     app()
