@@ -29,6 +29,7 @@ from orchestrator.fleetops import PsrpFleet, rollback_target
 from orchestrator.interrupts import STOP
 from orchestrator.inventory import Host, Inventory, InventoryError, load_inventory
 from orchestrator.locks import HeldLocks, LockHeld, LockRecord, acquire
+from orchestrator.redaction import Secrets, show_client_log
 from orchestrator.report import facts_row, result_row
 from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
@@ -71,6 +72,20 @@ lab_app = typer.Typer(help="Run the lab fleet of simulated Windows servers.", no
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(lab_app, name="lab")
 
+_SECRETS = Secrets()  # the passwords this process knows, masked in the --verbose log
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show the PSRP client's debug log (pypsrp, pyspnego, requests) on stderr; "
+                                "passwords are masked.")] = False,
+) -> None:
+    """Prepare fleets of Windows servers for Direct Server Return over PowerShell Remoting."""
+    if verbose:
+        show_client_log(_SECRETS)
+
+
 out = Console(highlight=False)
 if not out.is_terminal:
     # Piped or captured output gets wide tables rather than rich's 80-column default.
@@ -104,12 +119,18 @@ def _default_password(ask_pass: bool) -> str | None:
 
 
 def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True) -> Inventory:
+    default = _default_password(ask_pass)
+    _SECRETS.add([default])
     try:
-        return load_inventory(path, default_password=_default_password(ask_pass), env=os.environ,
-                              require_secrets=require_secrets)
+        inv = load_inventory(path, default_password=default, env=os.environ, require_secrets=require_secrets)
     except InventoryError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    # Whatever --verbose shows of the transport's own log is scrubbed of these.
+    _SECRETS.add(h.connection.password for h in inv.hosts)
+    for host in inv.hosts:
+        _SECRETS.add_url(host.connection.proxy)
+    return inv
 
 
 @inventory_app.command("check")

@@ -528,6 +528,12 @@ _ENV_PREFIX = re.compile(r"env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
 
 def _parse_address(value: object) -> str:
     text = ds.parse_text(value)
+    if "://" in text or "@" in text:
+        # Never quoted as written: a URL can carry a password (http://user:password@host/wsman).
+        shown = "is a URL" if "://" in text else "holds a user name (user@host)"
+        raise FieldError(f"{shown}: give the host name or IP address alone; the scheme, port and path go in "
+                         "ansible_psrp_protocol, ansible_port and ansible_psrp_path, the account in "
+                         "ansible_user and ansible_password")
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if ":" in text or _IPV4_LIKE.fullmatch(text):
@@ -617,7 +623,8 @@ def _redact_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
         if parts.password is None:
-            return url
+            # An unencoded '#', '?' or '/' in a password ends the netloc before its '@'.
+            return "<a URL that does not parse>" if "@" in url and "@" not in parts.netloc else url
     except ValueError:
         return "<a URL that does not parse>" if "@" in url else url
     user = parts.username or ""
