@@ -118,7 +118,8 @@ def _default_password(ask_pass: bool) -> str | None:
     return os.environ.get(PASSWORD_ENV) or None
 
 
-def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True) -> Inventory:
+def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True, warn: bool = True) -> Inventory:
+    """The inventory, its warnings on stderr (unless `warn` is false); exit 2 when it has problems."""
     default = _default_password(ask_pass)
     _SECRETS.add([default])
     try:
@@ -126,6 +127,9 @@ def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True) -> Invent
     except InventoryError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    if warn:  # a weakened setting (an unchecked certificate, clear text) is said on every run
+        for line in inv.warning_lines():
+            err.print(f"WARNING: {line}", markup=False)
     # Whatever --verbose shows of the transport's own log is scrubbed of these.
     _SECRETS.add(h.connection.password for h in inv.hosts)
     for host in inv.hosts:
@@ -136,7 +140,7 @@ def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True) -> Invent
 @inventory_app.command("check")
 def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False) -> None:
     """Validate an inventory and show its hosts, groups and resolved settings (never a password)."""
-    inv = _load(inventory, ask_pass=False, require_secrets=False)
+    inv = _load(inventory, ask_pass=False, require_secrets=False, warn=False)
     described = inv.describe()
     # Warnings go to stderr in both forms, so --json output stays one JSON document on stdout.
     for line in inv.warning_lines():

@@ -1094,7 +1094,7 @@ class _Builder:
         self._check_encryption(here, s, auth, protocol, opt_in=True if insecure is _INVALID else insecure is True)
         self._check_certificate_auth(here, s, auth, protocol)
         self._check_timeouts(here, s)
-        self._warn_ineffective(here, s, auth)
+        self._warn_ineffective(here, s, auth, protocol)
 
         secret = s.given("password")
         if secret is None and self.default_password is not None:
@@ -1202,8 +1202,9 @@ class _Builder:
                 )
             )
 
-    def _warn_ineffective(self, here: _Where, s: _Settings, auth: str) -> None:
-        """Settings that parse but that pypsrp would ignore for this host: warnings, not errors."""
+    def _warn_ineffective(self, here: _Where, s: _Settings, auth: str, protocol: str) -> None:
+        """Settings that parse but that pypsrp would ignore for this host, and settings that weaken its
+        security: warnings, not errors."""
         if "auth" not in s.bad and auth not in ("negotiate", "ntlm", "kerberos"):
             for setting in _NEGOTIATE_SETTINGS:
                 if s.given(setting) not in (None, _INVALID):
@@ -1213,6 +1214,22 @@ class _Builder:
                             f"has no effect with {auth} auth: it applies to negotiate, ntlm and kerberos only",
                         )
                     )
+        if protocol == "https" and s.given("cert_validation") == "ignore":
+            self.warn(
+                here.problem(
+                    s.var("cert_validation"),
+                    "ignore: the host's certificate is not checked, so whoever sits between this machine and "
+                    "the host can pose as it and take the credentials: give its CA in ansible_psrp_ca_cert instead",
+                )
+            )
+        if protocol == "http" and auth != "basic" and s.get("message_encryption") == "never":
+            self.warn(
+                here.problem(
+                    s.var("message_encryption"),
+                    "never: over http every script and its output crosses the network in clear (and WinRM "
+                    "refuses that unless AllowUnencrypted is on): keep auto",
+                )
+            )
         if s.given("ignore_proxy") is True and s.given("proxy") not in (None, _INVALID):
             self.warn(
                 here.problem(

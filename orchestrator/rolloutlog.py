@@ -3,7 +3,9 @@
 Every host event is one JSON line, appended, flushed and fsynced before the call returns, so a crash
 loses at most the line being written; a torn last line is detected and skipped when reading.
 run.json is replaced atomically (write a temporary file, fsync, rename). No secret is ever written:
-keys that name a secret are redacted whatever their depth.
+keys that name a secret are redacted whatever their depth. Folders are 0700 and files 0600 whatever
+the umask (orchestrator/privatefs.py): the logs hold every host's facts. A host whose worker a run
+leaves behind gets its last line from `RunLog.abandon`; nothing after it is written.
 
 The names of the events (`Event`) and of a run's states (`RunState`) are typed constants shared by
 the writer (the runner, the CLI) and the readers (`recorded_rollout`). A line logged with an

@@ -61,11 +61,12 @@ def test_a_second_request_leaves_the_hosts_in_flight_behind() -> None:
     started = threading.Barrier(3)
 
     def work(h: Host) -> str:
-        if h.name == "h0":
-            started.wait(timeout=5)
-            raise KeyboardInterrupt  # the first request, in the waiting main thread
+        if h.name == "h3":
+            return "done"  # it may start in h0's thread before the pool cancels it
         started.wait(timeout=5)
-        leave.set()  # the second request, while the pool waits for h1
+        if h.name == "h0":
+            raise KeyboardInterrupt  # the first request, in the waiting main thread
+        leave.set()  # the second request, while the pool waits for h1 and h2
         release.wait(timeout=10)
         return "done"
 
@@ -76,7 +77,7 @@ def test_a_second_request_leaves_the_hosts_in_flight_behind() -> None:
         release.set()
     assert info.value.abandoned
     assert set(info.value.in_flight) == {1, 2}
-    assert info.value.outcomes == ["interrupted"] * 4
+    assert info.value.outcomes[:3] == ["interrupted"] * 3 and info.value.outcomes[3] in ("interrupted", "done")
 
 
 def test_an_abandoned_host_log_ends_in_its_last_line(tmp_path: Path) -> None:
