@@ -136,23 +136,28 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
         hint = _FAULT_HINTS.get(exc.code or 0, "")
         return RemoteFault(f"WSMan fault {exc.code}: {reason}{hint}", code=exc.code)
     if isinstance(exc, WinRMTransportError):
-        if exc.code == 401:
-            return AuthError(f"authentication failed: HTTP {exc.code}")
-        if exc.code in (404, 503):
-            # http.sys answers these while the WinRM service is stopped or restarting.
-            return Unreachable(f"the WinRM service is not answering (HTTP {exc.code})")
-        if exc.code == 500 and not exc.response_text:
-            # What WinRM answers a message that is not encrypted when AllowUnencrypted is off.
-            return ProtocolError("the WinRM service refused the request (HTTP 500, no body): over plain http it "
-                                 "takes only encrypted messages; keep ansible_psrp_message_encryption at auto or "
-                                 "always (not never), or use https")
-        if exc.code == 413:
-            return ProtocolError("the WinRM service refused a request larger than its MaxEnvelopeSizekb (HTTP 413): "
-                                 "lower ansible_psrp_max_envelope_size, or raise MaxEnvelopeSizekb on the host")
-        return ProtocolError(f"unexpected HTTP {exc.code} answer from the WinRM service")
+        return _http_error(exc)
     if isinstance(exc, WinRMError):
         return ProtocolError(f"{type(exc).__name__}: {exc}")
     return ProtocolError(f"{type(exc).__name__}: {exc}")
+
+
+def _http_error(exc: WinRMTransportError) -> DsrError:
+    """An HTTP answer of the WinRM service that is not a WSMan reply."""
+    if exc.code == 401:
+        return AuthError(f"authentication failed: HTTP {exc.code}")
+    if exc.code in (404, 503):
+        # http.sys answers these while the WinRM service is stopped or restarting.
+        return Unreachable(f"the WinRM service is not answering (HTTP {exc.code})")
+    if exc.code == 500 and not exc.response_text:
+        # What WinRM answers a message that is not encrypted when AllowUnencrypted is off.
+        return ProtocolError("the WinRM service refused the request (HTTP 500, no body): over plain http it "
+                             "takes only encrypted messages; keep ansible_psrp_message_encryption at auto or "
+                             "always (not never), or use https")
+    if exc.code == 413:
+        return ProtocolError("the WinRM service refused a request larger than its MaxEnvelopeSizekb (HTTP 413): "
+                             "lower ansible_psrp_max_envelope_size, or raise MaxEnvelopeSizekb on the host")
+    return ProtocolError(f"unexpected HTTP {exc.code} answer from the WinRM service")
 
 
 # What to do about the WSMan faults an operator can fix on the host.
