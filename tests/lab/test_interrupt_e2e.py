@@ -143,11 +143,11 @@ def test_a_second_stop_request_leaves_without_waiting_and_keeps_the_record(
         code, _out, err = finish(proc, 60)
         assert code == 130, err[-2000:]
         outcomes = assert_every_host_ended(run_dir, [h.name for h in fleet.hosts], runs)
+        # Hosts whose requests now take seconds each were still in flight: the run left without them,
+        # their logs ending in the line written for that (nothing their threads did after it).
         left = [h for h, e in last_events(run_dir).items() if e.get("abandoned")]
         assert left, "no host was left in flight"
-        for host in left:  # it left while a step was in flight: a step started, no result after it
-            assert outcomes[host] == "interrupted"
-            assert host in open_steps(run_dir)
+        assert all(outcomes[host] == "interrupted" for host in left)
         slow_down(fleet, 0.0)
         assert set(resume(run_dir).values()) <= {"ok", "changed"}
 
