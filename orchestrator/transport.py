@@ -121,6 +121,9 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
         return Unreachable(_tls_message(exc))
     if isinstance(exc, ImportError):
         return AuthError(_missing_extra(exc))
+    if type(exc).__module__.split(".")[0] in ("krb5", "gssapi"):  # pyspnego's Kerberos, when installed
+        return AuthError(f"Kerberos: {type(exc).__name__}: {exc} (check /etc/krb5.conf and its default realm, a "
+                         "ticket from kinit or the password, and that the host's name is the one in its SPN)")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return Unreachable(f"connection timed out: {exc}")
     if isinstance(exc, requests.exceptions.ReadTimeout):

@@ -73,3 +73,11 @@ def test_basic_over_http_without_the_opt_in_never_reaches_pypsrp(tmp_path: Path)
 def test_an_auth_whose_library_is_missing_says_what_to_install(error: ImportError, wanted: str) -> None:
     mapped = map_error(error, phase="connect")
     assert isinstance(mapped, AuthError) and wanted in str(mapped)
+
+
+def test_a_kerberos_library_error_is_an_auth_error_with_what_to_check() -> None:
+    krb5_error = type("Krb5Error", (Exception,), {"__module__": "krb5._exceptions"})
+    mapped = map_error(krb5_error("Configuration file does not specify default realm -1765328160"), phase="connect")
+    assert isinstance(mapped, AuthError)
+    assert "Kerberos: Krb5Error: Configuration file does not specify default realm" in str(mapped)
+    assert "/etc/krb5.conf" in str(mapped) and "kinit" in str(mapped)
