@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__, oscaps
+from orchestrator import __version__, oscaps, privatefs
 from orchestrator.errors import DsrError
 from orchestrator.rolloutlog import Event, host_file_name, read_host_log
 
@@ -584,9 +584,10 @@ def raw_facts_from_log(run_dir: Path, host: str) -> dict[str, Any] | None:
 
 
 def write_capture(directory: Path, host: str, document: Mapping[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    """DIR/<host>.json, 0600 (a folder it creates: 0700): a capture holds a host's full facts."""
+    privatefs.make_dirs(directory)
     path = directory / capture_file_name(host)
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    privatefs.write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return path
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from orchestrator import privatefs
 from orchestrator.errors import DsrError
 from orchestrator.rolloutlog import host_file_name
 
@@ -307,7 +308,7 @@ def _unique_paths(runs_dir: Path, hosts: Sequence[str]) -> dict[str, Path]:
 def _claim(path: Path, host: str, record: LockRecord, *, grace: float) -> None:
     """Create `path` holding `record`; LockHeld if someone else's file appeared there."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = privatefs.open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         # Only a process that bypasses run.lock can get here; report it like any holder.
         found = inspect(path, host, grace=grace)
@@ -328,7 +329,7 @@ def _claim(path: Path, host: str, record: LockRecord, *, grace: float) -> None:
 @contextlib.contextmanager
 def _runs_folder_lock(path: Path, record: LockRecord, *, wait: float, runs_dir: Path) -> Iterator[None]:
     try:
-        fh: BinaryIO = open(path, "a+b")  # noqa: SIM115 - held across the yield, closed in finally
+        fh: BinaryIO = privatefs.open_binary(path, "a+b")  # held across the yield, closed in finally
     except OSError as exc:
         raise LockError(f"cannot open {path}: {exc.strerror}: check the runs folder {runs_dir}") from exc
     try:
@@ -394,7 +395,7 @@ def _unlink(path: Path) -> None:
 
 def _ensure_dir(path: Path) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        privatefs.make_dirs(path)
     except OSError as exc:
         raise LockError(f"cannot create {path}: {exc.strerror}: check the runs folder") from exc
 

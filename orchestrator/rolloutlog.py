@@ -4,7 +4,9 @@ Every host event is one JSON line, appended, flushed and fsynced before the call
 loses at most the line being written; a torn last line is detected and skipped when reading, and cut
 off when the log is opened again to go on with the run (a `torn_line_dropped` line says so).
 run.json is replaced atomically (write a temporary file, fsync, rename). No secret is ever written:
-keys that name a secret are redacted whatever their depth.
+keys that name a secret are redacted whatever their depth. Folders are 0700 and files 0600 whatever
+the umask (orchestrator/privatefs.py): the logs hold every host's facts. A host whose worker a run
+leaves behind gets its last line from `RunLog.abandon`; nothing after it is written.
 
 The names of the events (`Event`) and of a run's states (`RunState`) are typed constants shared by
 the writer (the runner, the CLI) and the readers (`recorded_rollout`). A line logged with an
@@ -29,6 +31,7 @@ from typing import Any
 import structlog
 import structlog.tracebacks
 
+from orchestrator import privatefs
 from orchestrator.results import Command, Status
 
 # Keys whose values are secrets, whatever their depth. Names, not patterns: a host called
@@ -124,26 +127,53 @@ def drop_torn_tail(path: Path) -> int:
 
 class FsyncLineWriter:
     """A structlog logger target that appends one line per event and makes it durable. A torn last
-    line a crash left is cut off first (`torn_tail`: its length in bytes)."""
+    line a crash left is cut off first (`torn_tail`: its length in bytes).
+
+    Once `last()` has written a host's last line, later lines are dropped: the log ends there."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
         self.torn_tail = drop_torn_tail(path)
-        self._file = path.open("a", encoding="utf-8")
+        self._file = privatefs.open_text(path, "a")
+        self._sealed = False
 
     def msg(self, message: str) -> None:
         with self._lock:
-            self._file.write(message + "\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if not self._sealed:
+                self._write(message)
+
+    def last(self, message: str) -> None:
+        """Write `message` as the file's last line: nothing written after it is kept."""
+        with self._lock:
+            if not self._sealed:
+                self._write(message)
+                self._sealed = True
+
+    def _write(self, message: str) -> None:
+        self._file.write(message + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     # structlog calls the method named after the level; every level is one line here.
     debug = info = warning = error = critical = msg
 
     def close(self) -> None:
         with self._lock:
+            self._sealed = True
             self._file.close()
+
+
+class _LastLine:
+    """A structlog logger target whose one line is its writer's last."""
+
+    def __init__(self, writer: FsyncLineWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: str) -> None:
+        self._writer.last(message)
+
+    debug = info = warning = error = critical = msg
 
 
 def host_file_name(host: str) -> str:
@@ -152,7 +182,7 @@ def host_file_name(host: str) -> str:
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with privatefs.open_text(tmp, "w") as fh:
         json.dump(redact(data), fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
         fh.flush()
@@ -172,7 +202,9 @@ class RunLog:
         self.run_id = run_id
         self.path = root / run_id
         self.hosts_dir = self.path / "hosts"
-        self.hosts_dir.mkdir(parents=True, exist_ok=True)
+        privatefs.make_dirs(root)  # the runs folder, when it is new
+        privatefs.private_dir(self.path)
+        privatefs.private_dir(self.hosts_dir)
         self._writers: dict[str, FsyncLineWriter] = {}
         self._context: dict[str, dict[str, Any]] = {}  # host -> fields every line of it carries (its wave)
         self._lock = threading.Lock()
@@ -192,6 +224,15 @@ class RunLog:
 
     def host_logger(self, host: str, **context: Any) -> Any:
         """A structlog logger bound to this run and host; each call writes one durable line."""
+        return self._logger(host, context, last=False)
+
+    def abandon(self, hosts: Sequence[str], **fields: Any) -> None:
+        """The last line of each host in `hosts` (a `host_done` with `fields`), written now for hosts
+        whose workers the run leaves behind; what their threads log afterwards is dropped."""
+        for host in hosts:
+            self._logger(host, {}, last=True).warning(Event.HOST_DONE, abandoned=True, **fields)
+
+    def _logger(self, host: str, context: Mapping[str, Any], *, last: bool) -> Any:
         with self._lock:
             context = {**self._context.get(host, {}), **context}
             writer = self._writers.get(host)
@@ -200,7 +241,7 @@ class RunLog:
                 writer = FsyncLineWriter(self.hosts_dir / host_file_name(host))
                 self._writers[host] = writer
         logger = structlog.wrap_logger(
-            writer,
+            _LastLine(writer) if last else writer,
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
