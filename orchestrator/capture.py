@@ -39,6 +39,9 @@ same actions (with the replaced values):
   host name table. Single-label IIS host headers are replaced in the bindings only. A host name
   made of letters only that is also a word of the native texts' labels ("State", "Metric") is left
   as it is: replacing it there would break the texts, and such a word says nothing about the host.
+- Machine identity (`machine`): the SMBIOS UUID becomes 00000000-0000-0000-0000-000000000001,
+  ...002 and so on, the OS product id 00000-000-0000000-00001 and so on, wherever either appears.
+  Kept: a UUID of all zeros or all Fs (firmware that sets none: it identifies nothing).
 - PNPDeviceIDs: the instance part after the last backslash (unique per device, for vmxnet3 made
   from the MAC) becomes zeros of the same shape ending in a counter; root-enumerated ids
   (ROOT\\NET\\0000, the loopback adapters dsrprep's marker names) are kept.
@@ -60,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__, oscaps
+from orchestrator import __version__, oscaps, privatefs
 from orchestrator.errors import DsrError
 from orchestrator.rolloutlog import Event, host_file_name, read_host_log
 
@@ -136,6 +139,8 @@ class Redactor:
         self._global_names: list[str] = []
         self._domains: dict[str, int] = {}
         self._pnp: dict[str, str] = {}  # original id, casefolded -> redacted id
+        self._identity: dict[str, str] = {}  # a machine's UUID or product id, casefolded -> placeholder
+        self._identity_counts: dict[str, int] = {}  # placeholder shape -> placeholders given
         self._pattern: re.Pattern[str] | None = None
         self._vocabulary: frozenset[str] = frozenset()
 
@@ -179,6 +184,10 @@ class Redactor:
         for value in marker.values() if isinstance(marker, Mapping) else ():
             if isinstance(value, str) and _PNP_ID.match(value):
                 self._add_pnp(value)
+        machine = raw.get("machine")
+        if isinstance(machine, Mapping):
+            self._add_identity(machine.get("uuid"), "00000000-0000-0000-0000-{:012X}")
+            self._add_identity(machine.get("os_serial"), "00000-000-0000000-{:05d}")
 
     def _learn_addresses(self, raw: Any) -> None:
         """The adapters' addresses first (physical adapters before loopbacks), then their gateways
@@ -190,6 +199,15 @@ class Redactor:
                 for item in adapter.get(key) or ():
                     if isinstance(item, str):
                         self.text(item)
+
+    def _add_identity(self, value: Any, shape: str) -> None:
+        if not isinstance(value, str) or not value.strip() or value.casefold() in self._identity:
+            return
+        if set(value) <= set("0-") or set(value.upper()) <= set("F-"):
+            return  # firmware that sets no UUID: the same on every such machine, it identifies nothing
+        self._identity_counts[shape] = self._identity_counts.get(shape, 0) + 1
+        self._identity[value.casefold()] = shape.format(self._identity_counts[shape])
+        self._pattern = None
 
     def _add_pnp(self, pnp: str) -> None:
         head, sep, tail = pnp.rpartition("\\")
@@ -247,6 +265,9 @@ class Redactor:
         if self._pnp:
             ids = sorted(self._pnp, key=len, reverse=True)
             parts.append("(?P<pnp>" + "|".join(re.escape(i) for i in ids) + ")")
+        if self._identity:
+            values = sorted(self._identity, key=len, reverse=True)
+            parts.append("(?P<identity>" + "|".join(re.escape(v) for v in values) + ")")
         parts += [_MAC, _V6, _V4, _FQDN]
         if self._global_names:
             names = sorted(self._global_names, key=len, reverse=True)
@@ -258,6 +279,8 @@ class Redactor:
         groups = match.groupdict()
         if groups.get("pnp"):
             return self._pnp[found.casefold()]
+        if groups.get("identity"):
+            return self._identity[found.casefold()]
         if groups.get("mac"):
             return self._mac(found)
         if groups.get("v6"):
@@ -561,9 +584,10 @@ def raw_facts_from_log(run_dir: Path, host: str) -> dict[str, Any] | None:
 
 
 def write_capture(directory: Path, host: str, document: Mapping[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    """DIR/<host>.json, 0600 (a folder it creates: 0700): a capture holds a host's full facts."""
+    privatefs.make_dirs(directory)
     path = directory / capture_file_name(host)
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    privatefs.write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return path
 
 

@@ -26,6 +26,7 @@ from rich.text import Text
 from orchestrator import oscaps
 from orchestrator.errors import ErrorInfo
 from orchestrator.fleetops import PsrpFleet, rollback_target
+from orchestrator.interrupts import STOP
 from orchestrator.inventory import (
     MAX_HOSTS,
     MAX_INVENTORY_BYTES,
@@ -35,7 +36,8 @@ from orchestrator.inventory import (
     InventoryError,
     load_inventory,
 )
-from orchestrator.locks import HeldLocks, LockHeld, LockRecord, acquire
+from orchestrator.locks import HeldLocks, LockError, LockHeld, LockRecord, acquire, live_holder
+from orchestrator.redaction import Secrets, show_client_log
 from orchestrator.report import facts_row, result_row
 from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
@@ -44,6 +46,7 @@ from orchestrator.rolloutlog import HostRecord, RunFileError, RunLog, RunState, 
 from orchestrator.runner import (
     DEFAULT_FORKS,
     FleetInterrupted,
+    RollbackRefusal,
     RollbackTarget,
     gather_fleet_facts,
     rollback_fleet,
@@ -68,7 +71,7 @@ app = typer.Typer(
     help="Prepare fleets of Windows servers for Direct Server Return over PowerShell Remoting.\n\n"
          "Exit codes: 0 every host ok or changed; 1 some host failed or was unreachable within the thresholds; "
          "2 bad input or usage (also hosts held by another run); 3 a gate or threshold stopped the rollout; "
-         "4 declined at a prompt; 130 interrupted.",
+         "4 declined at a prompt; 130 interrupted (Ctrl-C, SIGTERM or SIGHUP).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals can hold passwords
     add_completion=False,
@@ -77,6 +80,20 @@ inventory_app = typer.Typer(help="Inspect inventories.", no_args_is_help=True)
 lab_app = typer.Typer(help="Run the lab fleet of simulated Windows servers.", no_args_is_help=True)
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(lab_app, name="lab")
+
+_SECRETS = Secrets()  # the passwords this process knows, masked in the --verbose log
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show the PSRP client's debug log (pypsrp, pyspnego, requests) on stderr; "
+                                "passwords are masked.")] = False,
+) -> None:
+    """Prepare fleets of Windows servers for Direct Server Return over PowerShell Remoting."""
+    if verbose:
+        show_client_log(_SECRETS)
+
 
 # Every printed string is data (host, user, group, adapter and site names, errors from hosts): never
 # rich markup and never emoji codes (an IPv6 endpoint like 2001:db8::100:80 holds one). Styles come
@@ -117,13 +134,23 @@ def _default_password(ask_pass: bool) -> str | None:
     return os.environ.get(PASSWORD_ENV) or None
 
 
-def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True) -> Inventory:
+def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True, warn: bool = True) -> Inventory:
+    """The inventory, its warnings on stderr (unless `warn` is false); exit 2 when it has problems."""
+    default = _default_password(ask_pass)
+    _SECRETS.add([default])
     try:
-        return load_inventory(path, default_password=_default_password(ask_pass), env=os.environ,
-                              require_secrets=require_secrets)
+        inv = load_inventory(path, default_password=default, env=os.environ, require_secrets=require_secrets)
     except InventoryError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    if warn:  # a weakened setting (an unchecked certificate, clear text) is said on every run
+        for line in inv.warning_lines():
+            err.print(f"WARNING: {line}", markup=False)
+    # Whatever --verbose shows of the transport's own log is scrubbed of these.
+    _SECRETS.add(h.connection.password for h in inv.hosts)
+    for host in inv.hosts:
+        _SECRETS.add_url(host.connection.proxy)
+    return inv
 
 
 @inventory_app.command("check", help=(
@@ -132,7 +159,7 @@ def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True) -> Invent
     f"parsing), nested at most {MAX_NESTING} levels deep, naming at most "
     f"{MAX_HOSTS:,} hosts. Unknown ansible_* variables are warnings naming the closest known one."))
 def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False) -> None:
-    inv = _load(inventory, ask_pass=False, require_secrets=False)
+    inv = _load(inventory, ask_pass=False, require_secrets=False, warn=False)
     described = inv.describe()
     # Warnings go to stderr in both forms, so --json output stays one JSON document on stdout.
     for line in inv.warning_lines():
@@ -220,7 +247,9 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
         result = _work_logged(log, base, work)
     if not result.covers([h.name for h in hosts]):
         raise RuntimeError(f"{command}: results do not cover every planned host")  # a bug, never bad input
-    log.write_run({**base, "state": RunState.FINISHED, "summary": result.counts(), "outcomes": result.statuses()})
+    with STOP.held():  # the run has ended: a stop request now must not cut its record short
+        log.write_run({**base, "state": RunState.FINISHED, "summary": result.counts(),
+                       "outcomes": result.statuses()})
     return log, result
 
 
@@ -244,13 +273,14 @@ def _work_logged(log: RunLog, base: dict[str, Any], work: Callable[[RunLog], Fle
     try:
         return work(log)
     except FleetInterrupted as exc:
-        log.close()
-        log.write_run({**base, "state": RunState.INTERRUPTED, "summary": exc.result.counts(),
-                       "outcomes": exc.result.statuses()})
-        err.print(f"interrupted: {exc.result.summary_text()}; log: {log.path}")
-        if exc.abandoned:
-            raise _Abandoned() from None
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        with STOP.held():
+            log.close()
+            log.write_run({**base, "state": RunState.INTERRUPTED, "summary": exc.result.counts(),
+                           "outcomes": exc.result.statuses()})
+            err.print(f"interrupted: {exc.result.summary_text()}; log: {log.path}")
+            if exc.abandoned:
+                raise _Abandoned() from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         log.write_run({**base, "state": RunState.INTERRUPTED})
         err.print(f"interrupted; log: {log.path}")
@@ -505,7 +535,7 @@ def rollout(
 ) -> None:
     """Prepare hosts for DSR canary first, then in waves, with gates between them. Exit codes: 0 every host ok or
     changed; 1 some host failed or unreachable within the thresholds; 2 bad input (or hosts held by another run);
-    3 a gate or threshold stopped the rollout; 4 declined at a prompt; 130 interrupted."""
+    3 a gate or threshold stopped the rollout; 4 declined at a prompt; 130 interrupted (Ctrl-C, SIGTERM or SIGHUP)."""
     options = Options(canary=canary, waves=waves, max_failures=max_failures, max_unreachable=max_unreachable,
                       order=order, forks=forks, pause_after_wave=pause_after_wave, gate_command=gate_command,
                       rollback_on_abort=rollback_on_abort, check=check)
@@ -646,13 +676,16 @@ def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, An
     with _locked(log, runs_dir, record.hosts, Command.ROLLOUT, not options.check) as held:
         for warning in held.warnings:
             err.print(f"warning: {warning}", markup=False)
+        # Before the preflight: a run killed there is still a run that `resume` can finish.
+        operator.save(record)
         outcome, abandoned = _run_rollout(plan, resume=resume)
-        log.close()
-        state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
-        log.write_run({**base, **outcome.record.to_dict(), "state": state, "summary": outcome.result.counts()})
-        if abandoned:
-            err.print(f"interrupted again: {outcome.result.summary_text()}; log: {log.path}", markup=False)
-            raise _Abandoned()
+        with STOP.held():  # the run has ended: a stop request now must not cut its record short
+            log.close()
+            state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
+            log.write_run({**base, **outcome.record.to_dict(), "state": state, "summary": outcome.result.counts()})
+            if abandoned:
+                err.print(f"interrupted again: {outcome.result.summary_text()}; log: {log.path}", markup=False)
+                raise _Abandoned()
     return outcome
 
 
@@ -688,8 +721,9 @@ def _locked(log: RunLog, runs_dir: Path, hosts: list[str], command: Command, loc
         with held:
             yield held
     except _Abandoned:
-        # A second Ctrl-C: the summary is written and the locks are released; threads still
-        # waiting on hosts are left behind (their remote shells expire on their own).
+        # A second stop request: the outcomes and each abandoned host's last log line are written
+        # and the locks are released; threads still waiting on hosts are left behind (their remote
+        # shells expire on their own).
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
@@ -713,7 +747,9 @@ class _Operator:
             return True
         try:
             return bool(typer.confirm(question, default=False, err=True))  # stdout may be a --json document
-        except typer.Abort:  # end of input at the prompt
+        except typer.Abort:  # end of input at the prompt, or a stop request (Ctrl-C, SIGTERM, SIGHUP)
+            if STOP.requested:
+                raise KeyboardInterrupt from None
             return False
 
     def show(self, event: str, **details: Any) -> None:
@@ -743,7 +779,7 @@ def _read_rollout(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | None:
+def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | RollbackRefusal | None:
     """What the rollout recorded about `host`, or None (said on stderr) when there is nothing to undo.
 
     The rollback plans against the desired state the rollout acted on, not against the inventory as
@@ -755,10 +791,25 @@ def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | None:
         raise _fail(str(exc)) from None
     except ValueError as exc:
         raise _fail(f"{run_dir}: host {host.name}: the recorded desired state is unreadable ({exc})") from None
-    for line in (undo.skipped, undo.warning):
-        if line:
-            err.print(line, markup=False)
+    if undo.skipped:
+        err.print(undo.skipped, markup=False)
     return undo.target
+
+
+def _refuse_running(run_dir: Path, record: dict[str, Any]) -> None:
+    """Exit 2 while the run's process still holds its hosts; a run whose process died can be rolled back."""
+    run_id = str(record.get("run_id"))
+    runs_of = Path(str(record.get("runs_dir") or run_dir.parent))
+    try:
+        holder = live_holder(runs_of, run_id, [str(h) for h in record.get("hosts") or []])
+    except LockError as exc:
+        raise _fail(f"{run_dir}: cannot tell whether run {run_id} still runs: {exc}") from None
+    if holder is not None:
+        raise _fail(f"{run_dir}: run {run_id} is still running ({holder.describe()}): let it end, or stop it, "
+                    "before rolling it back")
+    if record.get("state") == RunState.RUNNING:
+        err.print(f"warning: run {run_id} did not end (its process is gone): rolling back what its log shows",
+                  markup=False)
 
 
 @app.command()
@@ -772,15 +823,22 @@ def rollback(
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
-    """Return hosts to the facts recorded before a rollout, for what that rollout changed only."""
+    """Return hosts to the facts recorded before a rollout, for what dsrprep manages, whatever the step
+    results say; a host that is not the recorded machine, or whose record is torn, is refused."""
     record = _read_rollout(run_dir)
+    _refuse_running(run_dir, record)
     inventory = Path(str(record.get("inventory")))
     inv = _load(inventory, ask_pass)
-    in_run = set(record.get("hosts") or [])
+    in_run = [str(h) for h in record.get("hosts") or []]
+    missing = [h for h in in_run if h not in {x.name for x in inv.hosts}]
+    if missing and limit is None:
+        raise _fail(f"{run_dir}: the inventory {inventory} no longer has host(s) {', '.join(missing)}: "
+                    "restore them, or leave them out with --limit")
     found = [_rollback_target(run_dir, h) for h in _select(inv, limit) if h.name in in_run]
     targets = [t for t in found if t is not None]
     if not targets:
-        out.print(f"{run_dir}: no selected host was changed by that rollout: nothing to roll back", markup=False)
+        out.print(f"{run_dir}: no selected host was read or changed by that rollout: nothing to roll back",
+                  markup=False)
         raise typer.Exit(EXIT_OK)
     _confirm(f"Roll back {len(targets)} host(s) to their state before run {record.get('run_id')}?", yes)
     log, result = _execute(
@@ -926,4 +984,5 @@ def demo(
 
 
 def main() -> None:
+    STOP.install()  # SIGTERM and SIGHUP stop a run as Ctrl-C does; later requests never cut its record short
     app()

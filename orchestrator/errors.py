@@ -22,7 +22,9 @@ DsrError
 │   ├── NotConverging      re-planning after recoveries never settled
 │   ├── NotCompliant       the plan after applying is not empty
 │   ├── VerifyFailed       the live checks after the change failed
-│   └── NotRestored        the rollback left something of the rollout behind
+│   ├── NotRestored        the rollback left something of the rollout behind
+│   ├── NotSameMachine     a rollback found another machine than the recorded one (nothing changed)
+│   └── NoBeforeState      a rollback has no intact record of what to return to (nothing changed)
 ├── Interrupted          the run was stopped (Ctrl-C) before this host finished
 ├── InternalError        an unexpected exception inside dsrprep (a bug; its traceback is in the log)
 └── defined beside the data they judge: FactsError (facts.py), InventoryError (inventory.py),
@@ -136,6 +138,14 @@ class VerifyFailed(StateError):
 
 class NotRestored(StateError):
     """After a rollback, the rollback plan against fresh facts is still not empty."""
+
+
+class NotSameMachine(StateError):
+    """The host answering is not proved to be the machine whose facts the rollout recorded."""
+
+
+class NoBeforeState(StateError):
+    """The run's log holds no intact facts from before the rollout, or no desired state, for a host."""
 
 
 class Interrupted(DsrError):

@@ -185,6 +185,15 @@ class Firewall:
     winrm_public: bool | None = None
 
 
+@dataclass(frozen=True)
+class Machine:
+    """What tells one machine from another: the SMBIOS UUID (Win32_ComputerSystemProduct.UUID) and
+    the OS installation's product id (Win32_OperatingSystem.SerialNumber); None where WMI gave none."""
+
+    uuid: str | None
+    os_serial: str | None
+
+
 # The marker dsrprep leaves on a host (HKLM\SOFTWARE\dsrprep\DSR): which loopback is its own.
 MARKER_PNP = "LoopbackPnpId"
 MARKER_CREATED = "LoopbackCreated"
@@ -208,6 +217,8 @@ class Facts:
     firewall: Firewall
     marker: Mapping[str, str]
     parts: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    # None: facts without the `machine` key (recorded or captured by an older dsrprep).
+    machine: Machine | None = None
 
     def part(self, step: str, kind: type[T]) -> T:
         """The facts of `step`'s own fragment, as the type its module parses them into."""
@@ -219,8 +230,8 @@ class Facts:
     # -- lookups the steps, the verifier and the reports share ----------------------------------
 
     def adapter_by_mac(self, mac: str) -> Adapter | None:
-        wanted = _normalize_mac(mac)
-        return next((a for a in self.adapters if a.mac and _normalize_mac(a.mac) == wanted), None)
+        wanted = normalize_mac(mac)
+        return next((a for a in self.adapters if a.mac and normalize_mac(a.mac) == wanted), None)
 
     def adapter_by_connection_id(self, name: str) -> Adapter | None:
         wanted = name.casefold()
@@ -312,7 +323,7 @@ def normalize_ip(text: str) -> str:
         return text.strip().lower()
 
 
-def _normalize_mac(text: str) -> str:
+def normalize_mac(text: str) -> str:
     return re.sub(r"[^0-9a-f]", "", text.lower())
 
 
@@ -764,6 +775,12 @@ def _parse_firewall(r: Reader) -> Firewall:
     raise FactsError(f"{r.child_path('api')}: expected 'netsh-firewall' or 'advfirewall', got {api!r}")
 
 
+def _parse_machine(r: Reader | None) -> Machine | None:
+    if r is None:
+        return None
+    return Machine(uuid=r.opt_str("uuid"), os_serial=r.opt_str("os_serial"))
+
+
 def parse_facts(raw: Mapping[str, Any]) -> Facts:
     """Validate the facts script's raw dict (docs/facts.md): the common keys here, each step's own
     keys by that step's module."""
@@ -787,4 +804,5 @@ def parse_facts(raw: Mapping[str, Any]) -> Facts:
         firewall=_parse_firewall(r.child("firewall")),
         marker=frozen_map(r.str_map("marker")),
         parts=frozen_map({name: parse(r) for name, parse in facts_parts()}),
+        machine=_parse_machine(r.opt_child("machine")),
     )

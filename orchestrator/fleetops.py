@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.desired import Desired
+from orchestrator.facts import FactsError, parse_facts
 from orchestrator.inventory import Host
 from orchestrator.results import Command, FleetResult, HostResult, Status
 from orchestrator.retry import RetryPolicy
-from orchestrator.rolloutlog import RunLog, recorded_rollout
-from orchestrator.runner import DEFAULT_FORKS, RollbackTarget, rollback_fleet, rollout_fleet
+from orchestrator.rolloutlog import HostRecord, RunLog, host_file_name, recorded_rollout
+from orchestrator.runner import DEFAULT_FORKS, RollbackRefusal, RollbackTarget, rollback_fleet, rollout_fleet
 from orchestrator.transport import SessionFactory
 from orchestrator.waves import Wave
 
@@ -25,26 +26,41 @@ GATE_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class Undo:
-    """What a rollout recorded about one host to undo it: a target, or why there is none."""
+    """What a rollout recorded about one host to undo it: a target, a refusal (the host ends failed,
+    never contacted), or nothing to undo (`skipped` says why)."""
 
-    target: RollbackTarget | None
-    skipped: str | None = None  # why nothing is undone there
-    warning: str | None = None
+    target: RollbackTarget | RollbackRefusal | None
+    skipped: str | None = None
 
 
 def rollback_target(run_dir: Path, host: Host) -> Undo:
-    """The facts before the rollout and the desired state it acted on (the inventory's, with a
-    warning, when an older log recorded none). ValueError when the recorded desired state is unreadable."""
-    recorded = recorded_rollout(run_dir, host.name)
+    """What `host`'s log in the run at `run_dir` says to undo (see `undo_of`)."""
+    return undo_of(host, recorded_rollout(run_dir, host.name), run_dir / "hosts" / host_file_name(host.name))
+
+
+def undo_of(host: Host, recorded: HostRecord, log_path: Path) -> Undo:
+    """Whatever the step results say, every host the rollout read is compared with its facts from
+    before, against the desired state the rollout recorded; a host no step ran on and that was never
+    read is left alone. A host some step ran on without intact facts from before, or with no recorded
+    desired state, is refused: nothing proves what to return it to. ValueError when the recorded
+    desired state is unreadable."""
     if recorded.facts_before is None:
-        return Undo(None, skipped=f"{host.name}: the rollout took no facts from it (unreachable?): skipped")
-    if not recorded.changed:
-        return Undo(None, skipped=f"{host.name}: the rollout changed nothing there: skipped")
+        if not recorded.steps_ran:
+            return Undo(None, skipped=f"{host.name}: the rollout took no facts from it and ran no step there: "
+                                      "nothing to undo: skipped")
+        what = f"torn ({recorded.torn_lines} unreadable line(s))" if recorded.torn_lines else "missing"
+        return Undo(RollbackRefusal(host, f"the facts recorded before the rollout are {what} in {log_path}, yet "
+                                          "steps ran there: nothing proves what to return it to; check it by hand"))
     if recorded.desired is None:
-        return Undo(RollbackTarget(host, recorded.facts_before, host.desired),
-                    warning=f"warning: {host.name}: the rollout log records no desired state (an older run): "
-                            "rolling back against the inventory's current dsr_* settings")
-    return Undo(RollbackTarget(host, recorded.facts_before, Desired.from_dict(recorded.desired)))
+        return Undo(RollbackRefusal(host, f"the rollout log {log_path} records no desired state (an older dsrprep): "
+                                          "nothing proves what the rollout acted on; check it by hand"))
+    desired = Desired.from_dict(recorded.desired)
+    try:
+        before = parse_facts(recorded.facts_before)
+    except FactsError as exc:
+        return Undo(RollbackRefusal(host, f"the facts recorded before the rollout in {log_path} do not parse "
+                                          f"({exc}); check it by hand"))
+    return Undo(RollbackTarget(host, before, desired))
 
 
 @dataclass
@@ -74,7 +90,8 @@ class PsrpFleet:
     def rollback(self, names: Sequence[str]) -> FleetResult:
         """Undo what this run changed on `names`; a host with nothing recorded to undo stays as it is."""
         self.log.set_context(names, wave="rollback")
-        targets, untouched = [], []
+        targets: list[RollbackTarget | RollbackRefusal] = []
+        untouched = []
         for host in self._pick(names):
             target = rollback_target(self.log.path, host).target
             if target is None:

@@ -636,6 +636,12 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def _parse_address(value: object) -> str:
     text = ds.parse_text(value)
+    if "://" in text or "@" in text:
+        # Never quoted as written: a URL can carry a password (http://user:password@host/wsman).
+        shown = "is a URL" if "://" in text else "holds a user name (user@host)"
+        raise FieldError(f"{shown}: give the host name or IP address alone; the scheme, port and path go in "
+                         "ansible_psrp_protocol, ansible_port and ansible_psrp_path, the account in "
+                         "ansible_user and ansible_password")
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if ":" in text or _IPV4_LIKE.fullmatch(text):
@@ -725,7 +731,8 @@ def _redact_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
         if parts.password is None:
-            return url
+            # An unencoded '#', '?' or '/' in a password ends the netloc before its '@'.
+            return "<a URL that does not parse>" if "@" in url and "@" not in parts.netloc else url
     except ValueError:
         return "<a URL that does not parse>" if "@" in url else url
     user = parts.username or ""
@@ -1218,7 +1225,7 @@ class _Builder:
         self._check_encryption(here, s, auth, protocol, opt_in=True if insecure is _INVALID else insecure is True)
         self._check_certificate_auth(here, s, auth, protocol)
         self._check_timeouts(here, s)
-        self._warn_ineffective(here, s, auth)
+        self._warn_ineffective(here, s, auth, protocol)
 
         secret = s.given("password")
         if secret is None and self.default_password is not None:
@@ -1326,8 +1333,9 @@ class _Builder:
                 )
             )
 
-    def _warn_ineffective(self, here: _Where, s: _Settings, auth: str) -> None:
-        """Settings that parse but that pypsrp would ignore for this host: warnings, not errors."""
+    def _warn_ineffective(self, here: _Where, s: _Settings, auth: str, protocol: str) -> None:
+        """Settings that parse but that pypsrp would ignore for this host, and settings that weaken its
+        security: warnings, not errors."""
         if "auth" not in s.bad and auth not in ("negotiate", "ntlm", "kerberos"):
             for setting in _NEGOTIATE_SETTINGS:
                 if s.given(setting) not in (None, _INVALID):
@@ -1337,6 +1345,22 @@ class _Builder:
                             f"has no effect with {auth} auth: it applies to negotiate, ntlm and kerberos only",
                         )
                     )
+        if protocol == "https" and s.given("cert_validation") == "ignore":
+            self.warn(
+                here.problem(
+                    s.var("cert_validation"),
+                    "ignore: the host's certificate is not checked, so whoever sits between this machine and "
+                    "the host can pose as it and take the credentials: give its CA in ansible_psrp_ca_cert instead",
+                )
+            )
+        if protocol == "http" and auth != "basic" and s.get("message_encryption") == "never":
+            self.warn(
+                here.problem(
+                    s.var("message_encryption"),
+                    "never: over http every script and its output crosses the network in clear (and WinRM "
+                    "refuses that unless AllowUnencrypted is on): keep auto",
+                )
+            )
         if s.given("ignore_proxy") is True and s.given("proxy") not in (None, _INVALID):
             self.warn(
                 here.problem(

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from orchestrator import privatefs
 from orchestrator.errors import DsrError
 from orchestrator.rolloutlog import host_file_name
 
@@ -212,6 +213,17 @@ def acquire(runs_dir: Path, *, run_id: str, command: str, hosts: Sequence[str],
     return held
 
 
+def live_holder(runs_dir: Path, run_id: str, hosts: Sequence[str]) -> LockRecord | None:
+    """The lock by which run `run_id` still holds one of `hosts` (its process lives, or runs on another
+    machine), or None: the run is over, or its process died (its locks are stale)."""
+    for host, path in _unique_paths(runs_dir, hosts).items():
+        found = inspect(path, host)
+        if found is not None and found.record is not None and found.record.run_id == run_id \
+                and not found.verdict.stale:
+            return found.record
+    return None
+
+
 def inspect(path: Path, host: str, *, grace: float = DEFAULT_GRACE) -> Found | None:
     """The lock file at `path` and what it means, or None when there is none."""
     try:
@@ -296,7 +308,7 @@ def _unique_paths(runs_dir: Path, hosts: Sequence[str]) -> dict[str, Path]:
 def _claim(path: Path, host: str, record: LockRecord, *, grace: float) -> None:
     """Create `path` holding `record`; LockHeld if someone else's file appeared there."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = privatefs.open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         # Only a process that bypasses run.lock can get here; report it like any holder.
         found = inspect(path, host, grace=grace)
@@ -317,7 +329,7 @@ def _claim(path: Path, host: str, record: LockRecord, *, grace: float) -> None:
 @contextlib.contextmanager
 def _runs_folder_lock(path: Path, record: LockRecord, *, wait: float, runs_dir: Path) -> Iterator[None]:
     try:
-        fh: BinaryIO = open(path, "a+b")  # noqa: SIM115 - held across the yield, closed in finally
+        fh: BinaryIO = privatefs.open_binary(path, "a+b")  # held across the yield, closed in finally
     except OSError as exc:
         raise LockError(f"cannot open {path}: {exc.strerror}: check the runs folder {runs_dir}") from exc
     try:
@@ -383,7 +395,7 @@ def _unlink(path: Path) -> None:
 
 def _ensure_dir(path: Path) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        privatefs.make_dirs(path)
     except OSError as exc:
         raise LockError(f"cannot create {path}: {exc.strerror}: check the runs folder") from exc
 

@@ -1,9 +1,12 @@
 """The rollout log on disk: runs/<run-id>/run.json and runs/<run-id>/hosts/<host>.jsonl.
 
 Every host event is one JSON line, appended, flushed and fsynced before the call returns, so a crash
-loses at most the line being written; a torn last line is detected and skipped when reading.
+loses at most the line being written; a torn last line is detected and skipped when reading, and cut
+off when the log is opened again to go on with the run (a `torn_line_dropped` line says so).
 run.json is replaced atomically (write a temporary file, fsync, rename). No secret is ever written:
-keys that name a secret are redacted whatever their depth.
+keys that name a secret are redacted whatever their depth. Folders are 0700 and files 0600 whatever
+the umask (orchestrator/privatefs.py): the logs hold every host's facts. A host whose worker a run
+leaves behind gets its last line from `RunLog.abandon`; nothing after it is written.
 
 The names of the events (`Event`) and of a run's states (`RunState`) are typed constants shared by
 the writer (the runner, the CLI) and the readers (`recorded_rollout`). A line logged with an
@@ -18,7 +21,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +31,7 @@ from typing import Any, TypeVar
 import structlog
 import structlog.tracebacks
 
+from orchestrator import privatefs
 from orchestrator.results import Command, Status
 
 # Keys whose values are secrets, whatever their depth. Names, not patterns: a host called
@@ -55,6 +59,7 @@ class Event(StrEnum):
     INTERNAL_ERROR = "internal_error"  # an unexpected exception, with its traceback
     SHELLS_LEFT = "shells_left"  # remote shells a lost connection kept from deleting (deleted later, or expire)
     HOST_DONE = "host_done"  # the host's terminal status
+    TORN_LINE_DROPPED = "torn_line_dropped"  # a crash's torn last line, cut off when the log was opened again
 
 
 class RunState(StrEnum):
@@ -93,26 +98,82 @@ def _redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, 
 _TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
 
 
+def drop_torn_tail(path: Path) -> int:
+    """Cut off the last line of `path` when it has no newline (a crash in the middle of writing it: it
+    holds no whole event, and what is appended next would run into it); the bytes cut off."""
+    try:
+        fh = path.open("r+b")
+    except FileNotFoundError:
+        return 0
+    with fh:
+        size = end = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - 1))
+        if size == 0 or fh.read(1) == b"\n":
+            return 0
+        keep = 0
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            newline = fh.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - keep
+
+
 class FsyncLineWriter:
-    """A structlog logger target that appends one line per event and makes it durable."""
+    """A structlog logger target that appends one line per event and makes it durable. A torn last
+    line a crash left is cut off first (`torn_tail`: its length in bytes).
+
+    Once `last()` has written a host's last line, later lines are dropped: the log ends there."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
-        self._file = path.open("a", encoding="utf-8")
+        self.torn_tail = drop_torn_tail(path)
+        self._file = privatefs.open_text(path, "a")
+        self._sealed = False
 
     def msg(self, message: str) -> None:
         with self._lock:
-            self._file.write(message + "\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if not self._sealed:
+                self._write(message)
+
+    def last(self, message: str) -> None:
+        """Write `message` as the file's last line: nothing written after it is kept."""
+        with self._lock:
+            if not self._sealed:
+                self._write(message)
+                self._sealed = True
+
+    def _write(self, message: str) -> None:
+        self._file.write(message + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     # structlog calls the method named after the level; every level is one line here.
     debug = info = warning = error = critical = msg
 
     def close(self) -> None:
         with self._lock:
+            self._sealed = True
             self._file.close()
+
+
+class _LastLine:
+    """A structlog logger target whose one line is its writer's last."""
+
+    def __init__(self, writer: FsyncLineWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: str) -> None:
+        self._writer.last(message)
+
+    debug = info = warning = error = critical = msg
 
 
 def host_file_name(host: str) -> str:
@@ -121,7 +182,7 @@ def host_file_name(host: str) -> str:
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with privatefs.open_text(tmp, "w") as fh:
         json.dump(redact(data), fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
         fh.flush()
@@ -141,7 +202,9 @@ class RunLog:
         self.run_id = run_id
         self.path = root / run_id
         self.hosts_dir = self.path / "hosts"
-        self.hosts_dir.mkdir(parents=True, exist_ok=True)
+        privatefs.make_dirs(root)  # the runs folder, when it is new
+        privatefs.private_dir(self.path)
+        privatefs.private_dir(self.hosts_dir)
         self._writers: dict[str, FsyncLineWriter] = {}
         self._context: dict[str, dict[str, Any]] = {}  # host -> fields every line of it carries (its wave)
         self._lock = threading.Lock()
@@ -161,14 +224,24 @@ class RunLog:
 
     def host_logger(self, host: str, **context: Any) -> Any:
         """A structlog logger bound to this run and host; each call writes one durable line."""
+        return self._logger(host, context, last=False)
+
+    def abandon(self, hosts: Sequence[str], **fields: Any) -> None:
+        """The last line of each host in `hosts` (a `host_done` with `fields`), written now for hosts
+        whose workers the run leaves behind; what their threads log afterwards is dropped."""
+        for host in hosts:
+            self._logger(host, {}, last=True).warning(Event.HOST_DONE, abandoned=True, **fields)
+
+    def _logger(self, host: str, context: Mapping[str, Any], *, last: bool) -> Any:
         with self._lock:
             context = {**self._context.get(host, {}), **context}
             writer = self._writers.get(host)
+            opened = writer is None
             if writer is None:
                 writer = FsyncLineWriter(self.hosts_dir / host_file_name(host))
                 self._writers[host] = writer
         logger = structlog.wrap_logger(
-            writer,
+            _LastLine(writer) if last else writer,
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -177,7 +250,10 @@ class RunLog:
                 structlog.processors.JSONRenderer(sort_keys=True, default=str),
             ],
         )
-        return logger.bind(run_id=self.run_id, host=host, **context)
+        bound = logger.bind(run_id=self.run_id, host=host, **context)
+        if opened and writer.torn_tail:
+            bound.warning(Event.TORN_LINE_DROPPED, step="log", bytes=writer.torn_tail)
+        return bound
 
     def close(self) -> None:
         with self._lock:
@@ -313,11 +389,9 @@ class HostLog:
     torn_lines: int
 
 
-def read_host_log(path: Path) -> HostLog:
-    """Read a host's JSON-lines file, skipping a torn or corrupt line instead of failing;
-    RunFileError when the file cannot be read at all (a directory in its place...)."""
-    events: list[dict[str, Any]] = []
-    torn = 0
+def _host_lines(path: Path) -> Iterator[dict[str, Any] | None]:
+    """Every non-blank line of a host's JSON-lines file, in order: its event, or None for a torn or
+    corrupt line. RunFileError when the file cannot be read at all (a directory in its place...)."""
     try:
         with path.open("r", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -327,15 +401,19 @@ def read_host_log(path: Path) -> HostLog:
                 try:
                     item = json.loads(line)
                 except (json.JSONDecodeError, RecursionError):  # RecursionError: a line of [[[[...
-                    torn += 1
+                    yield None
                     continue
-                if isinstance(item, dict):
-                    events.append(item)
-                else:
-                    torn += 1
+                yield item if isinstance(item, dict) else None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise RunFileError(path, f"cannot read the host log ({_reason(exc)})") from None
-    return HostLog(events=events, torn_lines=torn)
+
+
+def read_host_log(path: Path) -> HostLog:
+    """Read a host's JSON-lines file, skipping a torn or corrupt line instead of failing;
+    RunFileError when the file cannot be read at all."""
+    lines = list(_host_lines(path))
+    events = [e for e in lines if e is not None]
+    return HostLog(events=events, torn_lines=len(lines) - len(events))
 
 
 def _reason(exc: BaseException) -> str:
@@ -359,16 +437,30 @@ def read_run(run_dir: Path, *, required: Sequence[str] = ()) -> dict[str, Any]:
         raise RunFileError(path, exc.message, exc.field) from None
 
 
+# Lines that show a step ran on the host (its start is logged, fsynced, before the script is sent).
+_STEP_EVENTS = frozenset({Event.STEP_START, Event.STEP_RESULT, Event.REPLANNED})
+
+
 @dataclass(frozen=True)
 class HostRecord:
-    """What a rollout's log says about one host: the facts before any change, the desired state the
-    rollout planned against (None in logs written before it was recorded), and whether it changed."""
+    """What a rollout's log says about one host.
+
+    `facts_before`: the raw facts of the first intact `facts_before` line that comes before any line
+    of a step (None when there is none: the host was never read, or that line is torn or missing).
+    A crash can tear only the line being written, and every change is preceded by its intact
+    `step_start` line, so facts logged before the first step line are the host as it was.
+    `desired`: the desired state the rollout planned against (None in logs written before it was
+    recorded). `steps_ran`: a line of a step is there (something may have changed, whatever the
+    step results say). `torn_lines`: lines that do not parse.
+    """
 
     facts_before: dict[str, Any] | None
     changed: bool
     desired: dict[str, Any] | None = None
     # The status of the last rollout of the host that ended (None: none ended, e.g. cut off by a crash).
     outcome: str | None = None
+    steps_ran: bool = False
+    torn_lines: int = 0
 
 
 def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
@@ -377,18 +469,23 @@ def recorded_rollout(run_dir: Path, host: str) -> HostRecord:
         return HostRecord(None, False)
     before: dict[str, Any] | None = None
     desired: dict[str, Any] | None = None
-    changed = False
+    changed = steps_ran = False
     outcome: str | None = None
-    for event in read_host_log(path).events:
+    torn = 0
+    for event in _host_lines(path):
+        if event is None:
+            torn += 1
+            continue
         if event.get("host") != host:
             continue  # another host whose name maps to the same file
         name = event.get("event")
-        if name == Event.FACTS_BEFORE and before is None and isinstance(event.get("raw"), dict):
+        if name == Event.FACTS_BEFORE and before is None and not steps_ran and isinstance(event.get("raw"), dict):
             before = event["raw"]
         elif name == Event.PLAN and desired is None and isinstance(event.get("desired"), dict):
             desired = event["desired"]
-        elif name == Event.STEP_RESULT and event.get("status") == Status.CHANGED:
-            changed = True
         elif name == Event.HOST_DONE and event.get("step") == Command.ROLLOUT and isinstance(event.get("status"), str):
             outcome = event["status"]
-    return HostRecord(before, changed, desired, outcome)
+        if name in _STEP_EVENTS:
+            steps_ran = True
+            changed = changed or (name == Event.STEP_RESULT and event.get("status") == Status.CHANGED)
+    return HostRecord(before, changed, desired, outcome, steps_ran, torn)

@@ -16,21 +16,25 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from orchestrator import identity
 from orchestrator.desired import Desired
 from orchestrator.errors import (
     DsrError,
     ErrorInfo,
     InternalError,
     Interrupted,
+    NoBeforeState,
     NotCompliant,
     NotConverging,
     NotRestored,
+    NotSameMachine,
     PreflightRefused,
     ProtocolError,
     Unreachable,
     VerifyFailed,
 )
 from orchestrator.facts import Facts, parse_facts
+from orchestrator.interrupts import STOP
 from orchestrator.inventory import Host
 from orchestrator.plan import Action, Plan, plan, rollback_plan
 from orchestrator.results import Command, FleetResult, HostResult, HostStatus, PlanStatus, Status, StepResult
@@ -281,14 +285,16 @@ def gather_host_facts(
 class PoolInterrupted(Exception):
     """Ctrl-C during `in_pool`: the outcomes as far as they got, every host accounted for.
 
-    `abandoned`: a second Ctrl-C came before the hosts in flight finished their steps; their
-    threads still run, and only leaving the process (os._exit) stops them.
+    `abandoned`: a second request to stop came before the hosts in flight finished their steps;
+    their threads still run, and only leaving the process (os._exit) stops them. `in_flight` are
+    the indexes of those hosts.
     """
 
-    def __init__(self, outcomes: list[Any], *, abandoned: bool = False) -> None:
+    def __init__(self, outcomes: list[Any], *, abandoned: bool = False, in_flight: Sequence[int] = ()) -> None:
         super().__init__("the run was interrupted")
         self.outcomes = outcomes
         self.abandoned = abandoned
+        self.in_flight = tuple(in_flight)
 
 
 class FleetInterrupted(Exception):
@@ -301,41 +307,50 @@ class FleetInterrupted(Exception):
 
 
 def in_pool(work: Callable[[Host], T], hosts: Iterable[Host], forks: int, *,
-            interrupted: Callable[[Host], T], cancel: threading.Event | None = None) -> list[T]:
+            interrupted: Callable[[Host], T], cancel: threading.Event | None = None,
+            leave: threading.Event | None = None) -> list[T]:
     """`work` for every host, at most `forks` at once, results in the hosts' order.
 
-    On Ctrl-C, hosts not started yet are given `interrupted(host)`, running ones are asked (through
-    `cancel`) to stop at their next step boundary and are waited for; then PoolInterrupted carries
-    every outcome. A second Ctrl-C while waiting stops waiting: the hosts still in flight are
-    `interrupted` too, and PoolInterrupted says they were abandoned.
+    On Ctrl-C (or SIGTERM, SIGHUP: orchestrator/interrupts.py), hosts not started yet are given
+    `interrupted(host)`, running ones are asked (through `cancel`) to stop at their next step
+    boundary and are waited for; then PoolInterrupted carries every outcome. A second request to
+    stop while waiting (`leave` is set: by default the process's, `interrupts.STOP.leave`; or a
+    second KeyboardInterrupt) stops waiting: the hosts still in flight are `interrupted` too, and
+    PoolInterrupted says they were abandoned.
     """
     hosts = list(hosts)
     if not hosts:
         return []
     pool = ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts))), thread_name_prefix="host")
-    futures = [pool.submit(work, host) for host in hosts]
+    futures: list[Future[T]] = []
     abandoned = False
     try:
+        for host in hosts:  # inside the try: a Ctrl-C while submitting still accounts for every host
+            futures.append(pool.submit(work, host))
         return [future.result() for future in futures]
     except KeyboardInterrupt:
         if cancel is not None:
             cancel.set()
         for future in futures:
             future.cancel()
-        abandoned = not _wait_unless_interrupted(futures)
-        raise PoolInterrupted([
-            future.result() if future.done() and not future.cancelled() and future.exception() is None
-            else interrupted(host)
-            for host, future in zip(hosts, futures, strict=True)
-        ], abandoned=abandoned) from None
+        abandoned = not _wait_unless_interrupted(futures, STOP.leave if leave is None else leave)
+        ended = [i < len(futures) and futures[i].done() and not futures[i].cancelled()
+                 and futures[i].exception() is None for i in range(len(hosts))]
+        raise PoolInterrupted(
+            [futures[i].result() if ended[i] else interrupted(host) for i, host in enumerate(hosts)],
+            abandoned=abandoned,
+            in_flight=[i for i, future in enumerate(futures) if abandoned and not future.done()],
+        ) from None
     finally:
         pool.shutdown(wait=not abandoned, cancel_futures=True)
 
 
-def _wait_unless_interrupted(futures: Sequence[Future[Any]]) -> bool:
-    """Wait for `futures` to finish; False when a second Ctrl-C came first."""
+def _wait_unless_interrupted(futures: Sequence[Future[Any]], leave: threading.Event) -> bool:
+    """Wait for `futures` to finish; False when a second request to stop came first."""
     try:
         while not all(f.done() for f in futures):
+            if leave.is_set():
+                return False
             wait(futures, timeout=0.2)
     except KeyboardInterrupt:
         return False
@@ -343,8 +358,11 @@ def _wait_unless_interrupted(futures: Sequence[Future[Any]]) -> bool:
 
 
 def _fleet(command: Command, work: Callable[[Host, threading.Event], HostResult], hosts: Sequence[Host],
-           forks: int) -> FleetResult:
-    """`work` on every host through the pool, as one FleetResult (or FleetInterrupted carrying one)."""
+           forks: int, log: RunLog) -> FleetResult:
+    """`work` on every host through the pool, as one FleetResult (or FleetInterrupted carrying one).
+
+    When the run leaves hosts in flight behind, each of their logs gets its last line now (their
+    terminal status, `interrupted`), and nothing their threads write after it."""
     cancel = threading.Event()
 
     def not_started(host: Host) -> HostResult:
@@ -354,6 +372,11 @@ def _fleet(command: Command, work: Callable[[Host, threading.Event], HostResult]
     try:
         results = in_pool(lambda host: work(host, cancel), hosts, forks, interrupted=not_started, cancel=cancel)
     except PoolInterrupted as exc:
+        if exc.in_flight:
+            error = ErrorInfo.of(Interrupted("the run left while this host was in flight: the result of its "
+                                             "last step is not known (resume reads the facts again)"))
+            log.abandon([hosts[i].name for i in exc.in_flight], step=command, status=Status.INTERRUPTED,
+                        error=error.to_dict())
         raise FleetInterrupted(FleetResult(command, tuple(exc.outcomes)), abandoned=exc.abandoned) from None
     return FleetResult(command, tuple(results))
 
@@ -370,7 +393,7 @@ def gather_fleet_facts(
     """Facts of every host, in inventory order, gathered by at most `forks` workers at once."""
     env = _Env(session_factory, log, policy, sleep=sleep)
     return _fleet(Command.FACTS, lambda host, cancel: _run_host(host, Command.FACTS, _facts_body, env), hosts,
-                  forks)
+                  forks, log)
 
 
 # -- apply and verify -----------------------------------------------------------------------------------
@@ -506,11 +529,28 @@ def _verify_once(ctx: _Context, before: Facts) -> Facts:
     return after
 
 
+# One peer check at a time per peer host in this process: many hosts naming the same verify peer
+# must not open a shell each there at once (WinRM 2.0 allows a user 5).
+_peer_locks: dict[str, threading.Lock] = {}
+_peer_locks_guard = threading.Lock()
+
+
+def _peer_lock(peer: Host) -> threading.Lock:
+    with _peer_locks_guard:
+        return _peer_locks.setdefault(peer.connection.url, threading.Lock())
+
+
 def _peer_arp(ctx: _Context, after: Facts) -> list[str]:
     desired = ctx.host.desired
     peer = ctx.peers.get(desired.verify_peer or "")
     if peer is None:
         return [f"verify peer {desired.verify_peer} is not in the inventory"]
+    with _peer_lock(peer):
+        return _ask_peer(ctx, peer, after)
+
+
+def _ask_peer(ctx: _Context, peer: Host, after: Facts) -> list[str]:
+    desired = ctx.host.desired
     macs = [a.mac for a in after.physical_adapters() if a.mac]
     problems = []
     session = ctx.conn.to(peer)
@@ -593,33 +633,53 @@ class RollbackTarget:
     """One host to roll back: how to reach it, and what the rollout recorded about it."""
 
     host: Host  # connection settings (from the current inventory)
-    facts_before: Mapping[str, Any]  # the raw facts the rollout took before changing anything
+    before: Facts  # the facts the rollout took before changing anything
     desired: Desired  # the desired state the rollout acted on
 
 
-def _rollback_body(target: RollbackTarget) -> Callable[[_Context], HostStatus]:
+@dataclass(frozen=True)
+class RollbackRefusal:
+    """A host of the run that cannot be rolled back, and why: it ends failed, never contacted."""
+
+    host: Host
+    reason: str
+
+
+def undo_plan(target: RollbackTarget, now: Facts) -> Plan:
+    """What takes the host back to its recorded facts; only refusals when it is not proved to be the
+    machine they were recorded on."""
+    other = identity.differences(target.before, now, target.desired.nic)
+    if other:
+        return Plan(refusals=("not the machine the rollout recorded: " + "; ".join(other),))
+    return rollback_plan(target.before, now, target.desired)
+
+
+def _rollback_body(target: RollbackTarget | RollbackRefusal) -> Callable[[_Context], HostStatus]:
     def body(ctx: _Context) -> HostStatus:
-        before = parse_facts(target.facts_before)
+        if isinstance(target, RollbackRefusal):
+            raise HostFailed("rollback", NoBeforeState(target.reason))
         now = ctx.conn.take_facts().facts
         ctx.family = now.os.family
-        undo = rollback_plan(before, now, target.desired)
+        undo = undo_plan(target, now)
         ctx.planned = undo.actions
         ctx.logger.info(Event.ROLLBACK_PLAN, step="rollback", plan=undo.to_dict(), desired=target.desired.to_dict())
+        if undo.refusals:
+            raise HostFailed("identity", NotSameMachine("; ".join(undo.refusals)))
         if not undo.actions:
             return Status.OK
-        _Apply(ctx, now, lambda f: rollback_plan(before, f, target.desired)).run(undo.actions)
+        _Apply(ctx, now, lambda f: undo_plan(target, f)).run(undo.actions)
         ctx.conn.close()
         after = ctx.conn.take_facts(RECONNECT_POLICY).facts
-        left = rollback_plan(before, after, target.desired)
-        if left.actions:
-            raise HostFailed("verify", NotRestored("; ".join(a.reason for a in left.actions)))
+        left = undo_plan(target, after)
+        if left.refusals or left.actions:
+            raise HostFailed("verify", NotRestored("; ".join([*left.refusals, *(a.reason for a in left.actions)])))
         return Status.ROLLED_BACK
 
     return body
 
 
 def rollback_host(
-    target: RollbackTarget,
+    target: RollbackTarget | RollbackRefusal,
     *,
     session_factory: SessionFactory,
     log: RunLog,
@@ -628,7 +688,8 @@ def rollback_host(
     clock: Callable[[], float] = time.monotonic,
     cancel: threading.Event | None = None,
 ) -> HostResult:
-    """Return one host to the facts recorded before a rollout, for what that rollout changed."""
+    """Return one host to the facts recorded before a rollout, for what dsrprep manages, once its facts
+    prove it is the machine they were recorded on; a refusal ends failed without contacting it."""
     env = _Env(session_factory, log, policy, sleep=sleep, clock=clock, cancel=cancel)
     return _run_host(target.host, Command.ROLLBACK, _rollback_body(target), env)
 
@@ -649,11 +710,11 @@ def rollout_fleet(
         Command.PLAN if dry_run else Command.ROLLOUT,
         lambda host, cancel: rollout_host(host, session_factory=session_factory, log=log, policy=policy,
                                           peers=peers, sleep=sleep, dry_run=dry_run, cancel=cancel),
-        hosts, forks)
+        hosts, forks, log)
 
 
 def rollback_fleet(
-    targets: Sequence[RollbackTarget],
+    targets: Sequence[RollbackTarget | RollbackRefusal],
     *,
     session_factory: SessionFactory,
     log: RunLog,
@@ -667,4 +728,4 @@ def rollback_fleet(
         Command.ROLLBACK,
         lambda host, cancel: rollback_host(by_name[host.name], session_factory=session_factory, log=log,
                                            policy=policy, sleep=sleep, cancel=cancel),
-        [t.host for t in targets], forks)
+        [t.host for t in targets], forks, log)

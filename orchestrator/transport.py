@@ -13,6 +13,7 @@ inventory's `ansible_psrp_*` variables) to pypsrp's keyword arguments.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -118,6 +119,11 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
         return AuthError(f"authentication failed: {exc}")
     if isinstance(exc, requests.exceptions.SSLError):
         return Unreachable(_tls_message(exc))
+    if isinstance(exc, ImportError):
+        return AuthError(_missing_extra(exc))
+    if type(exc).__module__.split(".")[0] in ("krb5", "gssapi"):  # pyspnego's Kerberos, when installed
+        return AuthError(f"Kerberos: {type(exc).__name__}: {exc} (check /etc/krb5.conf and its default realm, a "
+                         "ticket from kinit or the password, and that the host's name is the one in its SPN)")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return Unreachable(f"connection timed out: {exc}")
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -133,23 +139,28 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
         hint = _FAULT_HINTS.get(exc.code or 0, "")
         return RemoteFault(f"WSMan fault {exc.code}: {reason}{hint}", code=exc.code)
     if isinstance(exc, WinRMTransportError):
-        if exc.code == 401:
-            return AuthError(f"authentication failed: HTTP {exc.code}")
-        if exc.code in (404, 503):
-            # http.sys answers these while the WinRM service is stopped or restarting.
-            return Unreachable(f"the WinRM service is not answering (HTTP {exc.code})")
-        if exc.code == 500 and not exc.response_text:
-            # What WinRM answers a message that is not encrypted when AllowUnencrypted is off.
-            return ProtocolError("the WinRM service refused the request (HTTP 500, no body): over plain http it "
-                                 "takes only encrypted messages; keep ansible_psrp_message_encryption at auto or "
-                                 "always (not never), or use https")
-        if exc.code == 413:
-            return ProtocolError("the WinRM service refused a request larger than its MaxEnvelopeSizekb (HTTP 413): "
-                                 "lower ansible_psrp_max_envelope_size, or raise MaxEnvelopeSizekb on the host")
-        return ProtocolError(f"unexpected HTTP {exc.code} answer from the WinRM service")
+        return _http_error(exc)
     if isinstance(exc, WinRMError):
         return ProtocolError(f"{type(exc).__name__}: {exc}")
     return ProtocolError(f"{type(exc).__name__}: {exc}")
+
+
+def _http_error(exc: WinRMTransportError) -> DsrError:
+    """An HTTP answer of the WinRM service that is not a WSMan reply."""
+    if exc.code == 401:
+        return AuthError(f"authentication failed: HTTP {exc.code}")
+    if exc.code in (404, 503):
+        # http.sys answers these while the WinRM service is stopped or restarting.
+        return Unreachable(f"the WinRM service is not answering (HTTP {exc.code})")
+    if exc.code == 500 and not exc.response_text:
+        # What WinRM answers a message that is not encrypted when AllowUnencrypted is off.
+        return ProtocolError("the WinRM service refused the request (HTTP 500, no body): over plain http it "
+                             "takes only encrypted messages; keep ansible_psrp_message_encryption at auto or "
+                             "always (not never), or use https")
+    if exc.code == 413:
+        return ProtocolError("the WinRM service refused a request larger than its MaxEnvelopeSizekb (HTTP 413): "
+                             "lower ansible_psrp_max_envelope_size, or raise MaxEnvelopeSizekb on the host")
+    return ProtocolError(f"unexpected HTTP {exc.code} answer from the WinRM service")
 
 
 # What to do about the WSMan faults an operator can fix on the host.
@@ -162,14 +173,46 @@ _FAULT_HINTS: Mapping[int, str] = {
 
 
 def _tls_message(exc: BaseException) -> str:
-    """A failed TLS handshake, naming an old protocol version when that is the cause."""
+    """A failed TLS handshake, naming the cause an operator can act on: an old protocol version, or a
+    certificate that is not trusted, does not name the host or has expired."""
     text = str(exc)
     old = any(marker in text for marker in ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER"))
     if old:
         return ("TLS handshake failed: the host speaks an older TLS version than this client accepts (Windows "
                 "Server 2003, and 2008 without the TLS 1.1/1.2 update, speak only TLS 1.0): use http with message "
                 f"encryption (the default) instead ({_short(exc)})")
+    verify = _CERT_VERIFY.search(text)
+    if verify:
+        reason = verify.group(1).strip()
+        for markers, advice in _CERT_ADVICE:
+            if any(marker in reason.lower() for marker in markers):
+                return f"TLS handshake failed: the host's certificate {advice} ({reason})"
+        return f"TLS handshake failed: the host's certificate was refused ({reason})"
     return f"TLS handshake failed: {_short(exc)}"
+
+
+_CERT_VERIFY = re.compile(r"certificate verify failed: ([^()'\"]+)")
+# What the reasons OpenSSL gives for refusing a certificate mean to an operator.
+_CERT_ADVICE: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("local issuer", "self-signed", "self signed", "untrusted", "unable to get issuer"),
+     "is not trusted: name the CA that issued it in ansible_psrp_ca_cert (a PEM file), or add that CA to "
+     "this machine's trust store"),
+    (("mismatch", "hostname", "ip address"),
+     "does not name the address dsrprep connects to: put a name or address the certificate holds in "
+     "ansible_host"),
+    (("expired", "not yet valid"), "is outside its validity period: renew it on the host"),
+)
+
+
+def _missing_extra(exc: ImportError) -> str:
+    """An auth that needs an optional dependency that is not installed."""
+    text = str(exc)
+    if "gssapi" in text or "krb5" in text:
+        return ("Kerberos needs pyspnego's Kerberos support: pip install 'dsrprep[kerberos]' (on Debian or Ubuntu "
+                f"first: apt-get install libkrb5-dev krb5-user) ({text})")
+    if "credssp" in text.lower():
+        return f"CredSSP needs pypsrp's CredSSP support: pip install 'dsrprep[credssp]' ({text})"
+    return f"a library the authentication needs is missing: {text}"
 
 
 def _short(exc: BaseException) -> str:
@@ -198,6 +241,10 @@ def wsman_kwargs(conn: Connection) -> dict[str, Any]:
     The same mapping as Ansible's psrp connection plugin, so an inventory means here what it means
     there. Pure: it reads the Connection and touches nothing.
     """
+    if conn.auth == "basic" and conn.protocol == "http" and not conn.allow_insecure_basic:
+        # The inventory refuses this already; a Connection made elsewhere must not slip through.
+        raise AuthError("Basic auth over plain http sends the password in clear: use https, or set "
+                        "dsr_allow_insecure_basic: true")
     # requests' `verify` takes a CA bundle path as well as a bool; pypsrp passes it through.
     cert_validation: bool | str = conn.ca_cert if conn.cert_validation and conn.ca_cert else conn.cert_validation
     kwargs: dict[str, Any] = {

@@ -43,6 +43,9 @@ fleet, event timestamps aside, which count back from `now`):
   fleet has both).
 * `unhealthy_share` (default 0) of the hosts fail preflight: not elevated, a 32-bit session on
   64-bit Windows, or PowerShell 1.0. These draws come last, so they leave the rest of a fleet as is.
+* Machine identity, drawn after those: an SMBIOS UUID (Win32_ComputerSystemProduct.UUID) and an OS
+  product id (Win32_OperatingSystem.SerialNumber) per host, so two fleets of other seeds at the same
+  addresses are other machines.
 * All hosts of a fleet share one `Segment` with the load balancer (MAC `DEFAULT_LB_MAC`).
 """
 
@@ -176,6 +179,7 @@ def _build_host(number: int, spec: FamilySpec, rng: random.Random, context: _Con
     # Drawn last, so that the draws above (and every seeded fleet) stay as they were.
     accepts_host_mask = caps.host_mask_sure or rng.random() < 0.75
     elevated, process_64bit, powershell_version = _draw_health(rng, os.x64, caps.powershell, context.unhealthy_share)
+    machine_uuid, os_serial = _draw_identity(rng)
     return WindowsHost(
         name=f"WEB{number:02d}",
         os_family=spec.family,
@@ -199,6 +203,8 @@ def _build_host(number: int, spec: FamilySpec, rng: random.Random, context: _Con
         username=context.username,
         password=context.password,
         accepts_host_mask=accepts_host_mask,
+        machine_uuid=machine_uuid,
+        os_serial=os_serial,
     )
 
 
@@ -333,6 +339,14 @@ def _draw_health(rng: random.Random, x64: bool, powershell: str, unhealthy_share
     return problem != "not-elevated", x64 and problem != "wow64", "1.0" if problem == "powershell-1" else powershell
 
 
+def _draw_identity(rng: random.Random) -> tuple[str, str]:
+    """(SMBIOS UUID, OS product id) as WMI prints them: the UUID in upper case, the product id in
+    the shape of Microsoft's example for Win32_OperatingSystem.SerialNumber, "10497-OEM-0031416-71674"."""
+    machine_uuid = str(uuid.UUID(int=rng.getrandbits(128))).upper()
+    parts = (rng.randint(0, 99999), rng.randint(0, 999), rng.randint(0, 9999999), rng.randint(0, 99999))
+    return machine_uuid, "{:05d}-{:03d}-{:07d}-{:05d}".format(*parts)
+
+
 def _unique_mac(hw: NicHardware, rng: random.Random, used: set[str]) -> str:
     while True:
         # vCenter assigns 00:50:56:80-BF:xx:xx; Hyper-V's dynamic pool is 00:15:5D:xx:xx:xx.
@@ -397,7 +411,9 @@ def host_from_capture(raw: Mapping[str, Any], *, name: str | None = None, userna
     addresses, DNS, NetBIOS and metric settings, weak host flags (IPv4 and IPv6), IfLuid and automatic
     metric (from the netsh texts), SkipAsSource flags, firewall (2003: both profiles, per-connection
     modes and port openings; 2008+: profile states, current profiles, dsrprep's rules), IIS version and
-    sites with their http/https bindings, the http.sys listen list, events, marker, ArpRetryCount.
+    sites with their http/https bindings, the http.sys listen list, events, marker, ArpRetryCount,
+    machine identity (SMBIOS UUID and OS product id; a capture without them gets ones drawn from its
+    content, which its served facts then show too).
 
     What the facts cannot tell gets the lab's defaults: the firewall's built-in rules (the IIS HTTP
     rule where IIS is installed; the WinRM rule, on the Public profile only where `winrm_public`
@@ -425,6 +441,10 @@ def host_from_capture(raw: Mapping[str, Any], *, name: str | None = None, userna
     if arp_retry.current(facts) is not None:
         registry[ARP_RETRY_VALUE] = int(arp_retry.current(facts) or 0)
     events = raw.get("events")
+    machine_uuid, os_serial = _captured_identity(facts, raw)
+    captured = json.loads(json.dumps(raw))
+    # A capture made before the facts had the machine's identity gets the one this lab host has.
+    captured.setdefault("machine", {"uuid": machine_uuid, "os_serial": os_serial})
     return CapturedHost(
         name=name or facts.computer_name,
         os_family=facts.os.family,
@@ -447,8 +467,18 @@ def host_from_capture(raw: Mapping[str, Any], *, name: str | None = None, userna
         registry=registry,
         username=username,
         password=password,
-        captured=json.loads(json.dumps(raw)),
+        machine_uuid=machine_uuid,
+        os_serial=os_serial,
+        captured=captured,
     )
+
+
+def _captured_identity(facts: Facts, raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The capture's own machine identity; for a capture without one, one drawn from its content
+    (the same capture is always the same machine)."""
+    if facts.machine is not None:
+        return facts.machine.uuid, facts.machine.os_serial
+    return _draw_identity(random.Random(zlib.crc32(json.dumps(raw, sort_keys=True).encode())))
 
 
 def _netsh_field(raw: Mapping[str, Any], interface_index: int | None, label: str) -> str | None:

@@ -79,6 +79,10 @@ class WindowsHost:
     # value that is absent here is absent on the host (Windows then uses its built-in default).
     registry: dict[str, int | str] = field(default_factory=dict)
     faults: LabFaults = field(default_factory=LabFaults)
+    # Win32_ComputerSystemProduct.UUID (the SMBIOS UUID, upper case) and Win32_OperatingSystem.
+    # SerialNumber (the installation's product id); None: WMI gives none.
+    machine_uuid: str | None = None
+    os_serial: str | None = None
     username: str = DEFAULT_USERNAME
     password: str = DEFAULT_PASSWORD
     # Where the family's WMI may refuse a /32 (`host_mask_sure` off: 2003): whether this host's
@@ -164,6 +168,7 @@ class WindowsHost:
             adapters=[adapter_facts(nic) for nic in self.adapters()],
             firewall=firewall_facts(self.firewall, self.adapters()),
             marker=Hashtable(self.marker),
+            machine=Hashtable(uuid=self.machine_uuid, os_serial=self.os_serial),
         )
         for step in STEPS.values():
             if step.facts is not None:

@@ -1,8 +1,8 @@
 # dsrprep-step: facts
 # Gathers in one object what the DSR plan needs: here what many steps read (OS, session, adapters
-# and their IP configuration, firewall state, marker); the facts of single steps come from their
-# fragments (ps_templates/<step>/facts.ps1), expanded at the line `# dsrprep-facts-fragments` when
-# the template is loaded.
+# and their IP configuration, firewall state, marker) and the machine's identity; the facts of
+# single steps come from their fragments (ps_templates/<step>/facts.ps1), expanded at the line
+# `# dsrprep-facts-fragments` when the template is loaded.
 param()
 $ErrorActionPreference = 'Stop'
 
@@ -77,6 +77,18 @@ if ($null -ne $PSVersionTable) { $psVersion = $PSVersionTable.PSVersion.ToString
 $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
 $principal = New-Object Security.Principal.WindowsPrincipal($identity)
 $elevated = $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+
+# --- Machine identity -------------------------------------------------------------------------
+
+# What tells this machine from another at the same address: the SMBIOS UUID and the OS
+# installation's product id. Both are WMI classes of Windows Server 2003 and later; a rollback
+# compares them with the ones recorded before the rollout before it changes anything.
+$product = $null
+foreach ($item in @(Get-WmiObject -Class Win32_ComputerSystemProduct)) { $product = $item; break }
+$machineUuid = Get-PropertyOrNull $product 'UUID'
+if ($null -ne $machineUuid) { $machineUuid = [string]$machineUuid }
+$osSerial = Get-PropertyOrNull $os 'SerialNumber'
+if ($null -ne $osSerial) { $osSerial = [string]$osSerial }
 
 # --- Adapters -----------------------------------------------------------------------------------
 
@@ -225,6 +237,10 @@ $facts = @{
     adapters = $adapters
     firewall = $firewall
     marker = $marker
+    machine = @{
+        uuid = $machineUuid
+        os_serial = $osSerial
+    }
 }
 
 # --- Facts of single steps: ps_templates/<step>/facts.ps1, each adding its keys to $facts -------

@@ -266,6 +266,27 @@ def test_peer_arp_check_from_the_inventory(workdir: Path) -> None:
         assert '"event": "peer_arp"' in log and "00-0C-29-4C-42-01" in log.upper()
 
 
+def test_hosts_sharing_a_verify_peer_ask_it_one_at_a_time(workdir: Path) -> None:
+    import yaml
+
+    with _fleet("2008r2", count=6, seed=4) as fleet:
+        data = fleet.inventory()
+        peer, *others = fleet.hosts
+        for group in data["all"]["children"].values():
+            for name, host_vars in group["hosts"].items():
+                if name != peer.name:
+                    host_vars["dsr_verify_peer"] = peer.name
+        inventory = workdir / "lab.yml"
+        inventory.write_text(yaml.safe_dump(data))
+        names = ",".join(h.name for h in others)
+        code, doc = cli("rollout", str(inventory), "--yes", "--limit", names, "--forks", "5", "--waves", "100%",
+                        "--json", "--runs-dir", str(workdir / "runs"))
+        assert code == 0, json.dumps(doc, indent=1)[:3000]
+        assert peer.counters.steps["arp_check"] == len(others)
+        assert peer.counters.shells_peak == 1  # never more than one dsrprep shell on the peer
+        assert peer.counters.shells_open == 0
+
+
 def test_2008_without_winrm_on_public_is_refused_before_the_profile_flip(workdir: Path) -> None:
     with _fleet("2008", count=1, seed=11) as fleet:
         model = fleet.hosts[0].model

@@ -428,3 +428,27 @@ def test_a_large_run_overflows_into_other_unrouted_values() -> None:
     allowed = [*DOC_V4, ipaddress.IPv4Network("198.18.0.0/15")]
     assert all(any(ipaddress.IPv4Address(a) in net for net in allowed) for a in addresses)
     assert addresses[:3] == ["192.0.2.7", "198.51.100.7", "203.0.113.7"]
+
+
+def test_machine_identities_become_placeholders_the_same_in_every_host() -> None:
+    fleet = build_fleet(3, seed=12, profile="2019")
+    fleet[2].machine_uuid = fleet[0].machine_uuid  # a clone that kept its source's SMBIOS UUID
+    raws = {h.name.lower(): raw_of(h) for h in fleet}
+    result = redact_captures(raws)
+    machines = [h["machine"] for h in result.hosts.values()]
+    assert [m["uuid"] for m in machines] == ["00000000-0000-0000-0000-000000000001",
+                                             "00000000-0000-0000-0000-000000000002",
+                                             "00000000-0000-0000-0000-000000000001"]
+    assert [m["os_serial"] for m in machines] == ["00000-000-0000000-00001", "00000-000-0000000-00002",
+                                                  "00000-000-0000000-00003"]
+    text = json.dumps(result.hosts)
+    for host in fleet:
+        assert str(host.machine_uuid) not in text and str(host.os_serial) not in text
+    for redacted in result.hosts.values():
+        assert parse_facts(redacted).machine is not None
+
+
+def test_a_uuid_firmware_left_unset_is_kept() -> None:
+    host = build_fleet(1, seed=12, profile="2019")[0]
+    host.machine_uuid = "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"
+    assert redact(raw_of(host), names=["web01"])["machine"]["uuid"] == "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"

@@ -1,5 +1,5 @@
 """Runs through the CLI with a fake session: a bug's traceback goes to the host log only, and rollback
-reads the desired state the rollout recorded (or says clearly what it does without one)."""
+reads the desired state the rollout recorded (and refuses a host without one)."""
 
 from __future__ import annotations
 
@@ -104,16 +104,17 @@ def _fake_rollout(tmp_path: Path, inventory: Path, plan_line: dict[str, Any]) ->
     return log.path
 
 
-def test_rollback_of_a_run_without_a_recorded_desired_state_warns_and_uses_the_inventory(
-        inventory: Path, tmp_path: Path) -> None:
+def test_rollback_of_a_run_without_a_recorded_desired_state_refuses_the_host(inventory: Path, tmp_path: Path) -> None:
     run_dir = _fake_rollout(tmp_path, inventory, {"plan": {"actions": []}})
     result = invoke("rollback", str(run_dir), "--yes", "--runs-dir", str(tmp_path / "runs"))
-    assert ("warning: web1: the rollout log records no desired state (an older run): rolling back against the "
-            "inventory's current dsr_* settings") in result.stderr
-    # It went ahead (and failed on the fake recorded facts); tests/lab shows what it then plans.
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     (rollback_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]  # .locks
     assert read_run(rollback_dir)["command"] == "rollback" and read_run(rollback_dir)["outcomes"] == {"web1": "failed"}
+    # Refused before any connection: the session (which would fail on a bug) was never opened.
+    (done,) = [e for e in read_host_log(rollback_dir / "hosts" / "web1.jsonl").events if e["event"] == Event.HOST_DONE]
+    assert done["error"]["class"] == "NoBeforeState" and done["failed_step"] == "rollback"
+    assert f"the rollout log {run_dir / 'hosts' / 'web1.jsonl'} records no desired state" in done["error"]["message"]
+    assert "NoBeforeState" in result.stdout and "Traceback" not in result.output
 
 
 def test_rollback_refuses_an_unreadable_recorded_desired_state(inventory: Path, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from orchestrator.locks import (
     acquire,
     host_lock_path,
     inspect,
+    live_holder,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -353,3 +354,18 @@ def test_racing_processes_never_both_hold_a_host(runs: Path, stale_first: bool) 
                 p.kill()
     assert [p.exitcode for p in procs] == [0] * n
     assert sorted(p.name for p in (runs / ".locks" / "hosts").iterdir()) == [], "every winner released"
+
+
+# --- whether a run still runs (rollback asks) ---------------------------------------------------------
+
+
+def test_a_run_holding_a_host_is_live_and_a_dead_or_other_one_is_not(runs: Path) -> None:
+    with take(runs, "r-live", "web01", "web02"):
+        holder = live_holder(runs, "r-live", ["web02", "web03"])
+        assert holder is not None and holder.run_id == "r-live" and holder.pid == os.getpid()
+        assert live_holder(runs, "r-other", ["web01", "web02"]) is None
+    assert live_holder(runs, "r-live", ["web01", "web02"]) is None  # released when it ended
+    plant(runs, "web01", record(run_id="r-killed", pid=dead_pid()))
+    assert live_holder(runs, "r-killed", ["web01"]) is None
+    plant(runs, "web02", record(run_id="r-elsewhere", host="another-machine"))
+    assert live_holder(runs, "r-elsewhere", ["web02"]) is not None  # cannot be judged from here

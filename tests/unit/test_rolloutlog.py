@@ -10,6 +10,7 @@ from orchestrator.rolloutlog import (
     Event,
     HostRecord,
     RunLog,
+    drop_torn_tail,
     host_file_name,
     read_host_log,
     read_run,
@@ -89,8 +90,8 @@ def test_recorded_rollout_reads_facts_before_the_desired_state_and_whether_it_ch
     log.host_logger("web02").info(Event.STEP_RESULT, step="weak_host", status=Status.CHANGED)
     log.close()
     assert recorded_rollout(log.path, "web01") == HostRecord({"computer_name": "WEB01"}, False,
-                                                             {"firewall": "disable"})
-    assert recorded_rollout(log.path, "web02") == HostRecord(None, True, None)
+                                                             {"firewall": "disable"}, steps_ran=True)
+    assert recorded_rollout(log.path, "web02") == HostRecord(None, True, None, steps_ran=True)
     assert recorded_rollout(log.path, "web03") == HostRecord(None, False, None)
     line = json.loads((log.hosts_dir / "web02.jsonl").read_text())
     assert line["event"] == "step_result" and line["status"] == "changed"  # plain names on disk
@@ -112,3 +113,60 @@ def test_an_exception_is_logged_as_structured_frames_without_locals(tmp_path: Pa
     assert exception["exc_type"] == "ConnectionError" and exception["exc_value"] == "no route"
     assert exception["frames"][-1]["name"] == "_connect"
     assert "hunter2" not in (log.hosts_dir / "web01.jsonl").read_text()
+
+
+def test_facts_logged_after_a_step_are_not_the_state_before(tmp_path: Path) -> None:
+    """A resumed host logs its facts again after steps of the first attempt ran: those are not what a
+    rollback returns to. A torn line (a crash mid-write) before the first step leaves the later
+    facts_before of the same attempt good: every change is preceded by an intact step_start line."""
+    log = RunLog.create(tmp_path, "run-7")
+    logger = log.host_logger("web01")
+    logger.info(Event.STEP_START, step="loopback")
+    logger.info(Event.FACTS_BEFORE, step="facts", raw={"computer_name": "AFTER"})
+    other = log.host_logger("web02")
+    other.info(Event.FACTS_BEFORE, step="facts", raw={"computer_name": "PREFLIGHT"})
+    log.close()
+    path = log.hosts_dir / "web02.jsonl"
+    torn = path.read_text()
+    path.write_text(torn[: len(torn) // 2] + "\n")
+    again = RunLog(tmp_path, "run-7")
+    again.host_logger("web02").info(Event.FACTS_BEFORE, step="facts", raw={"computer_name": "WAVE"})
+    again.host_logger("web02").info(Event.STEP_START, step="loopback")
+    again.host_logger("web02").info(Event.FACTS_BEFORE, step="facts", raw={"computer_name": "RESUMED"})
+    again.close()
+    first = recorded_rollout(log.path, "web01")
+    assert first.facts_before is None and first.steps_ran and first.torn_lines == 0
+    second = recorded_rollout(log.path, "web02")
+    assert second.facts_before == {"computer_name": "WAVE"} and second.steps_ran and second.torn_lines == 1
+
+
+def test_a_torn_last_line_is_cut_off_when_the_log_is_opened_again(tmp_path: Path) -> None:
+    log = RunLog.create(tmp_path, "run-8")
+    log.host_logger("web01").info("one")
+    log.close()
+    path = log.hosts_dir / "web01.jsonl"
+    whole = path.read_text()
+    torn = '{"event": "step_start", "step": "loopb'
+    path.write_text(whole + torn)  # what a kill in the middle of a write leaves
+    again = RunLog(tmp_path, "run-8")
+    again.host_logger("web01").info("two")
+    again.close()
+    lines = path.read_text().splitlines()
+    assert lines[0] == whole.strip() and len(lines) == 3
+    dropped, two = json.loads(lines[1]), json.loads(lines[2])
+    assert dropped["event"] == Event.TORN_LINE_DROPPED and dropped["level"] == "warning"
+    assert dropped["bytes"] == len(torn)
+    assert two["event"] == "two"
+    assert read_host_log(path).torn_lines == 0
+
+
+def test_a_log_that_ends_whole_or_is_one_torn_line_is_handled(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text('{"event": "one"}\n')
+    assert drop_torn_tail(whole) == 0 and whole.read_text() == '{"event": "one"}\n'
+    only = tmp_path / "only.jsonl"
+    only.write_text('{"event": "on')
+    assert drop_torn_tail(only) == 13 and only.read_text() == ""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert drop_torn_tail(empty) == 0 and drop_torn_tail(tmp_path / "none.jsonl") == 0
