@@ -713,7 +713,7 @@ def _locked(log: RunLog, runs_dir: Path, hosts: list[str], command: Command, loc
             held = acquire(runs_dir, run_id=log.run_id, command=command, hosts=hosts)
         except LockHeld as exc:
             raise _fail(str(exc)) from None
-        except (OSError, ValueError) as exc:  # the runs folder is not usable (ValueError: a NUL in its path)
+        except (LockError, OSError, ValueError) as exc:  # the runs folder is not usable (ValueError: a NUL in it)
             raise _fail(f"{runs_dir}: cannot lock the hosts there: {exc}") from None
     else:
         held = HeldLocks(LockRecord.mine(log.run_id, command), [], [])
