@@ -37,7 +37,8 @@ port                   ansible_port, ansible_winrm_port,            5985 for htt
 user                   ansible_user, ansible_winrm_user,            none
                        ansible_psrp_user
 password               ansible_password, ansible_winrm_pass,        --ask-pass / DSRPREP_PASSWORD
-                       ansible_winrm_password
+                       ansible_winrm_password, ansible_psrp_pass,
+                       ansible_psrp_password
 auth                   ansible_winrm_transport, ansible_psrp_auth   negotiate
 protocol               ansible_winrm_scheme, ansible_psrp_protocol  https when the port is 5986, else
                                                                     http
@@ -182,7 +183,8 @@ _SETTING_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "address": ("ansible_host", "ansible_winrm_host", "ansible_psrp_host"),
         "port": ("ansible_port", "ansible_winrm_port", "ansible_psrp_port"),
         "user": ("ansible_user", "ansible_winrm_user", "ansible_psrp_user"),
-        "password": ("ansible_password", "ansible_winrm_pass", "ansible_winrm_password"),
+        "password": ("ansible_password", "ansible_winrm_pass", "ansible_winrm_password", "ansible_psrp_pass",
+                     "ansible_psrp_password"),
         "auth": ("ansible_winrm_transport", "ansible_psrp_auth"),
         "protocol": ("ansible_winrm_scheme", "ansible_psrp_protocol"),
         "cert_validation": ("ansible_winrm_server_cert_validation", "ansible_psrp_cert_validation"),

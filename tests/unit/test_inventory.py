@@ -1300,3 +1300,11 @@ def test_an_operation_timeout_above_winrm_max_timeout_is_a_warning(tmp_path: Pat
     assert warning.field == "ansible_psrp_operation_timeout" and "MaxTimeoutms (60 s" in warning.message
     at_limit = load(tmp_path, one_host("ansible_psrp_operation_timeout: 60\nansible_psrp_read_timeout: 70"))
     assert at_limit.warnings == ()
+
+
+def test_the_psrp_password_names_are_read_and_win_over_the_winrm_ones(tmp_path: Path) -> None:
+    for name in ("ansible_psrp_pass", "ansible_psrp_password"):
+        text = one_host(f"ansible_winrm_password: from-winrm\n{name}: from-psrp")
+        inv = load(tmp_path, text)
+        assert inv.hosts[0].connection.password == "from-psrp"
+        assert inv.warnings == ()
