@@ -99,6 +99,8 @@ MAPPING: list[tuple[dict[str, object], str, str, object]] = [
     ({"ansible_password": "pw-1"}, "wsman", "password", "pw-1"),
     ({"ansible_winrm_pass": "pw-2"}, "wsman", "password", "pw-2"),
     ({"ansible_winrm_password": "pw-3"}, "wsman", "password", "pw-3"),
+    ({"ansible_psrp_pass": "pw-4"}, "wsman", "password", "pw-4"),
+    ({"ansible_psrp_password": "pw-5"}, "wsman", "password", "pw-5"),
     ({"ansible_psrp_auth": "kerberos"}, "wsman", "auth", "kerberos"),
     ({"ansible_winrm_transport": "ntlm"}, "wsman", "auth", "ntlm"),
     ({"ansible_psrp_protocol": "https"}, "wsman", "ssl", True),
