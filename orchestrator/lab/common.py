@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from threading import Lock
 from typing import Any, Protocol
@@ -36,6 +38,71 @@ class ScriptHandler(Protocol):
     def __call__(self, script: str, parameters: dict[str, Any]) -> ScriptResult: ...
 
 
+# The fault kinds of `RandomFaults`, each answered as Windows or HTTP.sys would (docs/lab.md):
+#   drop        a Receive's TCP connection closes unanswered (nothing of its output is taken)
+#   slow        a request held past the client's read timeout; the client gone, HTTP.sys cancels it
+#               unprocessed (pypsrp's wsman.py: a Receive sent again "will return the same data")
+#   timeout     a Receive answers wsman:TimedOut (2150858793) after its wait, while a pool opens
+#               and mid-session
+#   shell_gone  the shell a request names is deleted, as the idle timeout does, and the request
+#               gets the unknown-ShellId fault (2150858843)
+#   quota       a Create answers wsman:QuotaLimit (2150859173): the user's shells are all taken
+#   http_503    HTTP.sys answers 503 Service Unavailable and closes the connection; the request
+#               never reaches WinRM
+#   http_401    the connection's NTLM context is rejected: 401 with a fresh challenge, the request
+#               unprocessed; the client must authenticate again, and a message sealed with the old
+#               context cannot be read (HTTP 400) on the new one
+#   hang        the host stops answering for `hold` seconds: connections are accepted, requests
+#               (this one included) wait, and those whose client has gone are dropped unprocessed
+#   cut         a step that changes the network (`Step.cuts_connection`) and changed something
+#               cuts the management connection off (as `WindowsHost.cut_on_step`)
+FAULT_KINDS = ("drop", "slow", "timeout", "shell_gone", "quota", "http_503", "http_401", "hang", "cut")
+
+
+class RandomFaults:
+    """A host's seeded, rate-based faults: each WS-Management request is faulted with probability
+    `rate`, by one of the enabled `kinds` that applies to it (drawn evenly), and each run of a step
+    that cuts connections likewise when `cut` is enabled. The same seed and the same sequence of
+    requests give the same faults. `injected` counts the faults served, per kind.
+
+    `hold`: how long `slow` and `hang` keep a request waiting; longer than the client's read
+    timeout, so that the client gives up first.
+    """
+
+    def __init__(self, rate: float, seed: int, kinds: Collection[str] = FAULT_KINDS, *, hold: float = 35.0) -> None:
+        unknown = sorted(set(kinds) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; the kinds are {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"a fault rate is between 0 and 1, not {rate}")
+        if hold <= 0:
+            raise ValueError(f"hold must be positive, not {hold}")
+        self.rate = rate
+        self.seed = seed
+        self.kinds = tuple(k for k in FAULT_KINDS if k in kinds)
+        self.hold = hold
+        self.injected: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._lock = Lock()
+
+    def draw(self, applicable: Collection[str]) -> str | None:
+        """The fault to serve a request to which `applicable` kinds apply, or None. Every call takes
+        the same number of draws, so that a request's fate does not depend on the kinds of earlier ones."""
+        with self._lock:
+            chance, pick = self._rng.random(), self._rng.random()
+            choices = [k for k in self.kinds if k in applicable]
+            if not choices or chance >= self.rate:
+                return None
+            kind = choices[int(pick * len(choices))]
+            self.injected[kind] += 1
+            return kind
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.injected.values())
+
+
 @dataclass
 class LabFaults:
     """Per-host fault knobs. All default to a healthy host.
@@ -50,6 +117,8 @@ class LabFaults:
                         answer the wsman:TimedOut fault (OperationTimeout), as a host whose
                         PowerShell plugin is slow to start does; pypsrp's `RunspacePool.open()`
                         raises it, dsrprep's transport Receives again.
+    hang:               the host accepts TCP connections and never answers (a hung WinRM service).
+    random:             seeded, rate-based faults of the kinds `RandomFaults` names.
     """
 
     unreachable: bool = False
@@ -62,6 +131,8 @@ class LabFaults:
     down_from: float = 0.0
     down_until: float = 0.0
     timeout_on_open: int = 0
+    hang: bool = False
+    random: RandomFaults | None = None
 
 
 @dataclass
