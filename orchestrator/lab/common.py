@@ -38,24 +38,30 @@ class ScriptHandler(Protocol):
     def __call__(self, script: str, parameters: dict[str, Any]) -> ScriptResult: ...
 
 
-# The fault kinds of `RandomFaults`, each answered as Windows or HTTP.sys would (docs/lab.md):
-#   drop        a Receive's TCP connection closes unanswered (nothing of its output is taken)
-#   slow        a request held past the client's read timeout; the client gone, HTTP.sys cancels it
-#               unprocessed (pypsrp's wsman.py: a Receive sent again "will return the same data")
-#   timeout     a Receive answers wsman:TimedOut (2150858793) after its wait, while a pool opens
-#               and mid-session
-#   shell_gone  the shell a request names is deleted, as the idle timeout does, and the request
-#               gets the unknown-ShellId fault (2150858843)
-#   quota       a Create answers wsman:QuotaLimit (2150859173): the user's shells are all taken
-#   http_503    HTTP.sys answers 503 Service Unavailable and closes the connection; the request
-#               never reaches WinRM
-#   http_401    the connection's NTLM context is rejected: 401 with a fresh challenge, the request
-#               unprocessed; the client must authenticate again, and a message sealed with the old
-#               context cannot be read (HTTP 400) on the new one
-#   hang        the host stops answering for `hold` seconds: connections are accepted, requests
-#               (this one included) wait, and those whose client has gone are dropped unprocessed
-#   cut         a step that changes the network (`Step.cuts_connection`) and changed something
-#               cuts the management connection off (as `WindowsHost.cut_on_step`)
+# The fault kinds of `RandomFaults`, each answered as Windows or HTTP.sys would; docs/lab.md's table
+# has the sources in full.
+#   drop        a Receive's TCP connection closes unanswered, nothing of its output taken
+#               (pypsrp issue 178: connections cut under a session)
+#   slow        a request held past the client's read timeout; the client gone, a Receive is
+#               cancelled before it takes output (pypsrp's WSMan.receive: sent again, it "will
+#               return the same data"), any other request is carried out and its answer lost
+#   timeout     a Receive answers wsman:TimedOut (2150858793) after its wait, while a pool opens and
+#               mid-session (MS-WSMV 3.1.4.1.7)
+#   shell_gone  the shell a request names is deleted, as the idle timeout does, and the request gets
+#               the unknown-ShellId fault (2150858843; MS-WSMV 2.2.4.42 IdleTimeout)
+#   quota       a Create answers wsman:QuotaLimit (2150859173): the user's shells all taken
+#               (test-kitchen issue 656, vagrant issue 7489)
+#   http_503    HTTP.sys answers 503 with its own page and closes the connection; the request never
+#               reaches WinRM (IIS 6.0 Technical Reference, "503-Service Unavailable")
+#   http_401    the connection's NTLM context is rejected: 401 with a fresh challenge, the request not
+#               carried out; pypsrp authenticates again and resends the body sealed by the old
+#               context, which the new one cannot read (HTTP 400) (HTTP.sys authenticates per
+#               connection; zenoss/txwinrm pull request 159)
+#   hang        the host stops answering for `hold` seconds: connections are accepted, requests (this
+#               one included) wait, then go as `slow` ones do (HTTP.sys queues requests for a stuck
+#               service: Timer_AppPool in the IIS 6.0 Technical Reference)
+#   cut         a step that changes the network (`Step.cuts_connection`) and changed something cuts
+#               the management connection off, as `WindowsHost.cut_on_step` does (pypsrp issue 178)
 FAULT_KINDS = ("drop", "slow", "timeout", "shell_gone", "quota", "http_503", "http_401", "hang", "cut")
 
 
