@@ -72,10 +72,12 @@ class RandomFaults:
     requests give the same faults. `injected` counts the faults served, per kind.
 
     `hold`: how long `slow` and `hang` keep a request waiting; longer than the client's read
-    timeout, so that the client gives up first.
+    timeout, so that the client gives up first. `actions`: the WS-Management actions whose requests
+    may be faulted (None: every one), to aim the faults at one part of the protocol.
     """
 
-    def __init__(self, rate: float, seed: int, kinds: Collection[str] = FAULT_KINDS, *, hold: float = 35.0) -> None:
+    def __init__(self, rate: float, seed: int, kinds: Collection[str] = FAULT_KINDS, *, hold: float = 35.0,
+                 actions: Collection[str] | None = None) -> None:
         unknown = sorted(set(kinds) - set(FAULT_KINDS))
         if unknown:
             raise ValueError(f"unknown fault kinds {unknown}; the kinds are {', '.join(FAULT_KINDS)}")
@@ -87,17 +89,20 @@ class RandomFaults:
         self.seed = seed
         self.kinds = tuple(k for k in FAULT_KINDS if k in kinds)
         self.hold = hold
+        self.actions = frozenset(actions) if actions is not None else None
         self.injected: Counter[str] = Counter()
         self._rng = random.Random(seed)
         self._lock = Lock()
 
-    def draw(self, applicable: Collection[str]) -> str | None:
-        """The fault to serve a request to which `applicable` kinds apply, or None. Every call takes
-        the same number of draws, so that a request's fate does not depend on the kinds of earlier ones."""
+    def draw(self, applicable: Collection[str], action: str | None = None) -> str | None:
+        """The fault to serve a request (of WS-Management `action`; None: a step run) to which
+        `applicable` kinds apply, or None. Every call takes the same number of draws, so that a
+        request's fate does not depend on the kinds or actions of earlier ones."""
         with self._lock:
             chance, pick = self._rng.random(), self._rng.random()
             choices = [k for k in self.kinds if k in applicable]
-            if not choices or chance >= self.rate:
+            aimed = self.actions is None or action is None or action in self.actions
+            if not choices or not aimed or chance >= self.rate:
                 return None
             kind = choices[int(pick * len(choices))]
             self.injected[kind] += 1

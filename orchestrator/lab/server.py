@@ -1159,7 +1159,7 @@ class LabServer:
     def _random_fault(self, spec: RandomFaults, request: _Request, conn: _Handler) -> None:
         """Serves the fault `spec` draws for this request, if any: raises what answers it instead,
         or returns when the request is to be handled (a `slow` one whose client still waits)."""
-        kind = spec.draw(self._fault_kinds(request, conn))
+        kind = spec.draw(self._fault_kinds(request, conn), request.action)
         if kind == "drop":
             raise _Dropped()
         if kind == "timeout":

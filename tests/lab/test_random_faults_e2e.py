@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +106,6 @@ def test_a_hung_host_accepts_and_never_answers(host: Any) -> None:
     assert handle.counters.http_requests >= 1 and sum(handle.counters.wsman.values()) == 0
 
 
-class OnReceives(RandomFaults):
-    """Faults of the enabled kinds on Receives only (a test's aim; the lab draws on every request)."""
-
-    def draw(self, applicable: Collection[str]) -> str | None:
-        return super().draw(applicable) if "timeout" in applicable else None
-
-
 @pytest.mark.parametrize("kind", ["slow", "timeout", "hang"])
 def test_receives_that_time_out_lose_no_output(host: Any, kind: str) -> None:
     handle, conn = host("2012r2")
@@ -120,7 +113,7 @@ def test_receives_that_time_out_lose_no_output(host: Any, kind: str) -> None:
     try:
         session.open()
         expected = session.run(FACTS, {}, timeout=60).output
-        handle.faults.random = OnReceives(0.5, seed=3, kinds={kind}, hold=HOLD)
+        handle.faults.random = RandomFaults(0.5, seed=3, kinds={kind}, hold=HOLD, actions={"Receive"})
         # pypsrp sends a Receive that timed out again ("will return the same data"); an
         # OperationTimeout it Receives again: either way the output comes whole.
         assert session.run(FACTS, {}, timeout=60).output == expected
@@ -161,6 +154,28 @@ def test_a_401_mid_session_needs_a_new_session(host: Any) -> None:
     finally:
         fresh.close()
     assert handle.counters.shells_open == 0 and handle.counters.shells_created == 2
+
+
+@pytest.mark.parametrize("kind", ["slow", "http_503", "drop"])
+def test_a_pipeline_close_that_fails_ends_the_session(host: Any, kind: str) -> None:
+    handle, conn = host("2008")
+    session = PsrpSession(conn)
+    try:
+        session.open()
+        # The script's answer comes whole; the Signal that closes its pipeline meets the fault
+        # (a drop strikes Receives only: there it meets none, and the session goes on).
+        handle.faults.random = RandomFaults(1.0, seed=7, kinds={kind}, hold=HOLD, actions={"Signal"})
+        assert session.run(FACTS, {}, timeout=60).output
+        handle.faults.random = None
+        if kind == "drop":
+            assert session.run(FACTS, {}, timeout=60).output
+            return
+        with pytest.raises(ConnectionLost, match="closing the previous pipeline failed") as caught:
+            session.run(FACTS, {}, timeout=60)
+        assert ("Timeout: no answer within the read timeout" if kind == "slow" else "HTTP 503") in str(caught.value)
+    finally:
+        session.close()  # through a fresh connection
+    assert handle.counters.shells_open == 0
 
 
 def test_a_503_is_httpsys_own_page(host: Any) -> None:

@@ -66,3 +66,13 @@ def test_every_kind_is_documented_in_the_lab_page() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs" / "lab.md").read_text(encoding="utf-8")
     for kind in FAULT_KINDS:
         assert f"`{kind}`" in page, kind
+
+
+def test_faults_aimed_at_actions_strike_only_those() -> None:
+    aimed, everywhere = RandomFaults(1.0, seed=4, actions={"Signal"}), RandomFaults(1.0, seed=4)
+    assert aimed.draw(EVERY_REQUEST, "Receive") is None and aimed.draw(EVERY_REQUEST, "Create") is None
+    everywhere.draw(EVERY_REQUEST, "Receive")
+    everywhere.draw(EVERY_REQUEST, "Create")
+    # The requests passed over took their draws: the Signal after them meets what it would have.
+    assert aimed.draw(EVERY_REQUEST, "Signal") == everywhere.draw(EVERY_REQUEST, "Signal") is not None
+    assert aimed.draw(("cut",)) == "cut"  # a step run is no request: the aim does not apply to it
