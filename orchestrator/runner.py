@@ -400,7 +400,7 @@ class _Apply:
         self.sequence = 0
         self.replans = 0  # re-plans because the state moved, no failure involved
         self.cut_off: Counter[str] = Counter()  # per step: the failures that cut it off
-        self.causes: Counter[str] = Counter()  # the failures recovered from, by error class
+        self.causes: Counter[str] = Counter()  # the failures that cut steps off, by error class
         self.last_cause: BaseException | None = None
 
     def run(self, actions: Sequence[Action]) -> Facts:
@@ -470,7 +470,7 @@ class _Apply:
             if self.cut_off[step] > MAX_RECOVERIES:
                 seen = ", ".join(f"{name} x{count}" for name, count in sorted(self.causes.items()))
                 raise HostFailed(step, cause, note=f" ({step} cut off {self.cut_off[step]} times, given up; "
-                                                    f"failures recovered from: {seen})")
+                                                    f"failures so far: {seen})")
         elif not expected:
             self.replans += 1
             if self.replans > MAX_RECOVERIES:

@@ -36,7 +36,9 @@ def main() -> None:
     for setting in settings:
         with tempfile.TemporaryDirectory(prefix="dsrprep-faults-") as tmp:
             row = matrix_row(setting, Path(tmp))
-        print(f"| {row['kind']} | {row['rate']:.0%} / {row['served']:.1%} | {row['faults']} | "
+        # Cuts strike runs of network steps, not requests: they have no share of the requests.
+        served = "-" if row["kind"] == "cut" else f"{row['served']:.1%}"
+        print(f"| {row['kind']} | {row['rate']:.0%} / {served} | {row['faults']} | "
               f"{row['compliant']} of {row['hosts']} | {row['retries']} | {row['seconds']:.0f} s "
               f"({row['slowest_host']:.0f} s) |", flush=True)
 

@@ -28,6 +28,7 @@ from orchestrator.cli import app
 from orchestrator.lab.common import FAULT_KINDS, RandomFaults
 from orchestrator.lab.fleet import LabFleet, LabHost
 from orchestrator.rolloutlog import Event
+from tests.shells import let_idle_shells_expire
 
 OPERATION_TIMEOUT = 2
 READ_TIMEOUT = 4
@@ -42,7 +43,7 @@ class Setting:
     kinds: tuple[str, ...] = FAULT_KINDS
     seed: int = 1
     hung: int = 0
-    forks: int = 100
+    forks: int = 32
 
     @property
     def label(self) -> str:
@@ -98,11 +99,16 @@ class Faulted:
         return _loopbacks(handle) - self.loopbacks_before[handle.name]
 
     def stop_faults(self) -> None:
-        """Faults end: no more draws, no hung host. Requests the lab still holds end within HOLD."""
+        """Faults end: no more draws, no hung host. Requests the lab still holds end within HOLD;
+        then the shells left behind end by the hosts' idle timeout, whose length is then restored."""
         for handle in self.fleet.hosts:
             handle.faults.random = None
             handle.faults.hang = False
         time.sleep(HOLD + 1.0)
+        idle = [h.winrm.idle_timeout_ms for h in self.fleet.hosts]
+        let_idle_shells_expire(*self.fleet.hosts)
+        for handle, timeout in zip(self.fleet.hosts, idle, strict=True):
+            handle.winrm.idle_timeout_ms = timeout
 
 
 def _loopbacks(handle: LabHost) -> int:
@@ -198,9 +204,6 @@ def matrix_row(setting: Setting, workdir: Path) -> dict[str, Any]:
             "slowest_host": round(max(durations), 1),
         }
         faulted.stop_faults()
-        from tests.shells import let_idle_shells_expire
-
-        let_idle_shells_expire(*faulted.fleet.hosts)
     return row
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,17 @@ def host(tmp_path: Path) -> Iterator[Callable[[str], tuple[LabHost, Connection]]
     finally:
         for fleet in fleets:
             fleet.stop()
+
+
+@contextmanager
+def _opened(conn: Connection) -> Iterator[PsrpSession]:
+    """An open session, closed at the end (its shell deleted, through a fresh connection if need be)."""
+    session = PsrpSession(conn)
+    try:
+        session.open()
+        yield session
+    finally:
+        session.close()
 
 
 def _open(conn: Connection) -> DsrError:
@@ -109,59 +121,42 @@ def test_a_hung_host_accepts_and_never_answers(host: Any) -> None:
 @pytest.mark.parametrize("kind", ["slow", "timeout", "hang"])
 def test_receives_that_time_out_lose_no_output(host: Any, kind: str) -> None:
     handle, conn = host("2012r2")
-    session = PsrpSession(conn)
-    try:
-        session.open()
+    with _opened(conn) as session:
         expected = session.run(FACTS, {}, timeout=60).output
         handle.faults.random = RandomFaults(0.5, seed=3, kinds={kind}, hold=HOLD, actions={"Receive"})
         # pypsrp sends a Receive that timed out again ("will return the same data"); an
         # OperationTimeout it Receives again: either way the output comes whole.
         assert session.run(FACTS, {}, timeout=60).output == expected
-    finally:
-        session.close()
     assert handle.faults.random.injected[kind] >= 1
     assert handle.counters.shells_open == 0
 
 
 def test_a_shell_gone_mid_session_is_a_fault_naming_the_shell(host: Any) -> None:
     handle, conn = host("2019")
-    session = PsrpSession(conn)
-    try:
-        session.open()
+    with _opened(conn) as session:  # closing it finds the shell gone already: nothing left
         handle.faults.random = RandomFaults(1.0, seed=2, kinds={"shell_gone"})
         with pytest.raises(RemoteFault) as caught:
             session.run(FACTS, {}, timeout=60)
         assert caught.value.code == UNKNOWN_SHELL_CODE
-    finally:
-        session.close()  # the shell is gone already: nothing left
     assert handle.counters.shell_deletes["fault"] == 1 and handle.counters.shells_open == 0
 
 
 def test_a_401_mid_session_needs_a_new_session(host: Any) -> None:
     handle, conn = host("2022")
-    session = PsrpSession(conn)
-    try:
-        session.open()
+    with _opened(conn) as session:  # its own connection cannot carry the Delete; a fresh one does
         handle.faults.random = RandomFaults(1.0, seed=4, kinds={"http_401"})
         with pytest.raises(ConnectionLost, match="authenticated again"):
             session.run(FACTS, {}, timeout=60)
         handle.faults.random = None
-    finally:
-        session.close()  # its own connection cannot carry the Delete; a fresh one does
-    fresh = PsrpSession(conn)
-    try:
+    with _opened(conn) as fresh:
         assert fresh.run(FACTS, {}, timeout=60).output
-    finally:
-        fresh.close()
     assert handle.counters.shells_open == 0 and handle.counters.shells_created == 2
 
 
 @pytest.mark.parametrize("kind", ["slow", "http_503", "drop"])
 def test_a_pipeline_close_that_fails_ends_the_session(host: Any, kind: str) -> None:
     handle, conn = host("2008")
-    session = PsrpSession(conn)
-    try:
-        session.open()
+    with _opened(conn) as session:  # closed through a fresh connection
         # The script's answer comes whole; the Signal that closes its pipeline meets the fault
         # (a drop strikes Receives only: there it meets none, and the session goes on).
         handle.faults.random = RandomFaults(1.0, seed=7, kinds={kind}, hold=HOLD, actions={"Signal"})
@@ -169,12 +164,10 @@ def test_a_pipeline_close_that_fails_ends_the_session(host: Any, kind: str) -> N
         handle.faults.random = None
         if kind == "drop":
             assert session.run(FACTS, {}, timeout=60).output
-            return
-        with pytest.raises(ConnectionLost, match="closing the previous pipeline failed") as caught:
-            session.run(FACTS, {}, timeout=60)
-        assert ("Timeout: no answer within the read timeout" if kind == "slow" else "HTTP 503") in str(caught.value)
-    finally:
-        session.close()  # through a fresh connection
+        else:
+            with pytest.raises(ConnectionLost, match="closing the previous pipeline failed") as caught:
+                session.run(FACTS, {}, timeout=60)
+            assert ("Timeout: no answer within the read timeout" if kind == "slow" else "HTTP 503") in str(caught.value)
     assert handle.counters.shells_open == 0
 
 
