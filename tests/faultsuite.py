@@ -5,7 +5,8 @@ The fleet is a mixed one (every OS family in turn). Its first host is the canary
 fault; every other host gets `RandomFaults` of the asked kinds and rate, with a seed of its own;
 the last `hung` hosts hang for good (they accept connections and never answer). The inventory's
 timeouts are short so that a faulted request costs seconds, not minutes: WinRM's OperationTimeout
-2 s, the read timeout 4 s, and `slow` / `hang` hold a request 5 s, past it. `dsrprep rollout` runs
+1 s, the read timeout 4 s, and `slow` / `hang` hold a request 5 s, past both the read timeout and
+what pypsrp waits for a Receive (the OperationTimeout + 2 s). `dsrprep rollout` runs
 in-process (typer's CliRunner) with every wave after the canary one wave, and thresholds that never
 stop it.
 """
@@ -30,9 +31,9 @@ from orchestrator.lab.fleet import LabFleet, LabHost
 from orchestrator.rolloutlog import Event
 from tests.shells import let_idle_shells_expire
 
-OPERATION_TIMEOUT = 2
+OPERATION_TIMEOUT = 1
 READ_TIMEOUT = 4
-HOLD = READ_TIMEOUT + 1.0
+HOLD = READ_TIMEOUT + 1.0  # and 2 s past a Receive's OperationTimeout + 2 s
 RECONNECTION_BACKOFF = 0.2  # pypsrp's pause before it sends a Receive that timed out again
 
 

@@ -71,8 +71,9 @@ class RandomFaults:
     that cuts connections likewise when `cut` is enabled. The same seed and the same sequence of
     requests give the same faults. `injected` counts the faults served, per kind.
 
-    `hold`: how long `slow` and `hang` keep a request waiting; longer than the client's read
-    timeout, so that the client gives up first. `actions`: the WS-Management actions whose requests
+    `hold`: how long `slow` and `hang` keep a request waiting; longer than the client waits for an
+    answer (pypsrp: its read timeout, and the OperationTimeout + 2 s for a Receive), with room to
+    spare, so that the client has given up first. `actions`: the WS-Management actions whose requests
     may be faulted (None: every one), to aim the faults at one part of the protocol.
     """
 

@@ -23,7 +23,9 @@ from tests.shells import let_idle_shells_expire
 pytestmark = pytest.mark.lab
 
 READ_TIMEOUT = 2
-HOLD = READ_TIMEOUT + 1.0
+# Past what the client waits: its read timeout, and for a Receive pypsrp's OperationTimeout (1 s)
+# + 2 s, with two seconds to spare for a busy machine.
+HOLD = 5.0
 FACTS = "# dsrprep-step: facts\nparam()\n"
 
 
