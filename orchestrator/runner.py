@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
@@ -168,12 +169,14 @@ class HostConnection:
 
 
 class HostFailed(Exception):
-    """Ends a host's run with status failed at a given step (control flow inside this module)."""
+    """Ends a host's run with status failed at a given step (control flow inside this module).
+    `note` is added to the cause's message."""
 
-    def __init__(self, step: str, cause: BaseException) -> None:
+    def __init__(self, step: str, cause: BaseException, *, note: str = "") -> None:
         super().__init__(str(cause))
         self.step = step
-        self.error = ErrorInfo.of(cause)
+        info = ErrorInfo.of(cause)
+        self.error = ErrorInfo(info.error_class, info.message + note)
 
 
 @dataclass
@@ -405,6 +408,11 @@ class _Apply:
     That is after a lost connection or a timeout (the step may or may not have happened), after a
     fallback the host chose (`StepOutput.state_moved()`) and after a service restart the step
     scheduled (`StepOutput.restart_wait()`).
+
+    Two budgets bound it: a step cut off by failures (lost connections, timeouts, WSMan faults)
+    more than MAX_RECOVERIES times ends the host with the last of those failures; re-plans that no
+    failure caused (the state moved) more than MAX_RECOVERIES times end it as NotConverging. A host
+    that loses its connection once in each of several steps still gets through.
     """
 
     def __init__(self, ctx: _Context, facts: Facts, replan: Callable[[Facts], Plan]) -> None:
@@ -413,6 +421,10 @@ class _Apply:
         self.replan = replan
         self.recoveries = 0
         self.sequence = 0
+        self.replans = 0  # re-plans because the state moved, no failure involved
+        self.cut_off: Counter[str] = Counter()  # per step: the failures that cut it off
+        self.causes: Counter[str] = Counter()  # the failures that cut steps off, by error class
+        self.last_cause: BaseException | None = None
 
     def run(self, actions: Sequence[Action]) -> Facts:
         queue = list(actions)
@@ -469,14 +481,31 @@ class _Apply:
         level = self.ctx.logger.warning if step.status == Status.FAILED else self.ctx.logger.info
         level(Event.STEP_RESULT, action=self.sequence, **step.to_dict())
 
+    def _count(self, step: str, cause: BaseException | None, expected: bool) -> None:
+        """Counts a recovery against its budget; HostFailed when that is spent. The reason names the
+        real trouble: a step that kept being cut off fails with the last failure that cut it (and the
+        failures of the run so far, by class), never as a state that kept moving."""
+        self.recoveries += 0 if expected else 1
+        if cause is not None:
+            self.causes[ErrorInfo.of(cause).error_class] += 1
+            self.last_cause = cause
+            self.cut_off[step] += 1
+            if self.cut_off[step] > MAX_RECOVERIES:
+                seen = ", ".join(f"{name} x{count}" for name, count in sorted(self.causes.items()))
+                raise HostFailed(step, cause, note=f" ({step} cut off {self.cut_off[step]} times, given up; "
+                                                    f"failures so far: {seen})")
+        elif not expected:
+            self.replans += 1
+            if self.replans > MAX_RECOVERIES:
+                last = f"; the last failure: {ErrorInfo.of(self.last_cause).message}" if self.last_cause else ""
+                raise HostFailed(step, NotConverging(f"state still moving after {MAX_RECOVERIES} re-plans{last}"))
+
     def _refresh(self, step: str, cause: BaseException | None = None, *, expected: bool = False) -> list[Action]:
         """Fresh session, fresh facts, fresh plan: the actions still to run.
 
         `expected`: the step announced it (a service restart), so it does not count as a recovery.
         """
-        self.recoveries += 0 if expected else 1
-        if self.recoveries > MAX_RECOVERIES:
-            raise HostFailed(step, NotConverging(f"state still moving after {MAX_RECOVERIES} re-plans"))
+        self._count(step, cause, expected)
         self.ctx.conn.close()  # after a lost connection its WSMan cannot be reused
         self.facts = self.ctx.conn.take_facts(RECONNECT_POLICY).facts
         fresh = self.replan(self.facts)

@@ -226,13 +226,35 @@ def _short(exc: BaseException) -> str:
 
 
 @contextmanager
-def _mapped(phase: str) -> Iterator[None]:
+def _mapped(phase: str, wsman: WSMan | None = None) -> Iterator[None]:
     try:
         yield
     except DsrError:
         raise
     except Exception as exc:  # every client failure leaves this module as one of our classes
+        if wsman is not None and _authentication_lost(exc, wsman):
+            raise ConnectionLost(
+                "the host rejected this session's authentication (HTTP 401); authenticated again, it could "
+                "not read a message sealed under the old one (HTTP 400): the session must start anew"
+            ) from exc
         raise map_error(exc, phase=phase) from exc
+
+
+def _authentication_lost(exc: BaseException, wsman: WSMan) -> bool:
+    """An HTTP 400 after pypsrp authenticated again in the middle of a session.
+
+    A host that rejects a connection's NTLM context answers 401; pypsrp's HTTPNegotiateAuth then
+    authenticates from the start (a new context in `auth.contexts`) and sends the same request
+    again, but its body stays sealed by the old context (`transport.encryption`, kept until a
+    read timeout resets it), which the host cannot unseal: HTTP 400, and so every request after.
+    """
+    if not isinstance(exc, WinRMTransportError) or exc.code != 400:
+        return False
+    transport = getattr(wsman, "transport", None)
+    encryption = getattr(transport, "encryption", None)
+    auth = getattr(getattr(transport, "session", None), "auth", None)
+    contexts = getattr(auth, "contexts", None) or {}
+    return encryption is not None and any(context is not encryption.context for context in contexts.values())
 
 
 def wsman_kwargs(conn: Connection) -> dict[str, Any]:
@@ -296,6 +318,9 @@ class PsrpSession:
         self._wsman: WSMan | None = None
         self._pool: RunspacePool | None = None
         self._left: list[str] = []  # shells of this session that could not be deleted
+        # Why the session cannot carry another script: closing a pipeline failed on the way (its
+        # answer timed out, its connection went), leaving the WSMan's sealing behind its host.
+        self._broken: str | None = None
 
     def open(self) -> None:
         if self._pool is not None:
@@ -303,6 +328,7 @@ class PsrpSession:
         with _mapped("connect"):
             wsman = WSMan(**wsman_kwargs(self._connection))
             pool = RunspacePool(wsman, **pool_kwargs(self._connection))
+        with _mapped("connect", wsman):
             try:
                 _open_pool(pool)
             except BaseException:
@@ -326,8 +352,10 @@ class PsrpSession:
         if self._pool is None:
             self.open()
         assert self._pool is not None  # open() either set it or raised
+        if self._broken is not None:
+            raise ConnectionLost(f"the session cannot go on: closing the previous pipeline failed ({self._broken})")
         started = self._clock()
-        with _mapped("run"):
+        with _mapped("run", self._wsman):
             ps = PowerShell(self._pool)
             connection_lost = False
             try:
@@ -342,10 +370,17 @@ class PsrpSession:
                 # Not after a lost connection: that WSMan cannot be used again (its sealing key is
                 # stale), and the runner abandons the whole shell for a fresh one.
                 if not connection_lost:
-                    _close_pipeline(ps)
+                    self._note_close(_close_pipeline(ps))
         if ps.had_errors:
             raise ScriptError("; ".join(errors) or "the script failed without an error record")
         return RunResult(output=output, errors=errors, duration=self._clock() - started)
+
+    def _note_close(self, failure: BaseException | None) -> None:
+        """A pipeline close that failed other than with a WSMan fault (which the host answered, the
+        session intact) leaves the session unusable: the next script is refused with the reason."""
+        if failure is not None and not isinstance(failure, WSManFaultError):
+            error = map_error(failure, phase="run")
+            self._broken = f"{error.error_class}: {error}"
 
     def _invoke(
         self, ps: PowerShell, script: str, parameters: Mapping[str, Any], *, deadline: float, timeout: float
@@ -408,16 +443,20 @@ class _Pipeline(Protocol):
     def close(self) -> None: ...
 
 
-def _close_pipeline(ps: _Pipeline) -> None:
-    """Release a pipeline's remote command (a WSMan Terminate signal), tolerating any failure.
+def _close_pipeline(ps: _Pipeline) -> Exception | None:
+    """Release a pipeline's remote command (a WSMan Terminate signal), tolerating any failure, which
+    it returns.
 
     A pipeline still running (its poll failed) is stopped first: pypsrp closes only finished ones.
     A pipeline that cannot be closed stays until the shell is deleted, which ends every command.
     """
     if ps.state == PSInvocationState.RUNNING:
         _stop_pipeline(ps)
-    with suppress(Exception):
+    try:
         ps.close()
+    except Exception as exc:  # the caller decides what the failure means for the session
+        return exc
+    return None
 
 
 def _stop_pipeline(ps: Any) -> None:

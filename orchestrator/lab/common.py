@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from threading import Lock
 from typing import Any, Protocol
@@ -36,6 +38,83 @@ class ScriptHandler(Protocol):
     def __call__(self, script: str, parameters: dict[str, Any]) -> ScriptResult: ...
 
 
+# The fault kinds of `RandomFaults`, each answered as Windows or HTTP.sys would; docs/lab.md's table
+# has the sources in full.
+#   drop        a Receive's TCP connection closes unanswered, nothing of its output taken
+#               (pypsrp issue 178: connections cut under a session)
+#   slow        a request held past the client's read timeout; the client gone, a Receive is
+#               cancelled before it takes output (pypsrp's WSMan.receive: sent again, it "will
+#               return the same data"), any other request is carried out and its answer lost
+#   timeout     a Receive answers wsman:TimedOut (2150858793) after its wait, while a pool opens and
+#               mid-session (MS-WSMV 3.1.4.1.7)
+#   shell_gone  the shell a request names is deleted, as the idle timeout does, and the request gets
+#               the unknown-ShellId fault (2150858843; MS-WSMV 2.2.4.42 IdleTimeout)
+#   quota       a Create answers wsman:QuotaLimit (2150859173): the user's shells all taken
+#               (test-kitchen issue 656, vagrant issue 7489)
+#   http_503    HTTP.sys answers 503 with its own page and closes the connection; the request never
+#               reaches WinRM (IIS 6.0 Technical Reference, "503-Service Unavailable")
+#   http_401    the connection's NTLM context is rejected: 401 with a fresh challenge, the request not
+#               carried out; pypsrp authenticates again and resends the body sealed by the old
+#               context, which the new one cannot read (HTTP 400) (HTTP.sys authenticates per
+#               connection; zenoss/txwinrm pull request 159)
+#   hang        the host stops answering for `hold` seconds: connections are accepted, requests (this
+#               one included) wait, then go as `slow` ones do (HTTP.sys queues requests for a stuck
+#               service: Timer_AppPool in the IIS 6.0 Technical Reference)
+#   cut         a step that changes the network (`Step.cuts_connection`) and changed something cuts
+#               the management connection off, as `WindowsHost.cut_on_step` does (pypsrp issue 178)
+FAULT_KINDS = ("drop", "slow", "timeout", "shell_gone", "quota", "http_503", "http_401", "hang", "cut")
+
+
+class RandomFaults:
+    """A host's seeded, rate-based faults: each WS-Management request is faulted with probability
+    `rate`, by one of the enabled `kinds` that applies to it (drawn evenly), and each run of a step
+    that cuts connections likewise when `cut` is enabled. The same seed and the same sequence of
+    requests give the same faults. `injected` counts the faults served, per kind.
+
+    `hold`: how long `slow` and `hang` keep a request waiting; longer than the client waits for an
+    answer (pypsrp: its read timeout, and the OperationTimeout + 2 s for a Receive), with room to
+    spare, so that the client has given up first. `actions`: the WS-Management actions whose requests
+    may be faulted (None: every one), to aim the faults at one part of the protocol.
+    """
+
+    def __init__(self, rate: float, seed: int, kinds: Collection[str] = FAULT_KINDS, *, hold: float = 35.0,
+                 actions: Collection[str] | None = None) -> None:
+        unknown = sorted(set(kinds) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; the kinds are {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"a fault rate is between 0 and 1, not {rate}")
+        if hold <= 0:
+            raise ValueError(f"hold must be positive, not {hold}")
+        self.rate = rate
+        self.seed = seed
+        self.kinds = tuple(k for k in FAULT_KINDS if k in kinds)
+        self.hold = hold
+        self.actions = frozenset(actions) if actions is not None else None
+        self.injected: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._lock = Lock()
+
+    def draw(self, applicable: Collection[str], action: str | None = None) -> str | None:
+        """The fault to serve a request (of WS-Management `action`; None: a step run) to which
+        `applicable` kinds apply, or None. Every call takes the same number of draws, so that a
+        request's fate does not depend on the kinds or actions of earlier ones."""
+        with self._lock:
+            chance, pick = self._rng.random(), self._rng.random()
+            choices = [k for k in self.kinds if k in applicable]
+            aimed = self.actions is None or action is None or action in self.actions
+            if not choices or not aimed or chance >= self.rate:
+                return None
+            kind = choices[int(pick * len(choices))]
+            self.injected[kind] += 1
+            return kind
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.injected.values())
+
+
 @dataclass
 class LabFaults:
     """Per-host fault knobs. All default to a healthy host.
@@ -50,6 +129,8 @@ class LabFaults:
                         answer the wsman:TimedOut fault (OperationTimeout), as a host whose
                         PowerShell plugin is slow to start does; pypsrp's `RunspacePool.open()`
                         raises it, dsrprep's transport Receives again.
+    hang:               the host accepts TCP connections and never answers (a hung WinRM service).
+    random:             seeded, rate-based faults of the kinds `RandomFaults` names.
     """
 
     unreachable: bool = False
@@ -62,6 +143,8 @@ class LabFaults:
     down_from: float = 0.0
     down_until: float = 0.0
     timeout_on_open: int = 0
+    hang: bool = False
+    random: RandomFaults | None = None
 
 
 @dataclass

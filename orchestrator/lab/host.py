@@ -13,6 +13,7 @@ another variant's text, which then fails the way its commands fail on this Windo
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from orchestrator.lab.shell import DEFAULT_VARIANT, StepFailed, changed, not_rec
 from orchestrator.lab.steps import STEPS
 from orchestrator.lab.steps.base import LabStep
 from orchestrator.lab.system import MARKER_KEY
+from orchestrator.steps import ordered as ordered_steps
 from orchestrator.templates import select_template
 from orchestrator.templates import steps as template_steps
 
@@ -47,6 +49,13 @@ class Segment:
         if all(h is not host for h in self.hosts):
             self.hosts.append(host)
         host.segment = self
+
+
+@functools.cache
+def _network_steps() -> frozenset[str]:
+    """The steps that change the network under the management connection, as dsrprep declares them
+    (`Step.cuts_connection`): where a random `cut` can strike."""
+    return frozenset(step.name for step in ordered_steps() if step.cuts_connection)
 
 
 @dataclass(kw_only=True)
@@ -209,9 +218,14 @@ class WindowsHost:
             return ScriptResult(failed=str(exc))
 
     def _after_step(self, step: str, result: ScriptResult) -> ScriptResult:
-        if self.cut_on_step == step and result.failed is None and changed(result):
+        if result.failed is not None or not changed(result):
+            return result
+        if self.cut_on_step == step:
             self.cut_on_step = None
             result.cut_connection = True
+        elif self.faults.random is not None and step in _network_steps():
+            # A random `cut`: the change made, the management connection gone (pypsrp issue 178).
+            result.cut_connection = self.faults.random.draw(("cut",)) == "cut"
         return result
 
     # ---- what several steps read (the caller holds the lock) --------------------------------------

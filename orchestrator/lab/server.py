@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import re
+import select
 import shutil
 import socket
 import ssl
@@ -62,6 +63,7 @@ from psrpcore.types import (
 from orchestrator.lab.common import (
     Hashtable,
     LabFaults,
+    RandomFaults,
     RequestCounters,
     ScriptHandler,
     ScriptResult,
@@ -255,6 +257,22 @@ class _WSManFault(Exception):
 
 class _Dropped(Exception):
     """The connection must close without an answer."""
+
+
+class _Answered(Exception):
+    """The request has been answered already, outside WS-Management (an HTTP-level fault)."""
+
+
+# What HTTP.sys sends with a 503 it answers itself (the request never reaches WinRM): its own error
+# page, and the connection closed (IIS 6.0 Technical Reference, "503-Service Unavailable", table
+# 11.11 "HTTP 503 Errors from HTTP.sys"; MS-ASHTTP's 503 example carries `Connection: close`).
+_HTTPSYS_503 = (
+    b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
+    b"<HTML><HEAD><TITLE>Service Unavailable</TITLE>\r\n"
+    b'<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
+    b"<BODY><h2>Service Unavailable</h2>\r\n<hr><p>HTTP Error 503. The service is unavailable.</p>\r\n"
+    b"</BODY></HTML>\r\n"
+)
 
 
 def _unknown_shell_fault() -> _WSManFault:
@@ -651,6 +669,16 @@ def _drop(conn: _Handler) -> None:
         conn.connection.shutdown(socket.SHUT_RDWR)
 
 
+def _client_gone(conn: _Handler) -> bool:
+    """Whether the client closed the connection while its request waited. A client that waits for
+    its answer sends nothing meanwhile (no pipelining), so anything readable is its FIN (or TLS
+    close_notify)."""
+    with contextlib.suppress(OSError, ValueError):
+        readable, _, _ = select.select([conn.connection], [], [], 0)
+        return bool(readable)
+    return True
+
+
 # Told of every LabServer that starts in this process (`watching_starts`): how an audit finds the
 # servers a run started, e.g. the test suite's check that every shell a test created was deleted.
 _start_watchers: list[Callable[[LabServer], None]] = []
@@ -739,6 +767,8 @@ class LabServer:
         self._restart_epoch = float("-inf")
         self._restart_lock = threading.Lock()
         self._keeper: threading.Thread | None = None
+        # RandomFaults' `hang`: the host answers nothing until this time.monotonic() instant.
+        self._hung_until = 0.0
 
     # lifecycle
 
@@ -893,6 +923,9 @@ class LabServer:
         body = self._read_body(conn)
         if body is None:
             return
+        if not self._wait_out_hang(conn):
+            _drop(conn)
+            return
         authenticated = self._authenticate(conn)
         if authenticated is None:
             return
@@ -901,7 +934,10 @@ class LabServer:
         if opened is None:
             return
         protocol, xml, encrypted = opened
-        status, reply = self._handle_soap(conn, xml, conn.principal or basic_user or "")
+        try:
+            status, reply = self._handle_soap(conn, xml, conn.principal or basic_user or "")
+        except _Answered:
+            return
         if status == 0:
             _drop(conn)  # drop_on_request: leave without a word.
         elif encrypted and conn.sealed_protocol is not None:
@@ -1098,6 +1134,8 @@ class LabServer:
                     subcode="a:ActionNotSupported",
                     sender=True,
                 )
+            if faults.random is not None:
+                self._random_fault(faults.random, request, conn)
             shell = self._enter_shell(request.shell_id)
             try:
                 body: str = method(request, conn, principal)
@@ -1107,12 +1145,87 @@ class LabServer:
             return 200, _envelope(f"{prefix}{request.action}Response", relates_to, body)
         except _Dropped:
             return 0, b""
+        except _Answered:
+            raise
         except _WSManFault as fault:
             return fault.status, _fault_envelope(fault, relates_to, self.hostname)
         except Exception as exc:
             log.exception("lab server failed on a WS-Management request")
             internal = _WSManFault(PLUGIN_FAILURE_CODE, f"An error was encountered inside the plugin. {exc}")
             return 500, _fault_envelope(internal, relates_to, self.hostname)
+
+    # random faults (LabFaults.random; the kinds are described at common.FAULT_KINDS)
+
+    def _random_fault(self, spec: RandomFaults, request: _Request, conn: _Handler) -> None:
+        """Serves the fault `spec` draws for this request, if any: raises what answers it instead,
+        or returns when the request is to be handled (a `slow` one whose client still waits)."""
+        kind = spec.draw(self._fault_kinds(request, conn), request.action)
+        if kind == "drop":
+            raise _Dropped()
+        if kind == "timeout":
+            self._stopping.wait(self._receive_wait(request))
+            raise _timeout_fault()
+        if kind == "shell_gone":
+            self._lose_shell(request.shell_id)
+            raise _unknown_shell_fault()
+        if kind == "quota":
+            raise _shells_quota_fault(self.winrm.max_shells_per_user or 5)
+        if kind == "http_503":
+            conn.send_body(503, _HTTPSYS_503, "text/html; charset=us-ascii", headers=[("Connection", "close")])
+            raise _Answered()
+        if kind == "http_401":
+            # The connection's security context is rejected: authenticate again, from the start.
+            conn.auth_context, conn.principal, conn.sealed_protocol = None, None, None
+            self._challenge(conn)
+            raise _Answered()
+        if kind in ("slow", "hang"):
+            until = time.monotonic() + spec.hold
+            if kind == "hang":
+                self._hung_until = max(self._hung_until, until)
+            if not self._hold(conn, until) and request.action == "Receive":
+                # The client has gone: HTTP.sys cancels the Receive before it takes any output, so a
+                # Receive sent again gets that output (pypsrp's WSMan.receive counts on it). Any other
+                # request goes on, its answer lost: a shell created, a command started.
+                raise _Dropped()
+
+    def _fault_kinds(self, request: _Request, conn: _Handler) -> set[str]:
+        """The kinds of random fault that can befall this request."""
+        kinds = {"slow", "http_503", "hang"}
+        if request.action == "Receive":
+            kinds |= {"drop", "timeout"}
+        if request.action == "Create":
+            kinds.add("quota")
+        if request.shell_id:
+            with self._shells_lock:
+                if request.shell_id in self._shells:
+                    kinds.add("shell_gone")
+        if conn.principal is not None and conn.auth_context is not None:
+            kinds.add("http_401")
+        return kinds
+
+    def _lose_shell(self, shell_id: str) -> None:
+        """The shell ends as if the idle timeout had ended it."""
+        with self._shells_lock:
+            shell = self._shells.pop(shell_id, None)
+            self._cut_shells.discard(shell_id)
+        if shell is not None:
+            _close_shell(shell)
+            self.counters.count_shell_deleted("fault")
+
+    def _hold(self, conn: _Handler, until: float) -> bool:
+        """Keeps a request waiting until `until` (or the server stops); whether its client still waits."""
+        self._stopping.wait(max(0.0, until - time.monotonic()))
+        return not self._stopping.is_set() and not _client_gone(conn)
+
+    def _wait_out_hang(self, conn: _Handler) -> bool:
+        """A hung host (LabFaults.hang, or a random `hang` under way) keeps every request waiting;
+        False when the client went away meanwhile (or the host hangs for good)."""
+        if self.faults.hang:
+            self._stopping.wait()
+            return False
+        if time.monotonic() < self._hung_until:
+            return self._hold(conn, self._hung_until)
+        return True
 
     def _get_shell(self, request: _Request) -> _Shell:
         with self._shells_lock:
@@ -1299,8 +1412,7 @@ class LabServer:
         # A reply is no bigger than the client asks for, nor than MaxEnvelopeSizekb ([MS-WSMV] 3.1.4.1.7).
         envelope = min(request.max_envelope, self.winrm.max_envelope_kb * 1024)
         budget = max(_FRAGMENT_SIZE, (envelope - _ENVELOPE_OVERHEAD) * 3 // 4)
-        operation_timeout = min(request.operation_timeout, self.winrm.max_timeout_ms / 1000)
-        wait = max(0.0, min(operation_timeout, self.receive_wait))
+        wait = self._receive_wait(request)
         if target is None and not shell.open_done and shell.open_timeouts < self.faults.timeout_on_open:
             shell.open_timeouts += 1
             time.sleep(wait)
@@ -1329,6 +1441,12 @@ class LabServer:
         elif command_id:
             state = f'<rsp:CommandState CommandId="{command_id}" State="{_COMMAND_RUNNING}"/>'
         return f"<rsp:ReceiveResponse>{streams}{state}</rsp:ReceiveResponse>"
+
+    def _receive_wait(self, request: _Request) -> float:
+        """How long a Receive long-polls before it answers OperationTimeout: the client's
+        OperationTimeout, cut to MaxTimeoutms ([MS-WSMV] 3.1.4.1.7), and to the lab's `receive_wait`."""
+        operation_timeout = min(request.operation_timeout, self.winrm.max_timeout_ms / 1000)
+        return max(0.0, min(operation_timeout, self.receive_wait))
 
     def _take_output(self, shell: _Shell, target: uuid.UUID | None, budget: int) -> tuple[list[bytes], bool] | None:
         """(chunks up to `budget` bytes, whether the command is done) when there is something to

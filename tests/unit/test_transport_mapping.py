@@ -274,10 +274,12 @@ def test_every_pipeline_is_closed(state: int, calls: list[str]) -> None:
     assert pipeline.signalled == (["SERVER-ID"] if "stop" in calls else [])
 
 
-def test_a_failure_to_close_is_tolerated() -> None:
+def test_a_failure_to_close_is_tolerated_and_returned() -> None:
     pipeline = FakePipeline(PSInvocationState.RUNNING, stop_fails=True, close_fails=True)
-    _close_pipeline(pipeline)  # raises nothing
+    failure = _close_pipeline(pipeline)  # raises nothing: the caller judges what it means
     assert pipeline.calls == ["stop", "close"]
+    assert isinstance(failure, WSManFaultError) and failure.code == 2150858843
+    assert _close_pipeline(FakePipeline(PSInvocationState.COMPLETED)) is None
 
 
 def test_run_result_carries_non_terminating_errors() -> None:
