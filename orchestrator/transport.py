@@ -247,6 +247,7 @@ def _authentication_lost(exc: BaseException, wsman: WSMan) -> bool:
     authenticates from the start (a new context in `auth.contexts`) and sends the same request
     again, but its body stays sealed by the old context (`transport.encryption`, kept until a
     read timeout resets it), which the host cannot unseal: HTTP 400, and so every request after.
+    (pypsrp 0.9.1's attributes; tests/lab/test_random_faults_e2e.py fails if they change.)
     """
     if not isinstance(exc, WinRMTransportError) or exc.code != 400:
         return False

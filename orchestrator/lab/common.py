@@ -109,11 +109,6 @@ class RandomFaults:
             self.injected[kind] += 1
             return kind
 
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return sum(self.injected.values())
-
 
 @dataclass
 class LabFaults:
