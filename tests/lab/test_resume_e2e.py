@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from orchestrator.cli import app
 from orchestrator.lab.fleet import LabFleet
 from orchestrator.rolloutlog import Event, read_host_log, read_run
+from tests.clijson import cli
 
 pytestmark = pytest.mark.lab
 
@@ -72,15 +71,6 @@ def lab_serve(tmp_path: Path) -> Iterator[Path]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
-
-
-def cli(*args: str) -> tuple[int, dict[str, Any]]:
-    result = CliRunner().invoke(app, list(args))
-    try:
-        doc = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"dsrprep {' '.join(args)} printed no JSON (exit {result.exit_code}):\n{result.output}")
-    return result.exit_code, doc
 
 
 def loopbacks(inventory: Path, runs: Path) -> dict[str, dict[str, Any]]:

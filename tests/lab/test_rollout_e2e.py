@@ -15,20 +15,12 @@ from orchestrator.cli import app
 from orchestrator.facts import parse_facts
 from orchestrator.lab.fleet import LabFleet
 from orchestrator.rolloutlog import read_host_log
+from tests.clijson import cli
 from tests.shells import let_idle_shells_expire
 
 pytestmark = pytest.mark.lab
 
 FAMILIES = oscaps.families()
-
-
-def cli(*args: str) -> tuple[int, dict[str, Any]]:
-    result = CliRunner().invoke(app, list(args))
-    try:
-        doc = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"dsrprep {' '.join(args)} printed no JSON (exit {result.exit_code}):\n{result.output}")
-    return result.exit_code, doc
 
 
 def parsed(fleet: LabFleet) -> dict[str, dict[str, Any]]:

@@ -7,21 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from orchestrator.cli import app
 from orchestrator.lab.fleet import LabFleet
+from tests.clijson import cli
 
 pytestmark = pytest.mark.lab
-
-
-def cli(*args: str) -> tuple[int, dict[str, Any]]:
-    result = CliRunner().invoke(app, list(args))
-    try:
-        doc = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"dsrprep {' '.join(args)} printed no JSON (exit {result.exit_code}):\n{result.output}")
-    return result.exit_code, doc
 
 
 def rollout_with_failing_restarts(tmp_path: Path, failures: int) -> tuple[int, dict[str, Any], LabFleet]:
