@@ -7,6 +7,9 @@ Each class declares what the runner may do about it, once, as class attributes:
 - `recoverable`: when it cuts a step off, the step may or may not have happened: the runner opens a
   fresh session, re-reads the facts and re-plans instead of failing the host.
 
+A transport failure also says whether the host gave any answer at all (`silent`: nothing to connect
+to, nothing read before a timeout): retry.py's budget gives a silent host fewer tries.
+
 ```
 DsrError
 ├── TransportError       talking to the host failed (transport.py maps every client error here)
@@ -60,6 +63,10 @@ class DsrError(Exception):
 
 class TransportError(DsrError):
     """Talking to the host failed: the transport maps every pypsrp / requests failure to a subclass."""
+
+    def __init__(self, message: str = "", *, silent: bool = False) -> None:
+        super().__init__(message)
+        self.silent = silent  # the host gave no answer at all (see retry.FaultBudget)
 
 
 class AuthError(TransportError):

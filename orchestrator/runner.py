@@ -39,7 +39,7 @@ from orchestrator.interrupts import STOP
 from orchestrator.inventory import Host
 from orchestrator.plan import Action, Plan, plan, rollback_plan
 from orchestrator.results import Command, FleetResult, HostResult, HostStatus, PlanStatus, Status, StepResult
-from orchestrator.retry import RetryPolicy, call_with_retry
+from orchestrator.retry import FaultBudget, RetryPolicy, call_with_retry
 from orchestrator.rolloutlog import Event, RunLog
 from orchestrator.steps import arp_check, preflight, verify
 from orchestrator.steps import parse_output as parse_step_output
@@ -51,10 +51,10 @@ T = TypeVar("T")
 DEFAULT_FORKS = 32
 FACTS_TIMEOUT = 120.0
 STEP_TIMEOUT = 300.0
-MAX_RECOVERIES = 3
+MAX_REPLANS = 3  # re-plans no failure caused (the state moved) before a host is NotConverging
 # After a change the host may need a while to answer again (an HTTP service restart takes WinRM down
-# for seconds): reconnecting waits longer than a first connection does.
-RECONNECT_POLICY = RetryPolicy(attempts=6, base_delay=1.0, max_delay=10.0)
+# for seconds): reconnecting bears more silent tries in a row than a first connection does.
+RECONNECT_SILENCE = 6
 
 
 def status_of(exc: BaseException) -> Status:
@@ -97,18 +97,22 @@ class TakenFacts:
 class HostConnection:
     """One host's session as a worker sees it: opened on demand, reopened fresh after a loss.
 
-    Every failed attempt is logged; connecting and taking facts are retried by the policy.
+    Every failed attempt is logged; connecting and taking facts are retried while the host run's
+    fault budget lasts (retry.py).
     """
 
     def __init__(self, host: Host, *, session_factory: SessionFactory, logger: Any, policy: RetryPolicy,
-                 sleep: Callable[[float], None], timeout: float = FACTS_TIMEOUT) -> None:
+                 sleep: Callable[[float], None], timeout: float = FACTS_TIMEOUT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.host = host
         self._factory = session_factory
         self._logger = logger
         self._policy = policy
         self._sleep = sleep
         self._timeout = timeout
+        self._clock = clock
         self._session: Session | None = None
+        self.budget = FaultBudget(policy, clock)
         self.attempts = 0
 
     def session(self) -> Session:
@@ -125,7 +129,7 @@ class HostConnection:
     def to(self, other: Host) -> HostConnection:
         """A connection to another host with the same factory, policy and log (a verify peer)."""
         return HostConnection(other, session_factory=self._factory, logger=self._logger, policy=self._policy,
-                              sleep=self._sleep, timeout=self._timeout)
+                              sleep=self._sleep, timeout=self._timeout, clock=self._clock)
 
     def close(self) -> None:
         session, self._session = self._session, None
@@ -139,16 +143,15 @@ class HostConnection:
         if shell_ids:
             self._logger.warning(Event.SHELLS_LEFT, step="connect", shell_ids=list(shell_ids))
 
-    def _on_failure(self, step: str) -> Callable[[int, BaseException], None]:
-        def record(attempt: int, exc: BaseException) -> None:
-            info = ErrorInfo.of(exc)
-            self._logger.warning(Event.ATTEMPT_FAILED, step=step, attempt=attempt, error_class=info.error_class,
-                                 error=info.message,
-                                 will_retry=self._policy.should_retry(exc) and attempt < self._policy.attempts)
-            self.close()
-        return record
+    def failed(self, step: str, attempt: int, exc: BaseException, given_up: str | None) -> None:
+        """Log a failed attempt and drop the session (after a failure its WSMan cannot be reused)."""
+        info = ErrorInfo.of(exc)
+        extra = {"given_up": given_up, "failures": self.budget.summary()} if given_up else {}
+        self._logger.warning(Event.ATTEMPT_FAILED, step=step, attempt=attempt, error_class=info.error_class,
+                             error=info.message, will_retry=given_up is None, **extra)
+        self.close()
 
-    def take_facts(self, policy: RetryPolicy | None = None) -> TakenFacts:
+    def take_facts(self, *, silent_limit: int | None = None) -> TakenFacts:
         """The host's raw facts object and its parsed form (connecting first if needed)."""
         script = facts_script()
 
@@ -156,13 +159,15 @@ class HostConnection:
             self.attempts += 1
             return run_script(self.session(), script, timeout=self._timeout)
 
-        answer = call_with_retry(attempt, policy or self._policy, sleep=self._sleep,
-                                 on_failure=self._on_failure("facts"))
+        answer = call_with_retry(attempt, self.budget, sleep=self._sleep, silent_limit=silent_limit,
+                                 on_failure=lambda n, exc, given_up: self.failed("facts", n, exc, given_up))
         return TakenFacts(answer.value, parse_facts(answer.value), answer.script_errors)
 
     def run(self, script: Script, *, timeout: float) -> Answer:
         """Run one step's script once on the current session."""
-        return run_script(self.session(), script, timeout=timeout)
+        answer = run_script(self.session(), script, timeout=timeout)
+        self.budget.answered()
+        return answer
 
 
 # -- one host, any command ----------------------------------------------------------------------------
@@ -219,7 +224,7 @@ def _run_host(host: Host, command: Command, body: Callable[[_Context], HostStatu
     """Run `body` for one host and turn however it ends into exactly one HostResult."""
     logger = env.log.host_logger(host.name, address=host.connection.address)
     conn = HostConnection(host, session_factory=env.session_factory, logger=logger, policy=env.policy,
-                          sleep=env.sleep, timeout=env.timeout)
+                          sleep=env.sleep, timeout=env.timeout, clock=env.clock)
     ctx = _Context(host, conn, logger, env.clock, env.sleep, env.peers, env.cancel or threading.Event())
     started = env.clock()
 
@@ -409,10 +414,11 @@ class _Apply:
     fallback the host chose (`StepOutput.state_moved()`) and after a service restart the step
     scheduled (`StepOutput.restart_wait()`).
 
-    Two budgets bound it: a step cut off by failures (lost connections, timeouts, WSMan faults)
-    more than MAX_RECOVERIES times ends the host with the last of those failures; re-plans that no
-    failure caused (the state moved) more than MAX_RECOVERIES times end it as NotConverging. A host
-    that loses its connection once in each of several steps still gets through.
+    Two budgets bound it: steps cut off by failures (lost connections, timeouts, WSMan faults)
+    spend the host run's fault budget (retry.py), and when it is spent the host ends with the last
+    of those failures; re-plans that no failure caused (the state moved) more than MAX_REPLANS times
+    end it as NotConverging. A host that loses its connection once in each of several steps still
+    gets through.
     """
 
     def __init__(self, ctx: _Context, facts: Facts, replan: Callable[[Facts], Plan]) -> None:
@@ -423,7 +429,6 @@ class _Apply:
         self.sequence = 0
         self.replans = 0  # re-plans because the state moved, no failure involved
         self.cut_off: Counter[str] = Counter()  # per step: the failures that cut it off
-        self.causes: Counter[str] = Counter()  # the failures that cut steps off, by error class
         self.last_cause: BaseException | None = None
 
     def run(self, actions: Sequence[Action]) -> Facts:
@@ -483,22 +488,22 @@ class _Apply:
 
     def _count(self, step: str, cause: BaseException | None, expected: bool) -> None:
         """Counts a recovery against its budget; HostFailed when that is spent. The reason names the
-        real trouble: a step that kept being cut off fails with the last failure that cut it (and the
-        failures of the run so far, by class), never as a state that kept moving."""
+        real trouble: a host whose fault budget a cut-off step spent fails with the failure that cut
+        it (and the failures of the run so far, by class), never as a state that kept moving."""
         self.recoveries += 0 if expected else 1
         if cause is not None:
-            self.causes[ErrorInfo.of(cause).error_class] += 1
             self.last_cause = cause
             self.cut_off[step] += 1
-            if self.cut_off[step] > MAX_RECOVERIES:
-                seen = ", ".join(f"{name} x{count}" for name, count in sorted(self.causes.items()))
-                raise HostFailed(step, cause, note=f" ({step} cut off {self.cut_off[step]} times, given up; "
-                                                    f"failures so far: {seen})")
+            budget = self.ctx.conn.budget
+            given_up = budget.spend(cause)
+            if given_up:
+                raise HostFailed(step, cause, note=f" ({step} cut off {self.cut_off[step]} times; given up: "
+                                                    f"{given_up}; failures so far: {budget.summary()})")
         elif not expected:
             self.replans += 1
-            if self.replans > MAX_RECOVERIES:
+            if self.replans > MAX_REPLANS:
                 last = f"; the last failure: {ErrorInfo.of(self.last_cause).message}" if self.last_cause else ""
-                raise HostFailed(step, NotConverging(f"state still moving after {MAX_RECOVERIES} re-plans{last}"))
+                raise HostFailed(step, NotConverging(f"state still moving after {MAX_REPLANS} re-plans{last}"))
 
     def _refresh(self, step: str, cause: BaseException | None = None, *, expected: bool = False) -> list[Action]:
         """Fresh session, fresh facts, fresh plan: the actions still to run.
@@ -507,7 +512,7 @@ class _Apply:
         """
         self._count(step, cause, expected)
         self.ctx.conn.close()  # after a lost connection its WSMan cannot be reused
-        self.facts = self.ctx.conn.take_facts(RECONNECT_POLICY).facts
+        self.facts = self.ctx.conn.take_facts(silent_limit=RECONNECT_SILENCE).facts
         fresh = self.replan(self.facts)
         if fresh.refusals:
             raise HostFailed(step, PreflightRefused("; ".join(fresh.refusals))) from cause
@@ -519,7 +524,8 @@ class _Apply:
 def _verify(ctx: _Context, before: Facts) -> Facts:
     """Fresh session, facts again (the plan must be empty), then the checks on the host and a peer.
 
-    Verification changes nothing, so a connection lost in the middle of it is simply tried again.
+    Verification changes nothing, so a connection lost in the middle of it is simply tried again,
+    while the host run's fault budget lasts.
     """
     attempt = 0
     while True:
@@ -527,18 +533,16 @@ def _verify(ctx: _Context, before: Facts) -> Facts:
         try:
             return _verify_once(ctx, before)
         except DsrError as exc:
-            if not exc.recoverable or attempt > MAX_RECOVERIES:
+            given_up = ctx.conn.budget.spend(exc) if exc.recoverable else "not worth another try"
+            ctx.conn.failed("verify", attempt, exc, given_up)
+            if given_up:
                 raise HostFailed("verify", exc) from exc
-            info = ErrorInfo.of(exc)
-            ctx.logger.warning(Event.ATTEMPT_FAILED, step="verify", attempt=attempt, error_class=info.error_class,
-                               error=info.message, will_retry=True)
-            ctx.conn.close()  # after a lost connection its WSMan cannot be reused
 
 
 def _verify_once(ctx: _Context, before: Facts) -> Facts:
     desired = ctx.host.desired
     ctx.conn.close()  # proves that a new PSRP session still opens after the change
-    after = ctx.conn.take_facts(RECONNECT_POLICY).facts
+    after = ctx.conn.take_facts(silent_limit=RECONNECT_SILENCE).facts
     remaining = plan(after, desired)
     ctx.logger.info(Event.VERIFY_PLAN, step="verify", plan=remaining.to_dict())
     if remaining.refusals or remaining.actions:
@@ -698,7 +702,7 @@ def _rollback_body(target: RollbackTarget | RollbackRefusal) -> Callable[[_Conte
             return Status.OK
         _Apply(ctx, now, lambda f: undo_plan(target, f)).run(undo.actions)
         ctx.conn.close()
-        after = ctx.conn.take_facts(RECONNECT_POLICY).facts
+        after = ctx.conn.take_facts(silent_limit=RECONNECT_SILENCE).facts
         left = undo_plan(target, after)
         if left.refusals or left.actions:
             raise HostFailed("verify", NotRestored("; ".join([*left.refusals, *(a.reason for a in left.actions)])))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
+import urllib3
 from pypsrp.complex_objects import ComplexObject, GenericComplexObject, PSInvocationState, RunspacePoolState
 from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import PowerShell, RunspacePool
@@ -125,12 +126,12 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
         return AuthError(f"Kerberos: {type(exc).__name__}: {exc} (check /etc/krb5.conf and its default realm, a "
                          "ticket from kinit or the password, and that the host's name is the one in its SPN)")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return Unreachable(f"connection timed out: {exc}")
+        return Unreachable(f"connection timed out: {exc}", silent=True)
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return Timeout(f"no answer within the read timeout: {exc}")
+        return Timeout(f"no answer within the read timeout: {exc}", silent=True)
     if isinstance(exc, requests.exceptions.ConnectionError):
         if phase == "connect":
-            return Unreachable(f"cannot connect: {_short(exc)}")
+            return Unreachable(f"cannot connect: {_short(exc)}", silent=_never_connected(exc))
         return ConnectionLost(f"connection lost: {_short(exc)}")
     if isinstance(exc, requests.exceptions.RequestException):
         return ProtocolError(f"HTTP error: {exc}")
@@ -223,6 +224,24 @@ def _short(exc: BaseException) -> str:
         if marker in text:
             return marker
     return " ".join(text.split())[:200]
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """No TCP connection was made (refused, no route, unknown name): urllib3 says so with a
+    NewConnectionError somewhere in the chain requests wraps it in. A connection the host accepted
+    and then closed unanswered is not silence: something there is listening."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, urllib3.exceptions.NewConnectionError):
+            return True
+        todo += [getattr(item, "reason", None), item.__cause__, item.__context__,
+                 *(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))]
+    return False
 
 
 @contextmanager
@@ -395,7 +414,7 @@ class PsrpSession:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 self._stop(ps)
-                raise Timeout(f"script did not finish within {timeout:g} s")
+                raise Timeout(f"script did not finish within {timeout:g} s", silent=True)
             # A Receive long-polls for at most this many seconds, so the deadline is checked
             # again at least that often.
             poll = max(1, min(int(remaining), self._connection.operation_timeout))

@@ -1,4 +1,4 @@
-"""The shell audit every test that starts a lab host goes through.
+"""The shell audit every test that starts a lab host goes through, and hypothesis without deadlines.
 
 Each lab server counts the shells (runspace pools) created on it and the shells deleted, whatever
 deleted them: the client's Delete, the idle timeout or a service restart. At the end of every test,
@@ -7,6 +7,9 @@ shell it opens, or, when the connection is gone, leaves it to the host's idle ti
 loses connections on purpose lets that timeout pass (tests/shells.py) while its hosts run; the audit
 waits for a short one itself. A test of the lab that stops a host holding a shell on purpose says so
 with `@pytest.mark.shells_left`.
+
+hypothesis's per-example deadline is a timed assertion: on a shared, loaded machine an example that
+takes 200 ms fails a test for nothing it checks. Every property test runs without one.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from orchestrator.lab.server import LabServer, watching_starts
 from tests.shells import EXPIRY_WAIT, wait_for_expiry
+
+settings.register_profile("dsrprep", deadline=None)
+settings.load_profile("dsrprep")
 
 _started: list[LabServer] = []
 

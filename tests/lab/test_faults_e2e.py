@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.inventory import Inventory, load_inventory
 from orchestrator.lab.fleet import LabFleet
-from orchestrator.retry import RetryPolicy
+from orchestrator.retry import NO_RETRY, RetryPolicy
 from orchestrator.rolloutlog import RunLog, read_host_log
 from orchestrator.runner import gather_host_facts
 from orchestrator.transport import PsrpSession, psrp_session
@@ -36,7 +36,7 @@ def test_wsman_fault_is_retried_and_logged(fleet: LabFleet, tmp_path: Path) -> N
     log = RunLog.create(tmp_path / "runs", "r1")
     slept: list[float] = []
     outcome = gather_host_facts(inv.host(handle.name), session_factory=psrp_session, log=log,
-                                policy=RetryPolicy(attempts=3), sleep=slept.append)
+                                policy=RetryPolicy(), sleep=slept.append)
     log.close()
     assert outcome.status == "ok"
     assert outcome.attempts == 2 and len(slept) == 1
@@ -51,7 +51,7 @@ def test_dropped_connection_mid_step_is_connection_lost(fleet: LabFleet, tmp_pat
     handle.faults.drop_on_request = 4  # Create, two Receives (the pool opens in two), then the Command
     log = RunLog.create(tmp_path / "runs", "r2")
     outcome = gather_host_facts(inv.host(handle.name), session_factory=psrp_session, log=log,
-                                policy=RetryPolicy(attempts=2), sleep=lambda _s: None)
+                                policy=RetryPolicy(faults=1), sleep=lambda _s: None)
     log.close()
     assert outcome.status == "ok" and outcome.attempts == 2
     events = read_host_log(log.hosts_dir / f"{handle.name}.jsonl").events
@@ -64,7 +64,7 @@ def test_fault_on_every_attempt_ends_failed_with_the_fault(fleet: LabFleet, tmp_
     log = RunLog.create(tmp_path / "runs", "r3")
     handle.faults.fault_on_request = 1
     outcome = gather_host_facts(inv.host(handle.name), session_factory=psrp_session, log=log,
-                                policy=RetryPolicy(attempts=1), sleep=lambda _s: None)
+                                policy=NO_RETRY, sleep=lambda _s: None)
     log.close()
     assert outcome.status == "failed"
     assert outcome.error is not None and outcome.error.error_class == "RemoteFault"

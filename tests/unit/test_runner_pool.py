@@ -14,7 +14,7 @@ from orchestrator.desired import Desired, NicSelector, Vip
 from orchestrator.errors import Unreachable
 from orchestrator.inventory import Connection, Host
 from orchestrator.results import Command, Status
-from orchestrator.retry import RetryPolicy
+from orchestrator.retry import NO_RETRY
 from orchestrator.rolloutlog import RunLog
 from orchestrator.runner import FleetInterrupted, PoolInterrupted, gather_fleet_facts, in_pool
 from orchestrator.transport import RunResult
@@ -82,7 +82,7 @@ def test_a_fleet_run_interrupted_carries_a_result_for_every_host(tmp_path: Path)
              for i in range(3)]
     log = RunLog.create(tmp_path, "run")
     with pytest.raises(FleetInterrupted) as info:
-        gather_fleet_facts(hosts, session_factory=_Session, log=log, policy=RetryPolicy(attempts=1), forks=1,
+        gather_fleet_facts(hosts, session_factory=_Session, log=log, policy=NO_RETRY, forks=1,
                            sleep=lambda _s: None)
     log.close()
     result = info.value.result

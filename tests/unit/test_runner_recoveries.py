@@ -22,8 +22,10 @@ from orchestrator.lab.host import WindowsHost
 from orchestrator.results import Status
 from orchestrator.retry import RetryPolicy
 from orchestrator.rolloutlog import RunLog
-from orchestrator.runner import MAX_RECOVERIES, rollout_host
+from orchestrator.runner import MAX_REPLANS, rollout_host
 from orchestrator.transport import RunResult
+
+POLICY = RetryPolicy(faults=6)
 
 
 class ModelSession:
@@ -76,7 +78,7 @@ def _rollout(tmp_path: Path, lose: Counter[str], drop: Counter[str] | None = Non
     log = RunLog.create(tmp_path / "runs")
     drop = drop if drop is not None else Counter()
     result = rollout_host(host, session_factory=lambda _c: ModelSession(model, lose, drop, degrade), log=log,
-                          policy=RetryPolicy(attempts=1), sleep=lambda _s: None)
+                          policy=POLICY, sleep=lambda _s: None)
     log.close()
     return result
 
@@ -92,13 +94,15 @@ def test_a_connection_lost_once_in_every_network_step_still_gets_through(tmp_pat
 
 
 def test_a_step_that_keeps_losing_its_connection_fails_with_that_cause(tmp_path: Path) -> None:
-    result = _rollout(tmp_path, Counter({"loopback": 1}), Counter({"weak_host": MAX_RECOVERIES + 1}))
+    # One loss after the loopback step, then weak_host cut off until the host run's budget is spent.
+    result = _rollout(tmp_path, Counter({"loopback": 1}), Counter({"weak_host": POLICY.faults + 1}))
     assert result.status == Status.FAILED and result.failed_step == "weak_host"
     assert result.error is not None and result.error.error_class == "ConnectionLost"
     message = result.error.message
     assert message.startswith("connection lost: Connection aborted")
-    assert f"weak_host cut off {MAX_RECOVERIES + 1} times" in message
-    assert f"ConnectionLost x{MAX_RECOVERIES + 2}" in message
+    assert f"weak_host cut off {POLICY.faults} times" in message
+    assert f"given up: {POLICY.faults + 1} failures, more than the {POLICY.faults}" in message
+    assert f"ConnectionLost x{POLICY.faults + 1}" in message
     assert "state still moving" not in message
 
 
@@ -108,5 +112,5 @@ def test_a_state_that_keeps_moving_is_not_converging(tmp_path: Path, lost: int) 
     result = _rollout(tmp_path, Counter({"loopback": lost}), degrade=True)
     assert result.status == Status.FAILED and result.failed_step == "loopback_config"
     assert result.error is not None and result.error.error_class == "NotConverging"
-    assert result.error.message.startswith(f"state still moving after {MAX_RECOVERIES} re-plans")
+    assert result.error.message.startswith(f"state still moving after {MAX_REPLANS} re-plans")
     assert ("the last failure: connection lost" in result.error.message) == bool(lost)

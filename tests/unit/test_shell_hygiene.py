@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.errors import ConnectionLost
 from orchestrator.inventory import load_inventory
-from orchestrator.retry import RetryPolicy
+from orchestrator.retry import NO_RETRY
 from orchestrator.rolloutlog import Event, RunLog, read_host_log
 from orchestrator.runner import HostConnection
 from orchestrator.transport import RunResult
@@ -66,7 +66,7 @@ def test_a_shell_left_by_a_lost_connection_is_logged(inventory: Any, tmp_path: P
 
     log = RunLog.create(tmp_path / "runs")
     conn = HostConnection(inventory.hosts[0], session_factory=factory, logger=log.host_logger("web1"),
-                          policy=RetryPolicy(attempts=1), sleep=lambda _s: None)
+                          policy=NO_RETRY, sleep=lambda _s: None)
     conn.session()
     conn.close()  # the connection was gone: shell-1 stays on the host
     assert host.shells == {"shell-1"}
