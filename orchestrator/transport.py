@@ -231,16 +231,16 @@ def _never_connected(exc: BaseException) -> bool:
     NewConnectionError somewhere in the chain requests wraps it in. A connection the host accepted
     and then closed unanswered is not silence: something there is listening."""
     seen: set[int] = set()
-    todo: list[Any] = [exc]
+    todo: list[BaseException] = [exc]
     while todo:
         item = todo.pop()
-        if item is None or id(item) in seen:
+        if id(item) in seen:
             continue
         seen.add(id(item))
         if isinstance(item, urllib3.exceptions.NewConnectionError):
             return True
-        todo += [getattr(item, "reason", None), item.__cause__, item.__context__,
-                 *(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))]
+        linked = [getattr(item, "reason", None), item.__cause__, item.__context__, *item.args]
+        todo += [e for e in linked if isinstance(e, BaseException)]  # a reason may also be a string
     return False
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import requests
+import urllib3
 
 from orchestrator.errors import AuthError, ConnectionLost, DsrError, RemoteFault, ScriptError, Timeout, Unreachable
-from orchestrator.retry import NO_RETRY, FaultBudget, RetryPolicy, call_with_retry
+from orchestrator.retry import NO_RETRY, FaultBudget, RetryPolicy, call_with_retry, is_silent
+from orchestrator.transport import map_error
 
 
 class Flaky:
@@ -149,3 +152,13 @@ def test_an_interrupt_is_never_retried() -> None:
     with pytest.raises(KeyboardInterrupt):
         _call(fn, RetryPolicy())
     assert fn.calls == 2
+
+
+def test_a_refused_connection_is_silence_and_a_dropped_one_is_not() -> None:
+    refused = urllib3.exceptions.MaxRetryError(
+        None, "/wsman", urllib3.exceptions.NewConnectionError(None, "Connection refused"))
+    dropped = urllib3.exceptions.MaxRetryError(None, "/wsman", urllib3.exceptions.ProtocolError(
+        "Connection aborted.", ConnectionResetError(104, "reset")))
+    assert is_silent(map_error(requests.exceptions.ConnectionError(refused), phase="connect"))
+    assert not is_silent(map_error(requests.exceptions.ConnectionError(dropped), phase="connect"))
+    assert not is_silent(map_error(requests.exceptions.ConnectionError("reason as text"), phase="connect"))
