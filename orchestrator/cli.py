@@ -45,7 +45,6 @@ from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
 from orchestrator.rollout import DONE, Ending, Options, Outcome, Rollout, RunRecord
 from orchestrator.rolloutlog import HostRecord, RunFileError, RunLog, RunState, read_run, recorded_rollout
-from orchestrator.runreport import build_report, load_run
 from orchestrator.runner import (
     DEFAULT_FORKS,
     FleetInterrupted,
@@ -56,6 +55,7 @@ from orchestrator.runner import (
     rollout_fleet,
     rollout_host,
 )
+from orchestrator.runreport import build_report, load_run
 from orchestrator.templates import render as render_template
 from orchestrator.transport import SessionFactory, psrp_session
 from orchestrator.waves import DEFAULT_WAVES, CanarySpec, WaveError, named_canary, order_hosts, parse_waves, place

@@ -243,7 +243,8 @@ def _marks(doc: Mapping[str, Any], scale: _Scale, height: int) -> list[str]:
         if wave["offset"] is None or wave["end"] is None:
             continue
         x = scale.x(wave["offset"])
-        parts.append(f'<rect class="wave" x="{x}" y="{scale.TOP - 16}" width="{scale.width(wave["end"] - wave["offset"])}"'
+        width = scale.width(wave["end"] - wave["offset"])
+        parts.append(f'<rect class="wave" x="{x}" y="{scale.TOP - 16}" width="{width}"'
                      f' height="{height - scale.TOP + 16}" fill="{"#eef3fb" if index % 2 == 0 else "#f6f6f6"}">'
                      f'<title>{_e(wave["name"])}: {len(wave["hosts"])} host(s)</title></rect>')
         parts.append(f'<text class="wave-name" x="{x + 3}" y="{scale.TOP - 4}">{_e(wave["name"])}</text>')
@@ -251,11 +252,10 @@ def _marks(doc: Mapping[str, Any], scale: _Scale, height: int) -> list[str]:
         if gate["offset"] is None:
             continue
         x, fill = scale.x(gate["offset"]), _HEX["green"] if gate["go_on"] else _HEX["red"]
-        verdict = "go on" if gate["go_on"] else "STOP: " + "; ".join(gate["reasons"])
         parts.append(f'<g class="gate" data-wave="{_e(gate["wave"])}"><line x1="{x}" y1="{scale.TOP - 16}" x2="{x}" '
                      f'y2="{height}" stroke="{fill}" stroke-width="2" stroke-dasharray="4 3"/>'
                      f'<path d="M{x - 6},{scale.TOP - 22} l6,6 l6,-6 l-6,-6 z" fill="{fill}"/>'
-                     f'<title>gate after {_e(gate["wave"])}: {_e(verdict)}</title></g>')
+                     f'<title>gate after {_e(gate["wave"])}: {_e(_verdict(gate))}</title></g>')
     return parts
 
 
@@ -312,12 +312,30 @@ svg .phase { fill: #cfd8dc; } svg .label { font-size: 12px; }
 
 def _html_table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
     """`rows` are HTML already (escaped by the caller)."""
-    return (f'<table class="{cls}"><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"
+    header = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" if head else ""
+    return (f'<table class="{cls}">{header}'
             + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
 
 
 def _status_html(status: str) -> str:
     return f'<span class="st" style="color:{colour(status)}">{_e(status)}</span>'
+
+
+def _verdict(gate: Mapping[str, Any]) -> str:
+    return "go on" if gate["go_on"] else "STOP: " + "; ".join(gate["reasons"])
+
+
+def _waves_html(doc: Mapping[str, Any]) -> str:
+    """The waves with the gate after each, and a stop decided where no wave ran (the preflight)."""
+    if not doc["waves"]:
+        html_text = f"<p>No waves: a {_e(doc['command'])} run works on every host at once.</p>"
+    else:
+        after = {g["wave"]: _verdict(g) for g in doc["gates"]}
+        html_text = _html_table(("wave", "hosts", "gate after it"), [
+            (_e(w["name"]), _e(", ".join(w["hosts"])), _e(after.get(w["name"], "-"))) for w in doc["waves"]])
+    names = {w["name"] for w in doc["waves"]}
+    return html_text + "".join(f"<p>gate after {_e(g['wave'])}: {_e(_verdict(g))}</p>"
+                               for g in doc["gates"] if g["wave"] not in names)
 
 
 def to_html(doc: Mapping[str, Any]) -> str:
@@ -326,13 +344,6 @@ def to_html(doc: Mapping[str, Any]) -> str:
             if doc[k] is not None] + [("duration", _seconds(doc["duration"])), ("run folder", doc["run_dir"])]
     badges = "".join(f'<span class="badge" style="background:{colour(s)}">{_e(s)} {n}</span>'
                      for s, n in doc["counts"].items())
-    waves = _html_table(("wave", "hosts", "gate after it"), [
-        (_e(w["name"]), _e(", ".join(w["hosts"])), _e(next(
-            ("go on" if g["go_on"] else "STOP: " + "; ".join(g["reasons"]) for g in doc["gates"]
-             if g["wave"] == w["name"]), "-"))) for w in doc["waves"]]) if doc["waves"] else "<p>No waves: a "\
-        f"{_e(doc['command'])} run works on every host at once.</p>"
-    stopped = [g for g in doc["gates"] if not g["go_on"] and g["wave"] not in {w["name"] for w in doc["waves"]}]
-    waves += "".join(f"<p>gate after {_e(g['wave'])}: STOP: {_e('; '.join(g['reasons']))}</p>" for g in stopped)
     failed = failures(doc)
     failed_html = _html_table(("host", "status", "wave", "step", "reason"), [
         (_e(n), _status_html(h["status"]), _e(h["wave"] or "-"), _e(h["failed_step"] or "-"), _e(h["reason"] or "-"))
@@ -345,9 +356,9 @@ def to_html(doc: Mapping[str, Any]) -> str:
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
         f"<title>dsrprep {_e(doc['command'])} {_e(doc['run_id'])}</title><style>{_CSS}</style></head><body>"
         f"<h1>dsrprep {_e(doc['command'])} run {_e(doc['run_id'])}</h1>"
-        + _html_table(("", ""), [(_e(k), _e(v)) for k, v in meta], "meta")
+        + _html_table((), [(_e(k), _e(v)) for k, v in meta], "meta")
         + f"<p>{len(doc['hosts'])} host(s): {badges}</p>"
-        + f"<h2>Waves and gates</h2>{waves}"
+        + f"<h2>Waves and gates</h2>{_waves_html(doc)}"
         + f"<h2>Hosts that did not succeed ({len(failed)})</h2>{failed_html}"
         + f"<h2>Timeline</h2>{timeline_svg(doc)}"
         + f"<h2>All hosts</h2>{hosts_html}"

@@ -222,12 +222,19 @@ def _waves(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     return waves
 
 
-def _gates(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _gates(record: Mapping[str, Any], waves: Sequence[dict[str, Any]],
+           hosts: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The gate decisions, each placed where the wave it judged ended (the preflight's: its last host)."""
+    ends = {w["name"]: w["end"] for w in waves}
+    preflight = [p["offset"] + p["duration"] for h in hosts.values() for p in h["phases"]
+                 if p["wave"] == "preflight" and p["offset"] is not None]
+    ends.setdefault("preflight", round(max(preflight), 3) if preflight else None)
     gates = []
     for gate in record.get("gates") or []:
-        reasons = gate.get("reasons")
-        gates.append({"wave": _text(gate.get("wave")) or "?", "go_on": gate.get("go_on") is True,
-                      "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else []})
+        reasons, wave = gate.get("reasons"), _text(gate.get("wave")) or "?"
+        gates.append({"wave": wave, "go_on": gate.get("go_on") is True,
+                      "reasons": [str(r) for r in reasons] if isinstance(reasons, list) else [],
+                      "offset": ends.get(wave)})
     return gates
 
 
@@ -260,22 +267,13 @@ def build_report(data: RunData) -> dict[str, Any]:
              for name in host_order(record)}
     waves = _waves(record)
     _wave_spans(waves, hosts)
-    gates = _gates(record)
-    for gate in gates:
-        wave = next((w for w in waves if w["name"] == gate["wave"]), None)
-        preflight = [p["offset"] + p["duration"] for h in hosts.values() for p in h["phases"]
-                     if p["wave"] == "preflight" and p["offset"] is not None]
-        gate["offset"] = wave["end"] if wave else (round(max(preflight), 3) if preflight else None)
     finished = max(times) if times else None
     counts = Counter(h["status"] for h in hosts.values())
     return {
         "schema": SCHEMA_ID,
         "run_id": str(record.get("run_id") or data.path.name),
         "command": record["command"],
-        "inventory": _text(record.get("inventory")),
-        "limit": _text(record.get("limit")),
-        "state": _text(record.get("state")),
-        "ending": _text(record.get("ending")),
+        **{name: _text(record.get(name)) for name in ("inventory", "limit", "state", "ending")},
         "started": started.isoformat() if started else None,
         "finished": finished.isoformat() if finished else None,
         "duration": clock.offset(finished),
@@ -283,7 +281,7 @@ def build_report(data: RunData) -> dict[str, Any]:
         "options": record.get("options") if isinstance(record.get("options"), dict) else None,
         "counts": {s: counts[s] for s in STATUSES if counts[s]},
         "waves": waves,
-        "gates": gates,
+        "gates": _gates(record, waves, hosts),
         "hosts": hosts,
         "torn_lines": sum(data.torn_lines.values()),
     }

@@ -27,8 +27,9 @@ def write_run(root: Path, **record: object) -> Path:
     web01 = log.host_logger("web01")
     web01.info(Event.FACTS_BEFORE, step="facts", raw={})
     web01.info(Event.HOST_DONE, step="plan", status="changes", duration=1.0)
+    error = {"class": "PreflightRefused", "message": "not elevated"}
     log.host_logger("web02").info(Event.HOST_DONE, step="plan", status="failed", duration=2.0,
-                                  failed_step="preflight", error={"class": "PreflightRefused", "message": "not elevated"})
+                                  failed_step="preflight", error=error)
     log.close()
     return log.path
 

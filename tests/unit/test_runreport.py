@@ -153,7 +153,8 @@ def test_facts_run_without_waves() -> None:
 
 def test_the_shipped_schema_is_the_generated_one_and_the_document_follows_it(doc: dict[str, Any]) -> None:
     shipped = resources.files("orchestrator").joinpath("schemas/report.schema.json").read_text(encoding="utf-8")
-    assert shipped == schema_text(), "regenerate: python -m orchestrator.runreport > orchestrator/schemas/report.schema.json"
+    regenerate = "python -m orchestrator.runreport > orchestrator/schemas/report.schema.json"
+    assert shipped == schema_text(), f"regenerate: {regenerate}"
     schema = json.loads(shipped)
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(json.loads(to_json(doc)), schema)
