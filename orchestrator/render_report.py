@@ -221,7 +221,7 @@ def _host_row(name: str, host: Mapping[str, Any], y: int, scale: _Scale, end: fl
     for phase in host["phases"]:
         if phase["offset"] is not None:
             parts.append(f'<rect class="phase" x="{scale.x(phase["offset"])}" y="{y + 5}" '
-                         f'width="{scale.width(phase["duration"])}" height="10"><title>{_e(phase["wave"])}: '
+                         f'width="{scale.width(phase["duration"])}" height="10"><title>{_e(phase["wave"] or "run")}: '
                          f'{_e(phase["command"])} {_e(phase["status"])} in {phase["duration"]:.2f} s</title></rect>')
     for step in host["steps"]:
         if step["offset"] is None:

@@ -250,3 +250,17 @@ def test_table_lists_failures_first(doc: dict[str, Any]) -> None:
     table = to_table(doc)
     names = [cell.plain for cell in table.columns[0]._cells]
     assert names == ["web02", "web04", "web05", "web01", HOSTILE, "web06"]
+
+
+def test_characters_xml_cannot_hold_are_dropped_from_junit_and_the_svg() -> None:
+    name = "web\x1b[31m01\x00"
+    record = {"run_id": "r", "command": "facts", "hosts": [name], "state": "finished", "started": T0,
+              "outcomes": {name: "failed"}}
+    logs = {name: [done(name, "", 1, "facts", "failed", 1.0, error={"class": "ScriptError", "message": "bad\x07"})]}
+    doc = build_report(RunData(Path("/runs/r"), record, logs))
+    case = ET.fromstring(to_junit(doc)).find("testsuite/testcase")
+    assert case is not None and case.get("name") == "web[31m01"
+    page = to_html(doc)
+    svg = ET.fromstring(page[page.index("<svg"): page.index("</svg>") + len("</svg>")])
+    assert [g.get("data-host") for g in svg.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "host"] == [
+        "web[31m01"]
