@@ -5,6 +5,7 @@ Everything it calls returns data; this module turns that data into tables, JSON 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import oscaps
+from orchestrator import oscaps, privatefs
 from orchestrator.errors import ErrorInfo
 from orchestrator.fleetops import PsrpFleet, rollback_target
 from orchestrator.interrupts import STOP
@@ -38,6 +39,7 @@ from orchestrator.inventory import (
 )
 from orchestrator.locks import HeldLocks, LockError, LockHeld, LockRecord, acquire, live_holder
 from orchestrator.redaction import Secrets, show_client_log
+from orchestrator.render_report import RENDERERS, ReportFormat, to_table
 from orchestrator.report import facts_row, result_row
 from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
@@ -53,6 +55,7 @@ from orchestrator.runner import (
     rollout_fleet,
     rollout_host,
 )
+from orchestrator.runreport import build_report, load_run
 from orchestrator.templates import render as render_template
 from orchestrator.transport import SessionFactory, psrp_session
 from orchestrator.waves import DEFAULT_WAVES, CanarySpec, WaveError, named_canary, order_hosts, parse_waves, place
@@ -852,6 +855,44 @@ def rollback(
         out.print(_results_table(f"rollback of {record.get('run_id')}, run {log.run_id}", result))
         _print_summary(result, log)
     raise _exit_for(result)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (runs/<run-id>) of any command: facts, plan, rollout, "
+                                                 "rollback; finished, interrupted or crashed.")],
+    report_format: Annotated[ReportFormat, typer.Option(
+        "--format", "-F", help="table (the terminal), json (docs/report.md), markdown (a change ticket), "
+                               "junit (CI), html (one self-contained page with a timeline).")] = ReportFormat.TABLE,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the report to this file (0600) instead of stdout.")] = None,
+) -> None:
+    """Report on a run from its folder: per-host status, failures with the step and the reason, waves and gates.
+
+    Example: dsrprep report runs/20250101T120000.000Z-1a2b3c --format html -o rollout.html
+    """
+    try:
+        document = build_report(load_run(run_dir))
+    except RunFileError as exc:
+        raise _fail(f"{exc} (not a usable run folder)") from None
+    if report_format == ReportFormat.TABLE and output is None:
+        out.print(to_table(document))
+        return
+    if report_format == ReportFormat.TABLE:
+        console = Console(file=io.StringIO(), width=160, markup=False, emoji=False, highlight=False, color_system=None)
+        console.print(to_table(document))
+        text = console.file.getvalue()  # type: ignore[attr-defined]  # the StringIO given above
+    else:
+        text = RENDERERS[report_format](document)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        privatefs.write_text(output, text)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise _fail(f"--output {output}: cannot write the report there: {getattr(exc, 'strerror', None) or exc}"
+                    ) from None
+    err.print(f"report written: {output}", markup=False)
 
 
 @app.command("steps")

@@ -15,10 +15,10 @@ from typer.testing import CliRunner, Result
 
 from orchestrator.cli import Deps, app
 from orchestrator.facts import parse_facts
-from orchestrator.lab.common import ScriptResult
 from orchestrator.lab.fleet import LabFleet, LabHost
 from orchestrator.locks import acquire
 from orchestrator.rolloutlog import read_run
+from tests.labsteps import failing
 
 pytestmark = pytest.mark.lab
 
@@ -55,18 +55,6 @@ def statuses(doc: dict[str, Any]) -> dict[str, str]:
 def sent(handle: LabHost) -> set[str]:
     """The steps a lab host has received so far (facts alone: nothing was changed there)."""
     return {step for step, count in handle.counters.steps.items() if count}
-
-
-def failing(handle: LabHost, step: str) -> None:
-    """Make this one host object throw in `step` (the other hosts answer as usual)."""
-    answer = handle.model.run
-
-    def run(name: str, params: dict[str, Any], variant: str | None = None) -> ScriptResult:
-        if name == step:
-            return ScriptResult(failed=f"lab: {step} refused on purpose")
-        return answer(name, params, variant=variant)
-
-    handle.model.run = run  # type: ignore[method-assign,assignment]  # this host object only
 
 
 def dump(doc: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 from orchestrator.cli import Deps, app
 from orchestrator.errors import AuthError
 from orchestrator.inventory import MAX_INVENTORY_BYTES, Connection
+from orchestrator.render_report import ReportFormat
 from orchestrator.rolloutlog import Event, RunLog
 from orchestrator.transport import RunResult
 
@@ -343,13 +344,14 @@ def run_dirs(draw: st.DrawFn, base: Path, inventory: Path) -> Path:
 
 
 @BOUNDED
-@given(data=st.data(), command=st.sampled_from(["resume", "rollback", "rerun"]))
+@given(data=st.data(), command=st.sampled_from(["resume", "rollback", "rerun", "report"]))
 def test_fuzzed_run_directories_are_used_or_refused_naming_the_file(
         tmp_path_factory: Any, data: st.DataObject, command: str) -> None:
     base = tmp_path_factory.mktemp("rundir")
     run_dir = data.draw(run_dirs(base, _write_valid(base)))
     args = {"resume": ["resume", "--yes"], "rollback": ["rollback", "--yes", "--runs-dir", str(base / "runs")],
-            "rerun": ["rerun", "--failed", "--yes", "--runs-dir", str(base / "runs")]}[command]
+            "rerun": ["rerun", "--failed", "--yes", "--runs-dir", str(base / "runs")],
+            "report": ["report", "--format", data.draw(st.sampled_from(list(ReportFormat)))]}[command]
     result = invoke(*args, str(run_dir))
     assert_clean(result, codes=(0, 1, 2, 3))
     if result.exit_code == 2:  # names the run directory, the runs folder, or the inventory it recorded
