@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,12 +14,11 @@ from typer.testing import CliRunner, Result
 from orchestrator import privatefs
 from orchestrator.cli import Deps, app
 from orchestrator.drift import Check, State, judge
-from orchestrator.errors import AuthError, ErrorInfo
+from orchestrator.errors import ErrorInfo
 from orchestrator.exitcodes import ExitCode, Nagios
-from orchestrator.inventory import Connection
 from orchestrator.results import Command, FleetResult, HostResult, PlanStatus, Status
 from orchestrator.steps.base import action
-from orchestrator.transport import RunResult
+from tests.unit.test_cli_bad_input import Refused  # a host refusing the credentials
 
 PREFLIGHT = action("preflight", "checks before any change")
 BINDING = action("iis_binding", "site 'Default Web Site' lacks http 10.20.0.200:80", Site="Default Web Site")
@@ -169,22 +166,6 @@ def test_bad_input_exits_2_in_the_other_formats(tmp_path: Path) -> None:
     for fmt in ("table", "json", "prometheus"):
         result = CliRunner().invoke(app, ["check", str(tmp_path / "nowhere.yml"), "--format", fmt])
         assert result.exit_code == 2 and result.stdout == "", fmt
-
-
-class Refused:
-    """A host whose every connection is refused as bad credentials."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    def open(self) -> None:
-        raise AuthError("the server rejected the credentials")
-
-    def run(self, script: str, parameters: Mapping[str, Any], *, timeout: float) -> RunResult:
-        raise AssertionError("never opened")
-
-    def close(self) -> list[str]:
-        return []
 
 
 def invoke(tmp_path: Path, *args: str) -> Result:
