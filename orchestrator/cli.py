@@ -24,8 +24,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import oscaps, privatefs
+from orchestrator import drift, oscaps, privatefs
 from orchestrator.errors import ErrorInfo
+from orchestrator.exitcodes import ExitCode, Nagios
+from orchestrator.exitcodes import help_text as exit_codes_help
 from orchestrator.fleetops import PsrpFleet, rollback_target
 from orchestrator.interrupts import STOP
 from orchestrator.inventory import (
@@ -60,21 +62,18 @@ from orchestrator.templates import render as render_template
 from orchestrator.transport import SessionFactory, psrp_session
 from orchestrator.waves import DEFAULT_WAVES, CanarySpec, WaveError, named_canary, order_hosts, parse_waves, place
 
-EXIT_OK = 0
-EXIT_HOSTS_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_ABORTED = 3
-EXIT_DECLINED = 4
-EXIT_INTERRUPTED = 130
+EXIT_OK = ExitCode.OK
+EXIT_HOSTS_FAILED = ExitCode.HOSTS_FAILED
+EXIT_BAD_INPUT = ExitCode.BAD_INPUT
+EXIT_ABORTED = ExitCode.ABORTED
+EXIT_DECLINED = ExitCode.DECLINED
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 
 PASSWORD_ENV = "DSRPREP_PASSWORD"
 
 app = typer.Typer(
     name="dsrprep",
-    help="Prepare fleets of Windows servers for Direct Server Return over PowerShell Remoting.\n\n"
-         "Exit codes: 0 every host ok or changed; 1 some host failed or was unreachable within the thresholds; "
-         "2 bad input or usage (also hosts held by another run); 3 a gate or threshold stopped the rollout; "
-         "4 declined at a prompt; 130 interrupted (Ctrl-C, SIGTERM or SIGHUP).",
+    help="Prepare fleets of Windows servers for Direct Server Return over PowerShell Remoting.\n\n" + exit_codes_help(),
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals can hold passwords
     add_completion=False,
@@ -446,6 +445,96 @@ def _peers(inv: Inventory) -> dict[str, Host]:
     return {h.name: h for h in inv.hosts}
 
 
+_CHECK_HELP = (
+    "Check that the selected hosts are still in DSR shape. Changes nothing.\n\n"
+    "Reads every host's facts and plans as `dsrprep plan` does. "
+    f"Exit {ExitCode.OK:d} when every host is compliant, {ExitCode.DRIFTED:d} when some host has drifted, "
+    f"{ExitCode.UNCHECKED:d} when none has but some host could not be checked; with --format nagios: "
+    + ", ".join(f"{code:d} {code.name}" for code in Nagios) + " (dsrprep --help).\n\n"
+    "Example, for node_exporter's textfile collector:\n\n"
+    "dsrprep check inventory.yml --format prometheus --output /var/lib/node_exporter/textfile/dsrprep.prom"
+)
+
+
+@app.command(help=_CHECK_HELP)
+def check(
+    ctx: typer.Context,
+    inventory: InventoryArg,
+    limit: LimitOpt = None,
+    forks: ForksOpt = DEFAULT_FORKS,
+    output_format: Annotated[drift.Format, typer.Option(
+        "--format", help="table; json (one document); prometheus (node_exporter textfile metrics); nagios (one "
+                         "plugin status line, Nagios exit codes).")] = drift.Format.TABLE,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="With --format json or prometheus: write FILE atomically (a "
+                                               "temporary file in its folder, then renamed) instead of stdout.")
+    ] = None,
+    ask_pass: AskPassOpt = False,
+    runs_dir: RunsDirOpt = Path("runs"),
+) -> None:
+    if output is not None and output_format not in (drift.Format.JSON, drift.Format.PROMETHEUS):
+        raise _fail(f"--output takes --format json or prometheus, not {output_format}")
+    if output_format == drift.Format.NAGIOS:
+        verdict = _nagios_guard(lambda: _drift_check(ctx, inventory, limit, forks, ask_pass, runs_dir))
+        line, status = verdict.nagios()
+        typer.echo(line)
+        raise typer.Exit(status)
+    log, verdict = _drift_check(ctx, inventory, limit, forks, ask_pass, runs_dir)
+    if output_format == drift.Format.TABLE:
+        table = Table(title=f"check, run {log.run_id}", title_justify="left", show_lines=True)
+        for column in ("host", "state", "would change"):
+            table.add_column(column)
+        for host in verdict.hosts:
+            table.add_row(*drift.row(host))
+        out.print(table)
+        out.print(f"{verdict.summary_text()}; log: {log.path}", markup=False)
+    else:
+        document = verdict.prometheus() if output_format == drift.Format.PROMETHEUS else json.dumps(
+            {"run_id": log.run_id, "run_dir": str(log.path), **verdict.to_dict()}, indent=2, default=str)
+        _write_output(document, output, readable=output_format == drift.Format.PROMETHEUS)
+    raise typer.Exit(verdict.exit_code())
+
+
+def _drift_check(ctx: typer.Context, inventory: Path, limit: str | None, forks: int, ask_pass: bool,
+                 runs_dir: Path) -> tuple[RunLog, drift.Check]:
+    """The check of the selected hosts, run and logged as `plan` is (run.json's command: check)."""
+    inv = _load(inventory, ask_pass)
+    hosts = _select(inv, limit)
+    log, result = _execute(
+        Command.CHECK, runs_dir, _record(inventory, limit, forks), hosts,
+        lambda log: rollout_fleet(hosts, session_factory=_deps(ctx).session_factory, log=log,
+                                  policy=RetryPolicy(), peers=_peers(inv), forks=forks, dry_run=True))
+    return log, drift.Check(result, datetime.now(UTC).timestamp())
+
+
+def _nagios_guard(body: Callable[[], tuple[RunLog, drift.Check]]) -> drift.Check:
+    """`body()`; when it exits (bad input, interrupted), the Nagios UNKNOWN line with what it said on
+    stderr, and exit 3: a monitoring system reads only stdout and the plugin's exit code."""
+    with err.capture() as captured:
+        try:
+            return body()[1]
+        except typer.Exit as exc:
+            stopped = exc
+    said = captured.get()
+    sys.stderr.write(said)
+    reason = said.strip().splitlines()[0] if said.strip() else f"dsrprep check exited {stopped.exit_code}"
+    typer.echo(drift.nagios_unknown(reason))
+    raise typer.Exit(Nagios.UNKNOWN)
+
+
+def _write_output(document: str, output: Path | None, *, readable: bool) -> None:
+    """`document` on stdout, or into `output` atomically; metrics are readable by other users (the
+    collector's), anything else by the owner only."""
+    if output is None:
+        typer.echo(document, nl=not document.endswith("\n"))
+        return
+    try:
+        privatefs.replace_text(output, document, mode=0o644 if readable else privatefs.FILE_MODE)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _fail(f"--output {output}: cannot write it: {reason}") from None
+
+
 @app.command()
 def render(
     ctx: typer.Context,
@@ -536,9 +625,7 @@ def rollout(
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Write this run's log into exactly this folder.")
                        ] = None,
 ) -> None:
-    """Prepare hosts for DSR canary first, then in waves, with gates between them. Exit codes: 0 every host ok or
-    changed; 1 some host failed or unreachable within the thresholds; 2 bad input (or hosts held by another run);
-    3 a gate or threshold stopped the rollout; 4 declined at a prompt; 130 interrupted (Ctrl-C, SIGTERM or SIGHUP)."""
+    """Prepare hosts for DSR canary first, then in waves, with gates between them. Exit codes: dsrprep --help."""
     options = Options(canary=canary, waves=waves, max_failures=max_failures, max_unreachable=max_unreachable,
                       order=order, forks=forks, pause_after_wave=pause_after_wave, gate_command=gate_command,
                       rollback_on_abort=rollback_on_abort, check=check)

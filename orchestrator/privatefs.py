@@ -7,6 +7,7 @@ strict one changes them.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -65,3 +66,25 @@ def write_text(path: Path, text: str) -> None:
     """`path.write_text(text)`, the file 0600."""
     with open_text(path, "w") as fh:
         fh.write(text)
+
+
+def replace_text(path: Path, text: str, *, mode: int = FILE_MODE) -> None:
+    """Write `text` to `path` atomically: a temporary file of a unique name in the same folder, synced,
+    then renamed over `path` (a reader sees the old file or the new one, never a part); the folder is
+    synced too. `mode`: 0600 unless the file is meant for other users (metrics a collector reads)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

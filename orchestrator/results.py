@@ -53,6 +53,7 @@ class Command(StrEnum):
     PLAN = "plan"
     ROLLOUT = "rollout"
     ROLLBACK = "rollback"
+    CHECK = "check"  # a drift check: a dry run like `plan`, its hosts' results are plan results
 
 
 # A host ends a command successfully in one of these; a run exits 0 when every host did.
@@ -61,6 +62,7 @@ SUCCESS: Mapping[Command, frozenset[HostStatus]] = MappingProxyType({
     Command.PLAN: frozenset({PlanStatus.COMPLIANT, PlanStatus.CHANGES}),
     Command.ROLLOUT: frozenset({Status.OK, Status.CHANGED}),
     Command.ROLLBACK: frozenset({Status.OK, Status.ROLLED_BACK}),
+    Command.CHECK: frozenset({PlanStatus.COMPLIANT}),  # orchestrator/drift.py judges the plan results
 })
 
 

@@ -181,18 +181,7 @@ def host_file_name(host: str) -> str:
 
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with privatefs.open_text(tmp, "w") as fh:
-        json.dump(redact(data), fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    privatefs.replace_text(path, json.dumps(redact(data), indent=2, sort_keys=True, default=str) + "\n")
 
 
 class RunLog:

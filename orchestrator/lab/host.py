@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator import oscaps
+from orchestrator.facts import normalize_ip
 from orchestrator.lab.common import Hashtable, LabFaults, ScriptResult
 from orchestrator.lab.firewall import Firewall, firewall_facts
-from orchestrator.lab.iis import Site
+from orchestrator.lab.iis import Site, binding_ip_port
 from orchestrator.lab.net import DEFAULT_LB_MAC, Nic, adapter_facts
 from orchestrator.lab.profiles import FamilySpec, family_spec
 from orchestrator.lab.shell import DEFAULT_VARIANT, StepFailed, changed, not_recognized
@@ -227,6 +228,22 @@ class WindowsHost:
             # A random `cut`: the change made, the management connection gone (pypsrp issue 178).
             result.cut_connection = self.faults.random.draw(("cut",)) == "cut"
         return result
+
+    # ---- drift: changes made on the host behind dsrprep's back ------------------------------------
+
+    def remove_bindings(self, address: str) -> int:
+        """Every IIS site binding of `address` removed, as an admin does with IIS Manager or
+        Remove-WebBinding (Microsoft Learn, WebAdministration "Remove-WebBinding"), or a deployment
+        that recreates a site without it: the site keeps running, nothing else changes. How many
+        bindings were removed."""
+        key = normalize_ip(address)
+        removed = 0
+        with self.lock:
+            for site in self.sites:
+                kept = [b for b in site.bindings if normalize_ip(binding_ip_port(b[1])[0]) != key]
+                removed += len(site.bindings) - len(kept)
+                site.bindings = kept
+        return removed
 
     # ---- what several steps read (the caller holds the lock) --------------------------------------
 

@@ -101,7 +101,7 @@ COMMANDS = {
         ({"hosts": ["web1", 7]}, "hosts[1]: 7 is not text"),
         ({"inventory": "inv\0.yml"}, "inventory: holds a NUL character"),
         ({"inventory": None}, "inventory: null is not text"),
-        ({"command": ["rollout"]}, 'command: ["rollout"] is not one of: facts, plan, rollout, rollback'),
+        ({"command": ["rollout"]}, 'command: ["rollout"] is not one of: facts, plan, rollout, rollback, check'),
         ({"state": {}}, "state: {} is not one of: running, finished, interrupted, crashed"),
         ({"outcomes": {"web1": 3}}, "outcomes.web1: 3 is not text"),
         ({"outcomes": {"a\nb": 3}}, 'outcomes["a\\nb"]: 3 is not text'),

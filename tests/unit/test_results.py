@@ -36,6 +36,7 @@ def test_every_command_has_its_success_statuses() -> None:
     assert SUCCESS[Command.ROLLOUT] == {Status.OK, Status.CHANGED}
     assert SUCCESS[Command.ROLLBACK] == {Status.OK, Status.ROLLED_BACK}
     assert SUCCESS[Command.FACTS] == {Status.OK}
+    assert SUCCESS[Command.CHECK] == {PlanStatus.COMPLIANT}
 
 
 def _step(status: Status, step: str = "weak_host", **kw: object) -> StepResult:
