@@ -81,10 +81,17 @@ def troubles(result: FleetResult) -> list[Trouble]:
     found = []
     for status in LISTED:
         for r in by_name(x for x in result if x.status == status):
-            step = r.failed_step or ("connect" if status == Status.UNREACHABLE else str(r.command))
+            step = r.failed_step or _where(r)
             reason = f"{r.error.error_class}: {r.error.message}" if r.error else "no reason recorded"
             found.append(Trouble(r.host, str(status), step, one_line(reason)))
     return found
+
+
+def _where(result: HostResult) -> str:
+    """Where a host without a failed step stopped: connecting, or its last step, or taking facts."""
+    if result.status == Status.UNREACHABLE:
+        return "connect"
+    return result.steps[-1].step if result.steps else "facts"
 
 
 @dataclass(frozen=True)
