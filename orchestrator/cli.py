@@ -77,7 +77,7 @@ EXIT_DECLINED = 4
 EXIT_INTERRUPTED = 130
 # What each exit code means: `dsrprep --help` and `dsrprep rollout --help` say it from here.
 EXIT_CODES = {
-    EXIT_OK: "every host ok or changed",
+    EXIT_OK: "every host ok, changed or rolled back",
     EXIT_HOSTS_FAILED: "some host failed or was unreachable within the thresholds",
     EXIT_BAD_INPUT: "bad input or usage (also hosts held by another run)",
     EXIT_ABORTED: "a gate or threshold stopped the rollout",

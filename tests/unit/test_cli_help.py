@@ -4,12 +4,13 @@ codes are in `dsrprep --help`; shell completion prints its script."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from orchestrator.cli import EXIT_CODES, app
+from orchestrator.cli import EXIT_CODES, EXIT_CODES_HELP, app
 
 
 def command_paths() -> Iterator[list[str]]:
@@ -70,3 +71,9 @@ def test_completion_completes_commands_and_options() -> None:
     assert done.stdout.split() == ["--quiet"]
     env = {**env, "COMP_WORDS": "dsrprep rol", "COMP_CWORD": "1"}
     assert sorted(CliRunner().invoke(app, [], prog_name="dsrprep", env=env).stdout.split()) == ["rollback", "rollout"]
+
+
+def test_the_readme_lists_the_same_exit_codes() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    assert EXIT_CODES_HELP in " ".join(section.split())
