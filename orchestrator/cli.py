@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import drift, oscaps, privatefs
+from orchestrator.clihelp import HelpGroup, examples
 from orchestrator.errors import ErrorInfo
 from orchestrator.exitcodes import ExitCode, Nagios
 from orchestrator.exitcodes import help_text as exit_codes_help
@@ -40,6 +41,7 @@ from orchestrator.inventory import (
     load_inventory,
 )
 from orchestrator.locks import HeldLocks, LockError, LockHeld, LockRecord, acquire, live_holder
+from orchestrator.progress import Progress
 from orchestrator.redaction import Secrets, show_client_log
 from orchestrator.render_report import RENDERERS, ReportFormat, to_table
 from orchestrator.report import facts_row, result_row
@@ -58,9 +60,19 @@ from orchestrator.runner import (
     rollout_host,
 )
 from orchestrator.runreport import build_report, load_run
+from orchestrator.summary import by_name, in_wave_order, summarize
 from orchestrator.templates import render as render_template
 from orchestrator.transport import SessionFactory, psrp_session
-from orchestrator.waves import DEFAULT_WAVES, CanarySpec, WaveError, named_canary, order_hosts, parse_waves, place
+from orchestrator.waves import (
+    DEFAULT_WAVES,
+    CanarySpec,
+    Wave,
+    WaveError,
+    named_canary,
+    order_hosts,
+    parse_waves,
+    place,
+)
 
 EXIT_OK = ExitCode.OK
 EXIT_HOSTS_FAILED = ExitCode.HOSTS_FAILED
@@ -74,12 +86,15 @@ PASSWORD_ENV = "DSRPREP_PASSWORD"
 app = typer.Typer(
     name="dsrprep",
     help="Prepare fleets of Windows servers for Direct Server Return over PowerShell Remoting.\n\n" + exit_codes_help(),
+    epilog=examples("dsrprep demo", "dsrprep inventory check inventory.yml", "dsrprep plan inventory.yml",
+                    "dsrprep rollout inventory.yml --limit web --waves 1,25%,100%",
+                    "dsrprep --install-completion   (then open a new shell: Tab completes commands and options)"),
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals can hold passwords
-    add_completion=False,
+    cls=HelpGroup,
 )
-inventory_app = typer.Typer(help="Inspect inventories.", no_args_is_help=True)
-lab_app = typer.Typer(help="Run the lab fleet of simulated Windows servers.", no_args_is_help=True)
+inventory_app = typer.Typer(help="Inspect inventories.", no_args_is_help=True, cls=HelpGroup)
+lab_app = typer.Typer(help="Run the lab fleet of simulated Windows servers.", no_args_is_help=True, cls=HelpGroup)
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(lab_app, name="lab")
 
@@ -121,6 +136,8 @@ AskPassOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")]
 RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run logs are written.")]
 ForksOpt = Annotated[int, typer.Option("--forks", "-f", min=1, max=512, help="Hosts worked on at once.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress and no table: only the summary at the end, and errors.")]
 InventoryOutOpt = Annotated[Path, typer.Option("--inventory-out", "-o", help="Write the matching inventory here.")]
 
 
@@ -155,7 +172,8 @@ def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True, warn: boo
     return inv
 
 
-@inventory_app.command("check", help=(
+@inventory_app.command("check", epilog=examples(
+    "dsrprep inventory check inventory.yml", "dsrprep inventory check inventory.yml --json"), help=(
     "Validate an inventory and show its hosts, groups and resolved settings (never a password).\n\n"
     f"An inventory is a regular file of at most {MAX_INVENTORY_BYTES // 2**20} MiB (refused before "
     f"parsing), nested at most {MAX_NESTING} levels deep, naming at most "
@@ -237,16 +255,21 @@ def _deps(ctx: typer.Context) -> Deps:
 
 
 def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: list[Host],
-             work: Callable[[RunLog], FleetResult], *, lock: bool = False) -> tuple[RunLog, FleetResult]:
+             work: Callable[[RunLog], FleetResult], *, lock: bool = False,
+             progress: Progress | None = None) -> tuple[RunLog, FleetResult]:
     """Run `work` under a new run directory; run.json says what ran, with what, and how it ended.
-    With `lock`, the hosts are locked for the run (a command that changes them)."""
+    With `lock`, the hosts are locked for the run (a command that changes them); `progress` shows it go."""
     log = _new_log(runs_dir)
+    view = progress or Progress(None)
+    view.attach(log)
+    view.begin(str(command), [h.name for h in hosts])
     base = {"command": command, **record, "hosts": [h.name for h in hosts],
             "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
     with _locked(log, runs_dir, [h.name for h in hosts], command, lock) as held:
         for warning in held.warnings:
             err.print(f"warning: {warning}", markup=False)
-        result = _work_logged(log, base, work)
+        with view:
+            result = _work_logged(log, base, work)
     if not result.covers([h.name for h in hosts]):
         raise RuntimeError(f"{command}: results do not cover every planned host")  # a bug, never bad input
     with STOP.held():  # the run has ended: a stop request now must not cut its record short
@@ -307,7 +330,9 @@ def _record(inventory: Path, limit: str | None, forks: int) -> dict[str, Any]:
     return {"inventory": str(inventory.resolve()), "limit": limit, "forks": forks}
 
 
-@app.command()
+@app.command(epilog=examples(
+    "dsrprep facts inventory.yml", "dsrprep facts inventory.yml --limit 'web*' --json > facts.json",
+    "dsrprep facts inventory.yml --limit web01 --capture captures/"))
 def facts(
     ctx: typer.Context,
     inventory: InventoryArg,
@@ -321,16 +346,18 @@ def facts(
                           "MACs replaced by placeholders (see --no-redact).", metavar="DIR")] = None,
     no_redact: Annotated[bool, typer.Option(
         "--no-redact", help="With --capture: save the facts as they came back, nothing replaced.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Gather facts from every selected host in parallel and show them. Changes nothing."""
     if no_redact and capture is None:
         raise _fail("--no-redact only applies with --capture DIR")
     inv = _load(inventory, ask_pass)
     hosts = _select(inv, limit)
+    progress = _progress(quiet, as_json)
     log, result = _execute(
         Command.FACTS, runs_dir, _record(inventory, limit, forks), hosts,
         lambda log: gather_fleet_facts(hosts, session_factory=_deps(ctx).session_factory, log=log,
-                                       policy=RetryPolicy(), forks=forks))
+                                       policy=RetryPolicy(), forks=forks), progress=progress)
     saved = _save_captures(capture, log, result, redact=not no_redact) if capture is not None else {}
     if as_json:
         doc = json.loads(_json_doc(log, result))
@@ -338,7 +365,9 @@ def facts(
             doc["captures"] = {host: str(path) for host, path in saved.items()}
         typer.echo(json.dumps(doc, indent=2, default=str))
     else:
-        _print_facts(inv, result, log)
+        if not quiet:
+            _print_facts(inv, result, log)
+        _print_summary(result, log, progress)
         for host, path in saved.items():
             out.print(f"captured {host}: {path}", markup=False)
     raise _exit_for(result)
@@ -370,7 +399,7 @@ def _print_facts(inv: Inventory, result: FleetResult, log: RunLog) -> None:
     columns = ("host", "status", "OS", "PowerShell", "NIC", "loopback", "weak host", "IIS")
     for column in columns:
         table.add_column(column)
-    for host in result:
+    for host in by_name(result):
         if host.facts is None:
             error = host.error or ErrorInfo("Error", "unknown")
             table.add_row(host.host, Text(str(host.status), style="red"), f"{error.error_class}: {error.message}",
@@ -379,23 +408,40 @@ def _print_facts(inv: Inventory, result: FleetResult, log: RunLog) -> None:
         row = facts_row(inv.host(host.host), host.facts)
         table.add_row(host.host, Text(str(host.status), style="green"), *(row[c] for c in columns[2:]))
     out.print(table)
-    _print_summary(result, log)
 
 
-def _print_summary(result: FleetResult, log: RunLog) -> None:
-    out.print(f"{result.summary_text()}; log: {log.path}", markup=False)
+def _progress(quiet: bool, as_json: bool) -> Progress:
+    """A run's progress: on stderr under --json (stdout holds the one JSON document), none with --quiet."""
+    return Progress(None if quiet else err if as_json else out)
 
 
-def _results_table(title: str, result: FleetResult) -> Table:
+def _print_summary(result: FleetResult, log: RunLog, progress: Progress, *, title: str | None = None,
+                   gates: list[dict[str, Any]] | None = None) -> None:
+    """The end of a run: counts, failed and unreachable hosts with their step and reason, times, folder."""
+    summary = summarize(result, title=title or str(result.command), wall=progress.wall, run_dir=log.path,
+                        gates=gates or [])
+    for line in summary.lines():
+        out.print(line)
+
+
+def _results_table(title: str, result: FleetResult, waves: list[Wave] | None = None) -> Table:
+    """Hosts by name, or with `waves` (a rollout) wave by wave, with a wave column."""
     table = Table(title=title, title_justify="left", show_lines=True)
-    for column in ("host", "status", "would change" if result.command == Command.PLAN else "steps"):
+    columns = ("host", "status", "would change" if result.command == Command.PLAN else "steps")
+    for column in columns if waves is None else ("wave", *columns):
         table.add_column(column)
-    for host in result:
-        table.add_row(*result_row(host))
+    if waves is None:
+        for host in by_name(result):
+            table.add_row(*result_row(host))
+    else:
+        for wave, host in in_wave_order(result, waves):
+            table.add_row(wave or "-", *result_row(host))
     return table
 
 
-@app.command("plan")
+@app.command("plan", epilog=examples(
+    "dsrprep plan inventory.yml", "dsrprep plan inventory.yml --canary 2 --waves 5,50%",
+    "dsrprep plan inventory.yml --limit 'web*,!web03' --json"))
 def plan_command(
     ctx: typer.Context,
     inventory: InventoryArg,
@@ -407,6 +453,7 @@ def plan_command(
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
+    quiet: QuietOpt = False,
 ) -> None:
     """Show per host what a rollout would change and why, and the waves it would run in. Changes nothing."""
     try:
@@ -420,10 +467,12 @@ def plan_command(
     except WaveError as exc:
         raise _fail(str(exc)) from None
     hosts = [inv.host(n) for n in names]
+    progress = _progress(quiet, as_json)
     log, result = _execute(
         Command.PLAN, runs_dir, _record(inventory, limit, forks), hosts,
         lambda log: rollout_fleet(hosts, session_factory=_deps(ctx).session_factory, log=log,
-                                  policy=RetryPolicy(), peers=_peers(inv), forks=forks, dry_run=True))
+                                  policy=RetryPolicy(), peers=_peers(inv), forks=forks, dry_run=True),
+        progress=progress)
     needing = [r.host for r in result if r.status == PlanStatus.CHANGES]
     try:
         placed = place(names, needing, spec, sizes, inv.groups)
@@ -434,10 +483,11 @@ def plan_command(
         doc["waves"] = [{"name": w.name, "hosts": list(w.hosts)} for w in placed]
         typer.echo(json.dumps(doc, indent=2, default=str))
     else:
-        out.print(_results_table(f"plan, run {log.run_id}", result))
-        for wave in placed:
-            out.print(f"{wave.name}: {', '.join(wave.hosts)}", markup=False)
-        _print_summary(result, log)
+        if not quiet:
+            out.print(_results_table(f"plan, run {log.run_id}", result))
+            for wave in placed:
+                out.print(f"{wave.name}: {', '.join(wave.hosts)}", markup=False)
+        _print_summary(result, log, progress)
     raise _exit_for(result)
 
 
@@ -450,13 +500,15 @@ _CHECK_HELP = (
     "Reads every host's facts and plans as `dsrprep plan` does. "
     f"Exit {ExitCode.OK:d} when every host is compliant, {ExitCode.DRIFTED:d} when some host has drifted, "
     f"{ExitCode.UNCHECKED:d} when none has but some host could not be checked; with --format nagios: "
-    + ", ".join(f"{code:d} {code.name}" for code in Nagios) + " (dsrprep --help).\n\n"
-    "Example, for node_exporter's textfile collector:\n\n"
-    "dsrprep check inventory.yml --format prometheus --output /var/lib/node_exporter/textfile/dsrprep.prom"
+    + ", ".join(f"{code:d} {code.name}" for code in Nagios) + " (dsrprep --help)."
 )
+_CHECK_EXAMPLES = examples(
+    "dsrprep check inventory.yml",
+    "dsrprep check inventory.yml --format prometheus --output /var/lib/node_exporter/textfile/dsrprep.prom",
+    "dsrprep check inventory.yml --format nagios")
 
 
-@app.command(help=_CHECK_HELP)
+@app.command(help=_CHECK_HELP, epilog=_CHECK_EXAMPLES)
 def check(
     ctx: typer.Context,
     inventory: InventoryArg,
@@ -535,7 +587,8 @@ def _write_output(document: str, output: Path | None, *, readable: bool) -> None
         raise _fail(f"--output {output}: cannot write it: {reason}") from None
 
 
-@app.command()
+@app.command(epilog=examples(
+    "dsrprep render inventory.yml --host web01", "dsrprep render inventory.yml --host web01 --step loopback"))
 def render(
     ctx: typer.Context,
     inventory: InventoryArg,
@@ -596,7 +649,11 @@ WavesOpt = Annotated[str, typer.Option(
 OrderOpt = Annotated[str, typer.Option("--order", help="Placement order: inventory, sorted or shuffle:SEED.")]
 
 
-@app.command()
+@app.command(help="Prepare hosts for DSR canary first, then in waves, with gates between them.\n\n"
+                  + exit_codes_help(), epilog=examples(
+    "dsrprep rollout inventory.yml --check", "dsrprep rollout inventory.yml",
+    "dsrprep rollout inventory.yml --canary web01 --waves 5,25%,100% --max-failures 1",
+    "dsrprep rollout inventory.yml --yes --quiet   (CI: no prompts, only the summary)"))
 def rollout(
     ctx: typer.Context,
     inventory: InventoryArg,
@@ -624,8 +681,8 @@ def rollout(
     runs_dir: RunsDirOpt = Path("runs"),
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Write this run's log into exactly this folder.")
                        ] = None,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Prepare hosts for DSR canary first, then in waves, with gates between them. Exit codes: dsrprep --help."""
     options = Options(canary=canary, waves=waves, max_failures=max_failures, max_unreachable=max_unreachable,
                       order=order, forks=forks, pause_after_wave=pause_after_wave, gate_command=gate_command,
                       rollback_on_abort=rollback_on_abort, check=check)
@@ -636,11 +693,11 @@ def rollout(
     inv = _load(inventory, ask_pass)
     hosts = [h.name for h in _select(inv, limit)]
     _start_rollout(_deps(ctx), inv, hosts, options, _record(inventory, limit, forks), yes=yes, as_json=as_json,
-                   run_dir=run_dir, runs_dir=runs_dir)
+                   run_dir=run_dir, runs_dir=runs_dir, quiet=quiet)
 
 
 def _start_rollout(deps: Deps, inv: Inventory, hosts: list[str], options: Options, record: dict[str, Any], *,
-                   yes: bool, as_json: bool, run_dir: Path | None, runs_dir: Path) -> None:
+                   yes: bool, as_json: bool, run_dir: Path | None, runs_dir: Path, quiet: bool = False) -> None:
     """A new rollout of `hosts` (placed in the order the options ask for), logged into `run_dir`
     exactly, or into a new run id under `runs_dir`."""
     if not (yes or options.check or deps.interactive()):
@@ -654,16 +711,18 @@ def _start_rollout(deps: Deps, inv: Inventory, hosts: list[str], options: Option
     # The locks live in the runs folder, wherever --run-dir puts this run's log.
     base = {"command": Command.ROLLOUT, **record, "options": options.to_dict(), "runs_dir": str(runs_dir.resolve()),
             "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
-    _drive_rollout(deps, inv, log, base, RunRecord(hosts=names), options, yes=yes, as_json=as_json, resume=False)
+    _drive_rollout(deps, inv, log, base, RunRecord(hosts=names), options, yes=yes, as_json=as_json, resume=False,
+                   quiet=quiet)
 
 
-@app.command()
+@app.command(epilog=examples("dsrprep resume runs/20240601T101500.123Z-a1b2c3"))
 def resume(
     ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="The run directory of the rollout to finish (runs/<run-id>).")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before going on.")] = False,
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Finish an interrupted, stopped or crashed rollout with the same waves and options: hosts that ended
     are not run again, the others re-read their facts and go on from what the facts say."""
@@ -686,7 +745,8 @@ def resume(
     base = {k: v for k, v in data.items() if k not in record.to_dict() and k not in ("state", "summary", "run_id")}
     base["resumed"] = [*base.get("resumed", []), datetime.now(UTC).isoformat(timespec="milliseconds")]
     log = _new_log(run_dir.parent, run_dir)
-    _drive_rollout(deps, inv, log, base, record, options, yes=yes, as_json=as_json, resume=bool(record.waves))
+    _drive_rollout(deps, inv, log, base, record, options, yes=yes, as_json=as_json, resume=bool(record.waves),
+                   quiet=quiet)
 
 
 def _recorded_rollout(run_dir: Path, data: dict[str, Any]) -> tuple[Options, RunRecord]:
@@ -708,7 +768,7 @@ def _host_record(run_dir: Path, host: str) -> HostRecord:
         raise _fail(str(exc)) from None
 
 
-@app.command()
+@app.command(epilog=examples("dsrprep rerun --failed runs/20240601T101500.123Z-a1b2c3"))
 def rerun(
     ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="The run directory of an earlier rollout.")],
@@ -718,6 +778,7 @@ def rerun(
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
+    quiet: QuietOpt = False,
 ) -> None:
     """Start a new rollout with the options of an earlier one, of the hosts that failed or were unreachable there."""
     if not failed:
@@ -733,21 +794,24 @@ def rerun(
     known = {h.name for h in inv.hosts}
     record = {**_record(inventory, data.get("limit"), options.forks), "rerun_of": data.get("run_id")}
     _start_rollout(_deps(ctx), inv, [h for h in again if h in known], options, record, yes=yes,
-                   as_json=as_json, run_dir=None, runs_dir=runs_dir)
+                   as_json=as_json, run_dir=None, runs_dir=runs_dir, quiet=quiet)
 
 
 def _drive_rollout(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any], record: RunRecord,
-                   options: Options, *, yes: bool, as_json: bool, resume: bool) -> None:
+                   options: Options, *, yes: bool, as_json: bool, resume: bool, quiet: bool = False) -> None:
     """Run (or resume) a rollout under `log`, print it, and exit with its code."""
+    progress = _progress(quiet, as_json)
     outcome = _rollout_outcome(deps, inv, log, base, record, options, yes=yes, console=err if as_json else out,
-                               resume=resume)
+                               resume=resume, progress=progress, quiet=quiet)
     if as_json:
         typer.echo(json.dumps({"run_id": log.run_id, "run_dir": str(log.path), "ending": outcome.ending,
                                "waves": outcome.record.to_dict()["waves"], "gates": outcome.record.gates,
                                **outcome.result.to_dict()}, indent=2, default=str))
     else:
-        out.print(_results_table(f"rollout, run {log.run_id}", outcome.result))
-        out.print(f"{outcome.ending}: {outcome.result.summary_text()}; log: {log.path}", markup=False)
+        if not quiet:
+            out.print(_results_table(f"rollout, run {log.run_id}", outcome.result, outcome.record.waves))
+        _print_summary(outcome.result, log, progress, title=f"{outcome.result.command} {outcome.ending}",
+                       gates=outcome.record.gates)
     raise typer.Exit(_exit_code(outcome))
 
 
@@ -756,9 +820,13 @@ def _exit_code(outcome: Outcome) -> int:
 
 
 def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any], record: RunRecord,
-                     options: Options, *, yes: bool, console: Console, resume: bool) -> Outcome:
+                     options: Options, *, yes: bool, console: Console, resume: bool,
+                     progress: Progress | None = None, quiet: bool = False) -> Outcome:
     """Run (or resume) a rollout under `log` with its hosts locked; run.json says how it ended."""
-    operator = _Operator(yes=yes, log=log, base=base, console=console)
+    view = progress or Progress(None)
+    view.attach(log)
+    view.begin("preflight", record.hosts)
+    operator = _Operator(yes=yes, log=log, base=base, console=console, progress=view, quiet=quiet)
     fleet = PsrpFleet({h.name: h for h in inv.hosts}, log, deps.session_factory, _peers(inv), options.forks,
                       options.gate_command)
     plan = Rollout(inv.groups, options, fleet, operator, record)
@@ -768,7 +836,8 @@ def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, An
             err.print(f"warning: {warning}", markup=False)
         # Before the preflight: a run killed there is still a run that `resume` can finish.
         operator.save(record)
-        outcome, abandoned = _run_rollout(plan, resume=resume)
+        with view:
+            outcome, abandoned = _run_rollout(plan, resume=resume)
         with STOP.held():  # the run has ended: a stop request now must not cut its record short
             log.close()
             state = {Ending.INTERRUPTED: RunState.INTERRUPTED}.get(outcome.ending, RunState.FINISHED)
@@ -831,18 +900,25 @@ class _Operator:
     log: RunLog
     base: dict[str, Any]
     console: Console
+    progress: Progress
+    quiet: bool = False
 
     def approve(self, question: str) -> bool:
         if self.yes:
             return True
         try:
-            return bool(typer.confirm(question, default=False, err=True))  # stdout may be a --json document
+            with self.progress.paused():  # the live view would draw over the question
+                return bool(typer.confirm(question, default=False, err=True))  # stdout may be a --json document
         except typer.Abort:  # end of input at the prompt, or a stop request (Ctrl-C, SIGTERM, SIGHUP)
             if STOP.requested:
                 raise KeyboardInterrupt from None
             return False
 
     def show(self, event: str, **details: Any) -> None:
+        if event == "wave":
+            self.progress.begin(details["wave"].name, details["todo"])
+        if self.quiet:  # the summary says how the run ended
+            return
         if event == "preflight":
             counts = ", ".join(f"{k} {v}" for k, v in sorted(details["counts"].items()))
             self.console.print(f"preflight: {counts}", markup=False)
@@ -902,7 +978,9 @@ def _refuse_running(run_dir: Path, record: dict[str, Any]) -> None:
                   markup=False)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "dsrprep rollback runs/20240601T101500.123Z-a1b2c3",
+    "dsrprep rollback runs/20240601T101500.123Z-a1b2c3 --limit web07 --yes"))
 def rollback(
     ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="The run directory of the rollout to undo (runs/<run-id>).")],
@@ -912,6 +990,7 @@ def rollback(
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
     runs_dir: RunsDirOpt = Path("runs"),
+    quiet: QuietOpt = False,
 ) -> None:
     """Return hosts to the facts recorded before a rollout, for what dsrprep manages, whatever the step
     results say; a host that is not the recorded machine, or whose record is torn, is refused."""
@@ -931,20 +1010,25 @@ def rollback(
                   markup=False)
         raise typer.Exit(EXIT_OK)
     _confirm(f"Roll back {len(targets)} host(s) to their state before run {record.get('run_id')}?", yes)
+    progress = _progress(quiet, as_json)
     log, result = _execute(
         Command.ROLLBACK, runs_dir, {**_record(inventory, limit, forks), "of_run": record.get("run_id")},
         [t.host for t in targets],
         lambda log: rollback_fleet(targets, session_factory=_deps(ctx).session_factory, log=log,
-                                   policy=RetryPolicy(), forks=forks), lock=True)
+                                   policy=RetryPolicy(), forks=forks), lock=True, progress=progress)
     if as_json:
         typer.echo(_json_doc(log, result))
     else:
-        out.print(_results_table(f"rollback of {record.get('run_id')}, run {log.run_id}", result))
-        _print_summary(result, log)
+        if not quiet:
+            out.print(_results_table(f"rollback of {record.get('run_id')}, run {log.run_id}", result))
+        _print_summary(result, log, progress)
     raise _exit_for(result)
 
 
-@app.command("report")
+@app.command("report", epilog=examples(
+    "dsrprep report runs/20240601T101500.123Z-a1b2c3",
+    "dsrprep report runs/20240601T101500.123Z-a1b2c3 --format markdown > ticket.md",
+    "dsrprep report runs/20240601T101500.123Z-a1b2c3 --format html -o rollout.html"))
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (runs/<run-id>) of any command: facts, plan, rollout, "
                                                  "rollback; finished, interrupted or crashed.")],
@@ -954,10 +1038,7 @@ def report_command(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write the report to this file (0600) instead of stdout.")] = None,
 ) -> None:
-    """Report on a run from its folder: per-host status, failures with the step and the reason, waves and gates.
-
-    Example: dsrprep report runs/20250101T120000.000Z-1a2b3c --format html -o rollout.html
-    """
+    """Report on a run from its folder: per-host status, failures with the step and the reason, waves and gates."""
     try:
         document = build_report(load_run(run_dir))
     except RunFileError as exc:
@@ -982,7 +1063,7 @@ def report_command(
     err.print(f"report written: {output}", markup=False)
 
 
-@app.command("steps")
+@app.command("steps", epilog=examples("dsrprep steps", "dsrprep steps --markdown"))
 def steps_command(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table in Markdown.")] = False,
     write_docs: Annotated[
@@ -1027,7 +1108,9 @@ def _write_docs(root: Path) -> None:
     out.print("rewrote: " + (", ".join(str(paths[r]) for r in changed) or "nothing (already up to date)"), markup=False)
 
 
-@lab_app.command("serve")
+@lab_app.command("serve", epilog=examples(
+    "dsrprep lab serve --hosts 20 --seed 1 --inventory-out lab.yml", "dsrprep lab serve --profile 2008r2 --https",
+    "dsrprep lab serve --from-capture captures/ -o lab.yml"))
 def lab_serve(
     hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=250, help="How many hosts.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fleet's variation.")] = 1,
@@ -1069,7 +1152,7 @@ def lab_serve(
     out.print("lab fleet stopped.")
 
 
-@app.command()
+@app.command(epilog=examples("dsrprep demo", "dsrprep demo --hosts 24 --seed 3"))
 def demo(
     hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=100, help="How many lab hosts.")] = 12,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the lab fleet.")] = 7,

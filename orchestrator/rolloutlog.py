@@ -22,6 +22,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -44,6 +45,7 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 class Event(StrEnum):
     """The `event` of a host log line."""
 
+    HOST_START = "host_start"  # a worker began the host's run (facts, plan, rollout or rollback)
     FACTS_START = "facts_start"  # facts: about to connect and take facts
     FACTS_TAKEN = "facts_taken"  # facts: the raw facts object
     ATTEMPT_FAILED = "attempt_failed"  # a connect / facts / verify attempt failed (will_retry says what next)
@@ -176,6 +178,10 @@ class _LastLine:
     debug = info = warning = error = critical = msg
 
 
+# Called with each host line as it is written (redacted, before its JSON), from the writing thread.
+Observer = Callable[[Mapping[str, Any]], None]
+
+
 def host_file_name(host: str) -> str:
     return _UNSAFE_NAME.sub("_", host) + ".jsonl"
 
@@ -197,6 +203,7 @@ class RunLog:
         self._writers: dict[str, FsyncLineWriter] = {}
         self._context: dict[str, dict[str, Any]] = {}  # host -> fields every line of it carries (its wave)
         self._lock = threading.Lock()
+        self._observer: Observer | None = None
 
     @classmethod
     def create(cls, root: Path | str, run_id: str | None = None) -> RunLog:
@@ -210,6 +217,18 @@ class RunLog:
         with self._lock:
             for host in hosts:
                 self._context[host] = dict(fields)
+
+    def observe(self, observer: Observer | None) -> None:
+        """`observer(line)` for every host line written from now on (None: no more): the one feed of a
+        run's live progress. It runs in the host's worker thread, so it must be quick and thread-safe."""
+        self._observer = observer
+
+    def _notify(self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        observer = self._observer
+        if observer is not None:
+            with suppress(Exception):  # what the operator is shown must never cost the record
+                observer(dict(event_dict))
+        return event_dict
 
     def host_logger(self, host: str, **context: Any) -> Any:
         """A structlog logger bound to this run and host; each call writes one durable line."""
@@ -236,6 +255,7 @@ class RunLog:
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
                 _TRACEBACKS,
                 _redact_processor,
+                self._notify,
                 structlog.processors.JSONRenderer(sort_keys=True, default=str),
             ],
         )

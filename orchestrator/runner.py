@@ -227,6 +227,8 @@ def _run_host(host: Host, command: Command, body: Callable[[_Context], HostStatu
                           sleep=env.sleep, timeout=env.timeout, clock=env.clock)
     ctx = _Context(host, conn, logger, env.clock, env.sleep, env.peers, env.cancel or threading.Event())
     started = env.clock()
+    with suppress(Exception):  # a log that cannot be written must not keep the host from its result
+        logger.info(Event.HOST_START, step=command)
 
     def result(status: HostStatus, **kw: Any) -> HostResult:
         return HostResult(host.name, command, status, facts=ctx.facts, planned=ctx.planned, steps=tuple(ctx.steps),

@@ -101,7 +101,7 @@ def test_summary_and_run_log(fleet: LabFleet, result: dict[str, Any]) -> None:
         log = read_host_log(run_dir / "hosts" / f"{handle.name}.jsonl")
         assert log.torn_lines == 0
         events = [e["event"] for e in log.events]
-        assert events[0] == "facts_start" and events[-1] == "host_done"
+        assert events[:2] == ["host_start", "facts_start"] and events[-1] == "host_done"
         assert all(e["run_id"] == result["run_id"] and e["host"] == handle.name for e in log.events)
     text = "".join(p.read_text() for p in (run_dir / "hosts").iterdir())
     assert fleet.password not in text
