@@ -111,7 +111,8 @@ if not out.is_terminal:
     out = _console(width=160)
 err = _console(stderr=True, soft_wrap=True)
 
-InventoryArg = Annotated[Path, typer.Argument(help="Inventory file (Ansible YAML inventory shape).")]
+InventoryArg = Annotated[Path, typer.Argument(
+    help="Inventory: Ansible's YAML shape, or with dsrprep[ansible] anything Ansible reads (INI, a folder, plugins).")]
 LimitOpt = Annotated[
     str | None,
     typer.Option("--limit", "-l", help="Hosts to act on: names, groups or globs; '!x' excludes, '&g' intersects."),

@@ -375,12 +375,14 @@ class Inventory:
         """
         if pattern is None:
             return self.hosts
-        if self.matcher is not None:
-            chosen_names = set(self.matcher(pattern))
-            return tuple(h for h in self.hosts if h.name in chosen_names)
+        chosen = set(self.matcher(pattern)) if self.matcher is not None else self._chosen(pattern)
+        return tuple(h for h in self.hosts if h.name in chosen)
+
+    def _chosen(self, pattern: str) -> set[str]:
+        """The names the built-in matcher selects (see `select`)."""
         terms = self._terms(pattern)
         if terms == ["all"]:
-            return self.hosts
+            return {h.name for h in self.hosts}
         regular = [t for t in terms if t[0] not in "!&"]
         intersect = [t[1:] for t in terms if t[0] == "&"]
         exclude = [t[1:] for t in terms if t[0] == "!"]
@@ -413,7 +415,7 @@ class Inventory:
             problems.append(Problem(None, "limit", f"{pattern!r} leaves no host selected"))
         if problems:
             raise InventoryError(self.path, problems)
-        return tuple(h for h in self.hosts if h.name in chosen)
+        return chosen
 
     def _terms(self, pattern: str) -> list[str]:
         """The terms of a `--limit`; InventoryError when it is empty, only separators, or has a term
