@@ -117,9 +117,8 @@ LimitOpt = Annotated[
     str | None,
     typer.Option("--limit", "-l", help="Hosts to act on: names, groups or globs; '!x' excludes, '&g' intersects."),
 ]
-AskPassOpt = Annotated[
-    bool, typer.Option("--ask-pass", "-k", help=f"Prompt for the password (else ${PASSWORD_ENV}, else the inventory).")
-]
+AskPassOpt = Annotated[bool, typer.Option(
+    "--ask-pass", "-k", help=f"Prompt for the password of hosts without one in the inventory (else ${PASSWORD_ENV}).")]
 UserOpt = Annotated[str | None, typer.Option(
     "--user", "-u", help="User for the hosts whose inventory names none (the inventory's ansible_user wins).")]
 VaultPasswordFileOpt = Annotated[Path | None, typer.Option(
