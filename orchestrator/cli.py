@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import drift, oscaps, privatefs
+from orchestrator.ansible_inventory import LOADERS, load_any
 from orchestrator.clihelp import HelpGroup, examples
 from orchestrator.errors import ErrorInfo
 from orchestrator.exitcodes import ExitCode, Nagios
@@ -38,7 +39,9 @@ from orchestrator.inventory import (
     Host,
     Inventory,
     InventoryError,
-    load_inventory,
+    expand_limit_files,
+    takes_default_password,
+    with_credentials,
 )
 from orchestrator.locks import HeldLocks, LockError, LockHeld, LockRecord, acquire, live_holder
 from orchestrator.progress import Progress
@@ -125,14 +128,22 @@ if not out.is_terminal:
     out = _console(width=160)
 err = _console(stderr=True, soft_wrap=True)
 
-InventoryArg = Annotated[Path, typer.Argument(help="Inventory file (Ansible YAML inventory shape).")]
+InventoryArg = Annotated[Path, typer.Argument(
+    help="Inventory: Ansible's YAML shape, or with dsrprep[ansible] anything Ansible reads (INI, a folder, plugins).")]
 LimitOpt = Annotated[
     str | None,
     typer.Option("--limit", "-l", help="Hosts to act on: names, groups or globs; '!x' excludes, '&g' intersects."),
 ]
-AskPassOpt = Annotated[
-    bool, typer.Option("--ask-pass", "-k", help=f"Prompt for the password (else ${PASSWORD_ENV}, else the inventory).")
-]
+AskPassOpt = Annotated[bool, typer.Option(
+    "--ask-pass", "-k", help=f"Prompt for the password of hosts without one in the inventory (else ${PASSWORD_ENV}).")]
+UserOpt = Annotated[str | None, typer.Option(
+    "--user", "-u", help="User for the hosts whose inventory names none (the inventory's ansible_user wins).")]
+VaultPasswordFileOpt = Annotated[Path | None, typer.Option(
+    "--vault-password-file", help="File holding the vault password, for vault-encrypted inventory values "
+                                  "(Ansible's loader: pip install 'dsrprep[ansible]').")]
+InventoryLoaderOpt = Annotated[str, typer.Option(
+    "--inventory-loader", help=f"Who reads the inventory: {', '.join(LOADERS)} (auto: Ansible's loader for INI, "
+                               "folders, group_vars/, vault and plugins when installed, else the built-in YAML one).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")]
 RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where run logs are written.")]
 ForksOpt = Annotated[int, typer.Option("--forks", "-f", min=1, max=512, help="Hosts worked on at once.")]
@@ -146,22 +157,40 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _default_password(ask_pass: bool) -> str | None:
-    if ask_pass:
-        value: str = typer.prompt("Password", hide_input=True)
-        return value
-    return os.environ.get(PASSWORD_ENV) or None
+@dataclass(frozen=True)
+class Access:
+    """How an inventory is read and which credentials fill what it leaves out (--user, --ask-pass,
+    --vault-password-file, --inventory-loader)."""
+
+    ask_pass: bool = False
+    user: str | None = None
+    vault_password_file: Path | None = None
+    loader: str = "auto"
 
 
-def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True, warn: bool = True) -> Inventory:
-    """The inventory, its warnings on stderr (unless `warn` is false); exit 2 when it has problems."""
-    default = _default_password(ask_pass)
-    _SECRETS.add([default])
+def _default_password(ask_pass: bool, inv: Inventory) -> str | None:
+    """--ask-pass prompts (never echoing) only when some host takes the default password; else
+    $DSRPREP_PASSWORD."""
+    if not ask_pass:
+        return os.environ.get(PASSWORD_ENV) or None
+    if not any(takes_default_password(h.connection) for h in inv.hosts):
+        return None  # every host has its password in the inventory, or uses Kerberos or a certificate
+    value: str = typer.prompt("Password", hide_input=True)
+    return value
+
+
+def _load(path: Path, access: Access, *, require_secrets: bool = True, warn: bool = True) -> Inventory:
+    """The inventory with --user and the default password filled in, its warnings on stderr (unless
+    `warn` is false); exit 2 when it has problems."""
     try:
-        inv = load_inventory(path, default_password=default, env=os.environ, require_secrets=require_secrets)
+        inv = load_any(path, loader=access.loader, vault_password_file=access.vault_password_file, env=os.environ,
+                       require_secrets=require_secrets)
     except InventoryError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    default = _default_password(access.ask_pass, inv)
+    _SECRETS.add([default])
+    inv = with_credentials(inv, user=access.user, password=default)
     if warn:  # a weakened setting (an unchecked certificate, clear text) is said on every run
         for line in inv.warning_lines():
             err.print(f"WARNING: {line}", markup=False)
@@ -178,8 +207,11 @@ def _load(path: Path, ask_pass: bool, *, require_secrets: bool = True, warn: boo
     f"An inventory is a regular file of at most {MAX_INVENTORY_BYTES // 2**20} MiB (refused before "
     f"parsing), nested at most {MAX_NESTING} levels deep, naming at most "
     f"{MAX_HOSTS:,} hosts. Unknown ansible_* variables are warnings naming the closest known one."))
-def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False) -> None:
-    inv = _load(inventory, ask_pass=False, require_secrets=False, warn=False)
+def inventory_check(inventory: InventoryArg, as_json: JsonOpt = False,
+                    vault_password_file: VaultPasswordFileOpt = None,
+                    inventory_loader: InventoryLoaderOpt = "auto") -> None:
+    inv = _load(inventory, Access(False, None, vault_password_file, inventory_loader), require_secrets=False,
+                warn=False)
     described = inv.describe()
     # Warnings go to stderr in both forms, so --json output stays one JSON document on stdout.
     for line in inv.warning_lines():
@@ -232,7 +264,9 @@ def _cell(value: Any) -> str:
 
 def _select(inv: Inventory, limit: str | None) -> list[Host]:
     try:
-        return list(inv.select(limit))
+        # @file terms (Ansible's --limit @retry_file): one pattern a line, relative to the current folder.
+        pattern = None if limit is None else expand_limit_files(limit, lambda name: Path(name).read_text("utf-8"))
+        return list(inv.select(pattern))
     except InventoryError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -340,6 +374,9 @@ def facts(
     forks: ForksOpt = DEFAULT_FORKS,
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
+    user: UserOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    inventory_loader: InventoryLoaderOpt = "auto",
     runs_dir: RunsDirOpt = Path("runs"),
     capture: Annotated[Path | None, typer.Option(
         "--capture", help="Also save each host's raw facts to DIR/<host>.json, host names, addresses and "
@@ -351,7 +388,7 @@ def facts(
     """Gather facts from every selected host in parallel and show them. Changes nothing."""
     if no_redact and capture is None:
         raise _fail("--no-redact only applies with --capture DIR")
-    inv = _load(inventory, ask_pass)
+    inv = _load(inventory, Access(ask_pass, user, vault_password_file, inventory_loader))
     hosts = _select(inv, limit)
     progress = _progress(quiet, as_json)
     log, result = _execute(
@@ -452,6 +489,9 @@ def plan_command(
     order: OrderOpt = "inventory",
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
+    user: UserOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    inventory_loader: InventoryLoaderOpt = "auto",
     runs_dir: RunsDirOpt = Path("runs"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -460,7 +500,7 @@ def plan_command(
         spec, sizes = CanarySpec.parse(canary), parse_waves(waves)
     except WaveError as exc:
         raise _fail(str(exc)) from None
-    inv = _load(inventory, ask_pass)
+    inv = _load(inventory, Access(ask_pass, user, vault_password_file, inventory_loader))
     hosts = _select(inv, limit)
     try:
         names = order_hosts([h.name for h in hosts], order)
@@ -522,16 +562,20 @@ def check(
                                                "temporary file in its folder, then renamed) instead of stdout.")
     ] = None,
     ask_pass: AskPassOpt = False,
+    user: UserOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    inventory_loader: InventoryLoaderOpt = "auto",
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
     if output is not None and output_format not in (drift.Format.JSON, drift.Format.PROMETHEUS):
         raise _fail(f"--output takes --format json or prometheus, not {output_format}")
+    access = Access(ask_pass, user, vault_password_file, inventory_loader)
     if output_format == drift.Format.NAGIOS:
-        verdict = _nagios_guard(lambda: _drift_check(ctx, inventory, limit, forks, ask_pass, runs_dir))
+        verdict = _nagios_guard(lambda: _drift_check(ctx, inventory, limit, forks, access, runs_dir))
         line, status = verdict.nagios()
         typer.echo(line)
         raise typer.Exit(status)
-    log, verdict = _drift_check(ctx, inventory, limit, forks, ask_pass, runs_dir)
+    log, verdict = _drift_check(ctx, inventory, limit, forks, access, runs_dir)
     if output_format == drift.Format.TABLE:
         table = Table(title=f"check, run {log.run_id}", title_justify="left", show_lines=True)
         for column in ("host", "state", "would change"):
@@ -547,10 +591,10 @@ def check(
     raise typer.Exit(verdict.exit_code())
 
 
-def _drift_check(ctx: typer.Context, inventory: Path, limit: str | None, forks: int, ask_pass: bool,
+def _drift_check(ctx: typer.Context, inventory: Path, limit: str | None, forks: int, access: Access,
                  runs_dir: Path) -> tuple[RunLog, drift.Check]:
     """The check of the selected hosts, run and logged as `plan` is (run.json's command: check)."""
-    inv = _load(inventory, ask_pass)
+    inv = _load(inventory, access)
     hosts = _select(inv, limit)
     log, result = _execute(
         Command.CHECK, runs_dir, _record(inventory, limit, forks), hosts,
@@ -595,9 +639,12 @@ def render(
     host: Annotated[str, typer.Option("--host", help="The host whose scripts to show.")],
     step: Annotated[str | None, typer.Option("--step", help="Only this step (default: every planned step).")] = None,
     ask_pass: AskPassOpt = False,
+    user: UserOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    inventory_loader: InventoryLoaderOpt = "auto",
 ) -> None:
     """Print the exact scripts and bound parameters a rollout would send to one host."""
-    inv = _load(inventory, ask_pass)
+    inv = _load(inventory, Access(ask_pass, user, vault_password_file, inventory_loader))
     try:
         target = inv.host(host)
     except InventoryError as exc:
@@ -678,6 +725,9 @@ def rollout(
     check: Annotated[bool, typer.Option("--check", help="Preflight and waves only: change nothing.")] = False,
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
+    user: UserOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    inventory_loader: InventoryLoaderOpt = "auto",
     runs_dir: RunsDirOpt = Path("runs"),
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Write this run's log into exactly this folder.")
                        ] = None,
@@ -690,7 +740,7 @@ def rollout(
         options.validate()
     except WaveError as exc:
         raise _fail(str(exc)) from None
-    inv = _load(inventory, ask_pass)
+    inv = _load(inventory, Access(ask_pass, user, vault_password_file, inventory_loader))
     hosts = [h.name for h in _select(inv, limit)]
     _start_rollout(_deps(ctx), inv, hosts, options, _record(inventory, limit, forks), yes=yes, as_json=as_json,
                    run_dir=run_dir, runs_dir=runs_dir, quiet=quiet)
@@ -722,6 +772,9 @@ def resume(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before going on.")] = False,
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
+    user: UserOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    inventory_loader: InventoryLoaderOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Finish an interrupted, stopped or crashed rollout with the same waves and options: hosts that ended
@@ -734,7 +787,7 @@ def resume(
     deps = _deps(ctx)
     if not (yes or options.check or deps.interactive()):
         raise _fail("no terminal to ask for approval on: pass --yes to go on without asking")
-    inv = _load(Path(str(data.get("inventory"))), ask_pass)
+    inv = _load(Path(str(data.get("inventory"))), Access(ask_pass, user, vault_password_file, inventory_loader))
     missing = [h for h in record.hosts if h not in {x.name for x in inv.hosts}]
     if missing:
         raise _fail(f"{run_dir}: the inventory no longer has host(s) {', '.join(missing)}")
@@ -777,6 +830,9 @@ def rerun(
                    ] = False,
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
+    user: UserOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    inventory_loader: InventoryLoaderOpt = "auto",
     runs_dir: RunsDirOpt = Path("runs"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -790,7 +846,7 @@ def rerun(
         out.print(f"{run_dir}: no host failed or was unreachable there: nothing to run again", markup=False)
         raise typer.Exit(EXIT_OK)
     inventory = Path(str(data.get("inventory")))
-    inv = _load(inventory, ask_pass)
+    inv = _load(inventory, Access(ask_pass, user, vault_password_file, inventory_loader))
     known = {h.name for h in inv.hosts}
     record = {**_record(inventory, data.get("limit"), options.forks), "rerun_of": data.get("run_id")}
     _start_rollout(_deps(ctx), inv, [h for h in again if h in known], options, record, yes=yes,
@@ -989,6 +1045,9 @@ def rollback(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before changing hosts.")] = False,
     as_json: JsonOpt = False,
     ask_pass: AskPassOpt = False,
+    user: UserOpt = None,
+    vault_password_file: VaultPasswordFileOpt = None,
+    inventory_loader: InventoryLoaderOpt = "auto",
     runs_dir: RunsDirOpt = Path("runs"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -997,7 +1056,7 @@ def rollback(
     record = _read_rollout(run_dir)
     _refuse_running(run_dir, record)
     inventory = Path(str(record.get("inventory")))
-    inv = _load(inventory, ask_pass)
+    inv = _load(inventory, Access(ask_pass, user, vault_password_file, inventory_loader))
     in_run = [str(h) for h in record.get("hosts") or []]
     missing = [h for h in in_run if h not in {x.name for x in inv.hosts}]
     if missing and limit is None:
@@ -1169,7 +1228,7 @@ def demo(
         families = sorted({h.model.os_family for h in fleet.hosts})
         out.print(Text.assemble(("lab fleet", "bold"), f": {len(fleet.hosts)} simulated Windows servers on "
                                 f"127.0.0.0/8 ({', '.join(families)}), real WinRM/PSRP with NTLM + message encryption"))
-        inv = _load(inventory_path, ask_pass=False)
+        inv = _load(inventory_path, Access())
         names = [h.name for h in inv.hosts]
         options = Options(waves="2,50%", max_failures="0", max_unreachable="0")
         record = {"inventory": "lab fleet (demo)", "limit": None, "forks": DEFAULT_FORKS}

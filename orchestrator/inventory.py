@@ -87,8 +87,11 @@ never shown. The four Kerberos/negotiate settings act with negotiate, ntlm and k
 set with another auth, each is a warning, and so is ignore proxy next to a proxy (the proxy wins).
 transport.wsman_kwargs and transport.pool_kwargs map every setting to pypsrp's keyword arguments.
 
-Passwords: the inventory's value for the host wins, else `default_password` (the CLI fills it from
---ask-pass or DSRPREP_PASSWORD). An inventory value may refer to an environment variable instead of
+Credentials: the inventory's user and password for the host win (host variables, then group
+variables), else `default_user` and `default_password` (the CLI fills them from --user, and from
+--ask-pass or DSRPREP_PASSWORD): see `with_credentials`. Kerberos and certificate auth never take
+the default password: Kerberos without a password uses the ticket cache (kinit).
+An inventory value may refer to an environment variable instead of
 holding the secret: `"{{ lookup('env', 'NAME') }}"` or `"env:NAME"`. `load_inventory` never reads
 the process environment itself; the caller passes the mapping to resolve such references against.
 A reference must name a valid variable (letters, digits and _, not starting with a digit), and
@@ -107,7 +110,7 @@ import re
 import stat
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import cast
 
@@ -130,7 +133,12 @@ __all__ = [
     "NicSelector",
     "Problem",
     "Vip",
+    "build_inventory",
+    "expand_limit_files",
+    "literal",
     "load_inventory",
+    "takes_default_password",
+    "with_credentials",
 ]
 
 HTTP_PORT = 5985
@@ -341,6 +349,9 @@ class Inventory:
     groups: Mapping[str, tuple[str, ...]]
     # What loads but deserves a look (a connection variable dsrprep ignores); never a reason to stop.
     warnings: tuple[Problem, ...] = ()
+    # The hosts a `--limit` selects, by name, when the loader brings its own pattern semantics
+    # (Ansible's InventoryManager); None: the built-in matcher of `select`.
+    matcher: Callable[[str], Sequence[str]] | None = field(default=None, compare=False, repr=False)
 
     def warning_lines(self) -> list[str]:
         """Each warning as one line: file, host or group, variable, message."""
@@ -364,9 +375,14 @@ class Inventory:
         """
         if pattern is None:
             return self.hosts
+        chosen = set(self.matcher(pattern)) if self.matcher is not None else self._chosen(pattern)
+        return tuple(h for h in self.hosts if h.name in chosen)
+
+    def _chosen(self, pattern: str) -> set[str]:
+        """The names the built-in matcher selects (see `select`)."""
         terms = self._terms(pattern)
         if terms == ["all"]:
-            return self.hosts
+            return {h.name for h in self.hosts}
         regular = [t for t in terms if t[0] not in "!&"]
         intersect = [t[1:] for t in terms if t[0] == "&"]
         exclude = [t[1:] for t in terms if t[0] == "!"]
@@ -399,7 +415,7 @@ class Inventory:
             problems.append(Problem(None, "limit", f"{pattern!r} leaves no host selected"))
         if problems:
             raise InventoryError(self.path, problems)
-        return tuple(h for h in self.hosts if h.name in chosen)
+        return chosen
 
     def _terms(self, pattern: str) -> list[str]:
         """The terms of a `--limit`; InventoryError when it is empty, only separators, or has a term
@@ -488,13 +504,15 @@ def load_inventory(
     default_password: str | None = None,
     env: Mapping[str, str] | None = None,
     require_secrets: bool = True,
+    default_user: str | None = None,
 ) -> Inventory:
     """Read and validate one inventory file; raise InventoryError listing every problem found.
 
     `env` resolves password references (`env:NAME`, `{{ lookup('env', 'NAME') }}`); when None, no
-    reference resolves. `default_password` is used for hosts whose inventory sets no password.
-    With `require_secrets=False` (checking an inventory, connecting nowhere) a reference to an unset
-    variable is reported as such in `describe()` instead of being an error.
+    reference resolves. `default_user` and `default_password` go to the hosts whose inventory sets
+    none (see `with_credentials`). With `require_secrets=False` (checking an inventory, connecting
+    nowhere) a reference to an unset variable is reported as such in `describe()` instead of being
+    an error.
     """
     text_path = str(path)
     text = _read_text(path)
@@ -508,7 +526,73 @@ def load_inventory(
         ) from None
     except yaml.YAMLError as exc:
         raise InventoryError(text_path, [Problem(None, None, f"invalid YAML: {exc}")]) from None
-    return _Builder(text_path, default_password, env or {}, require_secrets).build(data)
+    inv = build_inventory(text_path, data, env=env or {}, require_secrets=require_secrets)
+    return with_credentials(inv, user=default_user, password=default_password)
+
+
+def build_inventory(path: str, data: object, *, env: Mapping[str, str], require_secrets: bool = True) -> Inventory:
+    """An Inventory from a tree of Ansible's YAML inventory shape, already parsed (from the file, or
+    made from what another loader resolved): the one mapping of variables to hosts."""
+    return _Builder(path, env, require_secrets).build(data)
+
+
+# Auths that never take the default password: Kerberos without a password in the inventory uses the
+# ticket cache (kinit), certificate auth uses its key.
+_NO_DEFAULT_PASSWORD_AUTHS = ("kerberos", "certificate")
+
+
+def takes_default_password(connection: Connection) -> bool:
+    """Whether the default password (--ask-pass, DSRPREP_PASSWORD) goes to this host: the inventory
+    gives it none (not even a reference to an unset variable) and its auth uses passwords."""
+    return (
+        connection.password is None
+        and connection.password_source is None
+        and connection.auth not in _NO_DEFAULT_PASSWORD_AUTHS
+    )
+
+
+def with_credentials(inv: Inventory, *, user: str | None = None, password: str | None = None) -> Inventory:
+    """The inventory with `user` for the hosts that name no user and `password` for the hosts that
+    take the default password; what the inventory says (host, then group variables) always wins."""
+
+    def filled(host: Host) -> Host:
+        c = host.connection
+        secret, source = (password, "default") if password is not None and takes_default_password(c) else (
+            c.password, c.password_source)
+        named = c.user if c.user is not None or user is None else user
+        return replace(host, connection=replace(c, user=named, password=secret, password_source=source))
+
+    if user is None and password is None:
+        return inv
+    return replace(inv, hosts=tuple(filled(h) for h in inv.hosts))
+
+
+def literal(text: str) -> str:
+    """Text that the inventory mapping takes as it is, never as a reference or a template (what
+    Ansible's `!unsafe` says, and what a value another loader already templated is)."""
+    return _Unsafe(text)
+
+
+def expand_limit_files(pattern: str, read: Callable[[str], str]) -> str:
+    """A `--limit` with each `@file` term replaced by the file's patterns, one a line (Ansible's
+    `--limit @retry_file`); `read` gives a file's text (OSError when it cannot). InventoryError
+    names a file that cannot be read."""
+    terms: list[str] = []
+    for term in _split_pattern(pattern) if "@" in pattern else [pattern]:
+        if not term.startswith("@"):
+            terms.append(term)
+            continue
+        name = term[1:]
+        try:
+            text = read(name)
+        except (OSError, ValueError) as exc:
+            reason = "file not found" if isinstance(exc, FileNotFoundError) else f"cannot read it: {exc}"
+            raise InventoryError(name, [Problem(None, "--limit @file", reason)]) from None
+        lines = [t for line in text.splitlines() for t in _split_pattern(line)]
+        if not lines:
+            raise InventoryError(name, [Problem(None, "--limit @file", "names no host or group")])
+        terms.extend(lines)
+    return ",".join(terms)
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:
@@ -871,11 +955,8 @@ _Merged = dict[str, tuple[object, _Where]]
 class _Builder:
     """One load: walks the YAML tree, parses each variable where it is defined, resolves per host."""
 
-    def __init__(
-        self, path: str, default_password: str | None, env: Mapping[str, str], require_secrets: bool = True
-    ) -> None:
+    def __init__(self, path: str, env: Mapping[str, str], require_secrets: bool = True) -> None:
         self.path = path
-        self.default_password = default_password
         self.env = env
         self.require_secrets = require_secrets
         self.problems: dict[Problem, None] = {}  # insertion-ordered set: group values repeat per host
@@ -1230,8 +1311,6 @@ class _Builder:
         self._warn_ineffective(here, s, auth, protocol)
 
         secret = s.given("password")
-        if secret is None and self.default_password is not None:
-            secret = _Secret(self.default_password, "default")
 
         if (
             s.bad
