@@ -14,10 +14,11 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -76,6 +77,9 @@ from orchestrator.waves import (
     parse_waves,
     place,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.lab.fleet import LabFleet
 
 EXIT_OK = ExitCode.OK
 EXIT_HOSTS_FAILED = ExitCode.HOSTS_FAILED
@@ -577,13 +581,7 @@ def check(
         raise typer.Exit(status)
     log, verdict = _drift_check(ctx, inventory, limit, forks, access, runs_dir)
     if output_format == drift.Format.TABLE:
-        table = Table(title=f"check, run {log.run_id}", title_justify="left", show_lines=True)
-        for column in ("host", "state", "would change"):
-            table.add_column(column)
-        for host in verdict.hosts:
-            table.add_row(*drift.row(host))
-        out.print(table)
-        out.print(f"{verdict.summary_text()}; log: {log.path}", markup=False)
+        _print_check(log, verdict)
     else:
         document = verdict.prometheus() if output_format == drift.Format.PROMETHEUS else json.dumps(
             {"run_id": log.run_id, "run_dir": str(log.path), **verdict.to_dict()}, indent=2, default=str)
@@ -601,6 +599,16 @@ def _drift_check(ctx: typer.Context, inventory: Path, limit: str | None, forks: 
         lambda log: rollout_fleet(hosts, session_factory=_deps(ctx).session_factory, log=log,
                                   policy=RetryPolicy(), peers=_peers(inv), forks=forks, dry_run=True))
     return log, drift.Check(result, datetime.now(UTC).timestamp())
+
+
+def _print_check(log: RunLog, verdict: drift.Check) -> None:
+    table = Table(title=f"check, run {log.run_id}", title_justify="left", show_lines=True)
+    for column in ("host", "state", "would change"):
+        table.add_column(column)
+    for host in verdict.hosts:
+        table.add_row(*drift.row(host))
+    out.print(table)
+    out.print(f"{verdict.summary_text()}; log: {log.path}", markup=False)
 
 
 def _nagios_guard(body: Callable[[], tuple[RunLog, drift.Check]]) -> drift.Check:
@@ -864,11 +872,16 @@ def _drive_rollout(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any]
                                "waves": outcome.record.to_dict()["waves"], "gates": outcome.record.gates,
                                **outcome.result.to_dict()}, indent=2, default=str))
     else:
-        if not quiet:
-            out.print(_results_table(f"rollout, run {log.run_id}", outcome.result, outcome.record.waves))
-        _print_summary(outcome.result, log, progress, title=f"{outcome.result.command} {outcome.ending}",
-                       gates=outcome.record.gates)
+        _show_rollout(outcome, log, progress, quiet=quiet)
     raise typer.Exit(_exit_code(outcome))
+
+
+def _show_rollout(outcome: Outcome, log: RunLog, progress: Progress, *, quiet: bool) -> None:
+    """A rollout's table (wave by wave) and its summary."""
+    if not quiet:
+        out.print(_results_table(f"rollout, run {log.run_id}", outcome.result, outcome.record.waves))
+    _print_summary(outcome.result, log, progress, title=f"{outcome.result.command} {outcome.ending}",
+                   gates=outcome.record.gates)
 
 
 def _exit_code(outcome: Outcome) -> int:
@@ -1211,46 +1224,81 @@ def lab_serve(
     out.print("lab fleet stopped.")
 
 
-@app.command(epilog=examples("dsrprep demo", "dsrprep demo --hosts 24 --seed 3"))
+class Scenario(StrEnum):
+    FLEET = "fleet"
+    CANARY_FAILS = "canary-fails"
+
+
+@app.command(epilog=examples("dsrprep demo", "dsrprep demo --scenario canary-fails", "dsrprep demo -n 40 --seed 3"))
 def demo(
-    hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=100, help="How many lab hosts.")] = 12,
+    ctx: typer.Context,
+    hosts: Annotated[int, typer.Option("--hosts", "-n", min=4, max=100, help="How many lab hosts.")] = 24,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the lab fleet.")] = 7,
+    scenario: Annotated[Scenario, typer.Option(
+        "--scenario", help="fleet: a canary-then-fleet rollout to a compliant fleet; canary-fails: the canary's "
+                           "step is refused and the rollout stops before any other host.")] = Scenario.FLEET,
     runs_dir: RunsDirOpt = Path("runs"),
+    quiet: QuietOpt = False,
 ) -> None:
-    """Start a mixed-OS lab fleet; show the plan and the waves, roll out canary first then in waves, show
-    that a second rollout changes nothing; stop the fleet."""
+    """Start a lab fleet of simulated Windows servers of every OS family (some partly configured by hand
+    already, one flaky), roll it out canary first and then in waves with live progress, write the HTML
+    report, check that the fleet is compliant, and stop the fleet. Exit 0 when it all went as the
+    scenario says it goes."""
     from orchestrator.lab.fleet import LabFleet
 
     fleet = LabFleet.build(hosts, seed=seed, profile="mixed", port=0)
     with fleet, tempfile.TemporaryDirectory(prefix="dsrprep-demo-") as tmp:
         inventory_path = Path(tmp) / "lab.yml"
         fleet.write_inventory(inventory_path)
-        families = sorted({h.model.os_family for h in fleet.hosts})
-        out.print(Text.assemble(("lab fleet", "bold"), f": {len(fleet.hosts)} simulated Windows servers on "
-                                f"127.0.0.0/8 ({', '.join(families)}), real WinRM/PSRP with NTLM + message encryption"))
         inv = _load(inventory_path, Access())
-        names = [h.name for h in inv.hosts]
-        options = Options(waves="2,50%", max_failures="0", max_unreachable="0")
-        record = {"inventory": "lab fleet (demo)", "limit": None, "forks": DEFAULT_FORKS}
-
-        def run(title: str, check: bool) -> Outcome:
-            out.rule(title)
-            log = RunLog.create(runs_dir)
-            base = {"command": Command.ROLLOUT, **record, "options": replace(options, check=check).to_dict(),
-                    "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
-            outcome = _rollout_outcome(Deps(), inv, log, base, RunRecord(hosts=list(names)),
-                                       replace(options, check=check), yes=True, console=out, resume=False)
-            out.print(_results_table(f"{title} (log: {log.path})", outcome.result))
-            out.print(f"{outcome.ending}: {outcome.result.summary_text()}", markup=False)
-            return outcome
-
-        run("1. rollout --check: the plan and the waves, nothing changed", check=True)
-        first = run("2. rollout: the canary, then the fleet in waves (--waves 2,50%), a gate after each", check=False)
-        second = run("3. rollout again: nothing left to change", check=False)
+        canary = _stage_demo(fleet, inv, scenario, seed)
+        options = Options(canary=canary, waves="25%,100%", max_failures="0", max_unreachable="0")
+        log = RunLog.create(runs_dir)
+        base = {"command": Command.ROLLOUT, "inventory": "lab fleet (demo)", "limit": None, "forks": DEFAULT_FORKS,
+                "options": options.to_dict(), "runs_dir": str(runs_dir.resolve()),
+                "started": datetime.now(UTC).isoformat(timespec="milliseconds")}
+        progress = _progress(quiet, as_json=False)
+        outcome = _rollout_outcome(_deps(ctx), inv, log, base, RunRecord(hosts=[h.name for h in inv.hosts]), options,
+                                   yes=True, console=out, resume=False, progress=progress, quiet=quiet)
+        _show_rollout(outcome, log, progress, quiet=quiet)
+        report = log.path / "report.html"
+        privatefs.write_text(report, RENDERERS[ReportFormat.HTML](build_report(load_run(log.path))))
+        out.print(f"HTML report: {report}", markup=False)
+        compliant = scenario == Scenario.CANARY_FAILS or _demo_check(ctx, inventory_path, runs_dir)
     out.print("lab fleet stopped.")
-    healthy = (first.ending == Ending.FINISHED and first.result.succeeded
-               and all(r.status == Status.OK for r in second.result))
-    raise typer.Exit(EXIT_OK if healthy else EXIT_HOSTS_FAILED)
+    expected = Ending.ABORTED if scenario == Scenario.CANARY_FAILS else Ending.FINISHED
+    raise typer.Exit(_exit_code(outcome) if outcome.ending == expected and compliant else EXIT_HOSTS_FAILED)
+
+
+def _stage_demo(fleet: LabFleet, inv: Inventory, scenario: Scenario, seed: int) -> str:
+    """Make the lab fleet look like a real one: every fourth host partly configured by hand already,
+    one host flaky; with canary-fails, the canary's loopback_config refused. Says so; returns the canary."""
+    from orchestrator.lab import scenes
+
+    handles = list(fleet.hosts)
+    canary, flaky = handles[0], handles[len(handles) // 2]
+    families = sorted({h.model.os_family for h in handles})
+    out.print(Text.assemble(("lab fleet", "bold"), f": {len(handles)} simulated Windows servers on 127.0.0.0/8 "
+                            f"({', '.join(families)}), real WinRM/PSRP with NTLM + message encryption"))
+    for handle in handles[3::4]:
+        done = scenes.configure_partly(handle, inv.host(handle.name).desired, steps=2)
+        out.print(f"  {handle.name}: partly configured by hand already ({', '.join(done) or 'nothing to do'})",
+                  markup=False)
+    scenes.make_flaky(flaky, rate=0.08, seed=seed)
+    out.print(f"  {flaky.name}: flaky (8 % of its requests dropped, refused with HTTP 503 or their shell gone)",
+              markup=False)
+    if scenario == Scenario.CANARY_FAILS:
+        scenes.refuse_step(canary, "loopback_config")
+        out.print(f"  {canary.name}: the canary; Windows refuses its loopback_config step", markup=False)
+    return str(canary.name)
+
+
+def _demo_check(ctx: typer.Context, inventory: Path, runs_dir: Path) -> bool:
+    """`dsrprep check` of the demo fleet, as a table; whether every host is compliant."""
+    out.rule("dsrprep check: is every host still in DSR shape?")
+    log, verdict = _drift_check(ctx, inventory, None, DEFAULT_FORKS, Access(), runs_dir)
+    _print_check(log, verdict)
+    return verdict.exit_code() == ExitCode.OK
 
 
 def main() -> None:

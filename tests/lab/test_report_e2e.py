@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.lab.fleet import LabFleet
+from orchestrator.lab.scenes import refuse_step
 from orchestrator.rolloutlog import read_host_log
-from tests.labsteps import failing
 
 pytestmark = pytest.mark.lab
 
@@ -30,7 +30,7 @@ def test_reports_of_a_rollout_with_a_failed_host(tmp_path: Path) -> None:
     with LabFleet.build(4, seed=5, profile="2019") as fleet:
         inventory = tmp_path / "lab.yml"
         fleet.write_inventory(inventory)
-        failing(fleet.host("web03"), "weak_host")
+        refuse_step(fleet.host("web03"), "weak_host")
         rolled = CliRunner().invoke(app, ["rollout", str(inventory), "--yes", "--json", "--waves", "1,100%",
                                           "--max-failures", "1", "--runs-dir", str(tmp_path / "runs")])
     assert rolled.exit_code == 1, rolled.output

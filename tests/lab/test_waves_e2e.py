@@ -16,9 +16,9 @@ from typer.testing import CliRunner, Result
 from orchestrator.cli import Deps, app
 from orchestrator.facts import parse_facts
 from orchestrator.lab.fleet import LabFleet, LabHost
+from orchestrator.lab.scenes import refuse_step
 from orchestrator.locks import acquire
 from orchestrator.rolloutlog import read_run
-from tests.labsteps import failing
 
 pytestmark = pytest.mark.lab
 
@@ -72,7 +72,7 @@ def rollout_args(inventory: Path, runs: Path, *extra: str) -> list[str]:
 def test_a_failing_canary_stops_the_rollout_before_any_other_host_is_changed(tmp_path: Path) -> None:
     with LabFleet.build(6, seed=31, profile=PROFILE) as fleet:
         canary = fleet.hosts[2]
-        failing(canary, "loopback_config")
+        refuse_step(canary, "loopback_config")
         inventory = tmp_path / "lab.yml"
         fleet.write_inventory(inventory)
         code, doc = cli(*rollout_args(inventory, tmp_path / "runs", "--yes", "--canary", canary.name,
@@ -100,7 +100,7 @@ def test_one_failure_within_max_failures_goes_on(tmp_path: Path) -> None:
         fleet.write_inventory(inventory)
         names = [h.name for h in fleet]
         victim = fleet.hosts[1]  # the canary is the first host; wave 1 is the next two
-        failing(victim, "weak_host")
+        refuse_step(victim, "weak_host")
         code, doc = cli(*rollout_args(inventory, tmp_path / "runs", "--yes", "--waves", "2", "--max-failures", "1"))
         assert code == 1, dump(doc)
         assert doc["ending"] == "finished"
@@ -122,7 +122,7 @@ def test_max_failures_per_wave(tmp_path: Path, max_failures: str, failures: int,
         names = [h.name for h in fleet]
         victims = fleet.hosts[1:1 + failures]  # wave 1 is hosts 1 and 2
         for victim in victims:
-            failing(victim, "loopback")
+            refuse_step(victim, "loopback")
         inventory = tmp_path / "lab.yml"
         fleet.write_inventory(inventory)
         code, doc = cli(*rollout_args(inventory, tmp_path / "runs", "--yes", "--waves", "2",
