@@ -18,6 +18,7 @@ DsrError
 │   ├── ConnectionLost     the connection broke mid-step                   retryable, recoverable
 │   ├── Timeout            a script missed its deadline                    retryable, recoverable
 │   ├── RemoteFault        WS-Management answered with a fault             retryable, recoverable
+│   │   └── PermanentFault   one that answers the same again (a bad URI)   never retried
 │   └── ProtocolError      an answer the client cannot understand
 ├── ScriptError          the PowerShell script threw
 ├── StateError           the host's state forbids the change, or did not end where it should
@@ -109,6 +110,22 @@ class RemoteFault(TransportError):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+# WSMan faults that the same request meets again, whatever the host's load: the request itself is
+# wrong for this host ([MS-WSMV] 2.2.4.16; the codes are Windows' ERROR_WSMAN_* values).
+PERMANENT_FAULT_CODES = frozenset({
+    2150858771,  # ERROR_WSMAN_ACTION_NOT_SUPPORTED
+    2150858791,  # ERROR_WSMAN_INVALID_SOAP_BODY
+    2150858811,  # ERROR_WSMAN_INVALID_RESOURCE_URI: an endpoint (configuration_name) the host does not have
+})
+
+
+class PermanentFault(RemoteFault):
+    """A WSMan fault the same request meets again (PERMANENT_FAULT_CODES): not worth another try."""
+
+    retryable = False
+    recoverable = False
 
 
 class ProtocolError(TransportError):

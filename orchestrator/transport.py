@@ -30,9 +30,11 @@ from pypsrp.wsman import SelectorSet, WSMan
 from spnego.exceptions import SpnegoError
 
 from orchestrator.errors import (
+    PERMANENT_FAULT_CODES,
     AuthError,
     ConnectionLost,
     DsrError,
+    PermanentFault,
     ProtocolError,
     RemoteFault,
     ScriptError,
@@ -138,7 +140,8 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
     if isinstance(exc, WSManFaultError):
         reason = " ".join(str(exc.reason or exc).split())
         hint = _FAULT_HINTS.get(exc.code or 0, "")
-        return RemoteFault(f"WSMan fault {exc.code}: {reason}{hint}", code=exc.code)
+        kind = PermanentFault if exc.code in PERMANENT_FAULT_CODES else RemoteFault
+        return kind(f"WSMan fault {exc.code}: {reason}{hint}", code=exc.code)
     if isinstance(exc, WinRMTransportError):
         return _http_error(exc)
     if isinstance(exc, WinRMError):

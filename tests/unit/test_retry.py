@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 import requests
 import urllib3
+from pypsrp.exceptions import WSManFaultError
 
 from orchestrator.errors import AuthError, ConnectionLost, DsrError, RemoteFault, ScriptError, Timeout, Unreachable
 from orchestrator.retry import NO_RETRY, FaultBudget, RetryPolicy, call_with_retry, is_silent
@@ -162,3 +163,17 @@ def test_a_refused_connection_is_silence_and_a_dropped_one_is_not() -> None:
     assert is_silent(map_error(requests.exceptions.ConnectionError(refused), phase="connect"))
     assert not is_silent(map_error(requests.exceptions.ConnectionError(dropped), phase="connect"))
     assert not is_silent(map_error(requests.exceptions.ConnectionError("reason as text"), phase="connect"))
+
+
+@pytest.mark.parametrize(("code", "retried"), [(2150858793, True), (2150858843, True), (2150859173, True),
+                                               (2150858811, False), (2150858771, False)])
+def test_a_wsman_fault_that_the_same_request_meets_again_is_not_retried(code: int, retried: bool) -> None:
+    mapped = map_error(WSManFaultError(code, "web01", "reason", None, None, None), phase="run")
+    assert isinstance(mapped, RemoteFault) and mapped.error_class == ("RemoteFault" if retried else "PermanentFault")
+    fn = Flaky([mapped])
+    if retried:
+        assert _call(fn, RetryPolicy()) == "done"
+    else:
+        with pytest.raises(RemoteFault):
+            _call(fn, RetryPolicy())
+    assert fn.calls == (2 if retried else 1)
