@@ -10,8 +10,8 @@ state that kept moving. Then, with the faults gone, a rollout of the hung hosts 
 compliance: what the faults left behind is a state dsrprep goes on from. Every shell ends
 (tests/conftest.py audits it).
 
-40 hosts by default (about two minutes on two cores); DSRPREP_FAULT_HOSTS=100 runs the 100-host
-suite (README "Faults" has both measured). The seed is DSRPREP_FAULT_SEED (default 1).
+100 hosts by default (README "Faults" has the time measured); DSRPREP_FAULT_HOSTS sets another
+count. The seed is DSRPREP_FAULT_SEED (default 1).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.faultsuite import COMPLIANT, Faulted, Run, Setting, cli, faulted_flee
 
 pytestmark = pytest.mark.lab
 
-HOSTS = int(os.environ.get("DSRPREP_FAULT_HOSTS", "40"))
+HOSTS = int(os.environ.get("DSRPREP_FAULT_HOSTS", "100"))
 SEED = int(os.environ.get("DSRPREP_FAULT_SEED", "1"))
 RATE = 0.15
 TERMINAL = {"ok", "changed", "failed", "unreachable"}
