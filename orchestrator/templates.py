@@ -21,7 +21,6 @@ Variant choice, most specific first:
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -35,6 +34,7 @@ from tree_sitter import Node
 
 from orchestrator import oscaps
 from orchestrator.errors import DsrError
+from orchestrator.once import once
 from orchestrator.pslint import node_text, parse, read_header, unwrap, variable_name, walk
 
 DEFAULT_VARIANT = "default"
@@ -470,8 +470,9 @@ def _check_value(value: Any, where: str) -> None:
     )
 
 
-# Templates ship inside the package and do not change while the process runs: read them once.
-@functools.cache
+# Templates ship inside the package and do not change while the process runs: read them once, by
+# the first worker thread that needs them (the others wait for it rather than each building its own).
+@once
 def _catalog() -> TemplateCatalog:
     return TemplateCatalog(files("ps_templates"))
 
