@@ -42,6 +42,9 @@ DEFAULT_VARIANT = "default"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 # The folder of shared functions under the templates' root; it is not a step.
 LIB_FOLDER = "_lib"
+# Python's bytecode cache: `ps_templates` is a package, so importing it (or pip compiling it at install)
+# writes this folder beside the steps. It is not a step.
+BYTECODE_FOLDER = "__pycache__"
 # Any comment that names dsrprep-include is read as an include line, so a misspelt one is refused
 # rather than sent as a comment.
 _INCLUDE_LIKE = re.compile(r"#[ \t]*dsrprep-include\b", re.IGNORECASE)
@@ -365,7 +368,7 @@ class TemplateCatalog:
         self._coverage: dict[str, dict[str, OsCoverage | None]] = {}
         lib_folder = root / LIB_FOLDER
         self._libs = _load_libs(lib_folder, f"{prefix}/{LIB_FOLDER}") if lib_folder.is_dir() else {}
-        folders = [f for f in sorted(root.iterdir(), key=lambda t: t.name) if f.is_dir() and f.name != LIB_FOLDER]
+        folders = [f for f in sorted(root.iterdir(), key=lambda t: t.name) if f.is_dir() and f.name not in (LIB_FOLDER, BYTECODE_FOLDER)]
         for folder in folders:
             if not _NAME.fullmatch(folder.name):
                 raise TemplateError(f"{prefix}/{folder.name}: a step id is lower case letters, digits, - or _")
