@@ -368,7 +368,8 @@ class TemplateCatalog:
         self._coverage: dict[str, dict[str, OsCoverage | None]] = {}
         lib_folder = root / LIB_FOLDER
         self._libs = _load_libs(lib_folder, f"{prefix}/{LIB_FOLDER}") if lib_folder.is_dir() else {}
-        folders = [f for f in sorted(root.iterdir(), key=lambda t: t.name) if f.is_dir() and f.name not in (LIB_FOLDER, BYTECODE_FOLDER)]
+        folders = [f for f in sorted(root.iterdir(), key=lambda t: t.name)
+                   if f.is_dir() and f.name not in (LIB_FOLDER, BYTECODE_FOLDER)]
         for folder in folders:
             if not _NAME.fullmatch(folder.name):
                 raise TemplateError(f"{prefix}/{folder.name}: a step id is lower case letters, digits, - or _")
