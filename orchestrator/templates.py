@@ -28,14 +28,15 @@ from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from types import MappingProxyType
-from typing import Any
-
-from tree_sitter import Node
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import oscaps
 from orchestrator.errors import DsrError
 from orchestrator.once import once
 from orchestrator.pslint import node_text, parse, read_header, unwrap, variable_name, walk
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
 
 DEFAULT_VARIANT = "default"
 # Step ids, variant and lib names appear in paths, logs and headers: keep them plain.
