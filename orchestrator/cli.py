@@ -66,7 +66,6 @@ from orchestrator.runner import (
 from orchestrator.runreport import build_report, load_run
 from orchestrator.summary import by_name, in_wave_order, summarize
 from orchestrator.templates import render as render_template
-from orchestrator.transport import SessionFactory, psrp_session
 from orchestrator.waves import (
     DEFAULT_WAVES,
     CanarySpec,
@@ -79,7 +78,9 @@ from orchestrator.waves import (
 )
 
 if TYPE_CHECKING:
+    from orchestrator.inventory import Connection
     from orchestrator.lab.fleet import LabFleet
+    from orchestrator.transport import Session, SessionFactory
 
 EXIT_OK = ExitCode.OK
 EXIT_HOSTS_FAILED = ExitCode.HOSTS_FAILED
@@ -274,6 +275,14 @@ def _select(inv: Inventory, limit: str | None) -> list[Host]:
     except InventoryError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def psrp_session(connection: Connection) -> Session:
+    """transport.psrp_session, imported by the first command that reaches a host: pypsrp and what it
+    imports cost a third of a second of CPU that `--help` and the offline commands do not need."""
+    from orchestrator import transport
+
+    return transport.psrp_session(connection)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.desired import Desired
 from orchestrator.facts import FactsError, parse_facts
@@ -17,8 +18,10 @@ from orchestrator.results import Command, FleetResult, HostResult, Status
 from orchestrator.retry import RetryPolicy
 from orchestrator.rolloutlog import HostRecord, RunLog, host_file_name, recorded_rollout
 from orchestrator.runner import DEFAULT_FORKS, RollbackRefusal, RollbackTarget, rollback_fleet, rollout_fleet
-from orchestrator.transport import SessionFactory
 from orchestrator.waves import Wave
+
+if TYPE_CHECKING:  # transport imports pypsrp; these names are only annotations here
+    from orchestrator.transport import SessionFactory
 
 # A gate command that does not answer in this long stops the rollout, as a failing one does.
 GATE_TIMEOUT = 600.0

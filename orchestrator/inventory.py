@@ -112,13 +112,15 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import cast
-
-import yaml
+from typing import TYPE_CHECKING, cast
 
 from orchestrator import desired as ds
 from orchestrator.desired import Desired, FieldError, FieldErrors, NicSelector, Vip
 from orchestrator.errors import DsrError
+from orchestrator.once import once
+
+if TYPE_CHECKING:  # PyYAML is imported by the first inventory read: `dsrprep --help` does without it
+    import yaml
 
 __all__ = [
     "CONNECTION_DEFAULTS",
@@ -516,8 +518,10 @@ def load_inventory(
     """
     text_path = str(path)
     text = _read_text(path)
+    import yaml
+
     try:
-        data = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
+        data = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -653,27 +657,38 @@ class _Unsafe(str):
     __slots__ = ()
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """Safe loading, deep nesting refused while composing (which, like constructing, recurses once
-    per level: a few thousand levels would exhaust Python's stack)."""
+@once
+def _yaml_loader() -> type[yaml.SafeLoader]:
+    import yaml
 
-    _depth = 0
+    class _YamlLoader(yaml.SafeLoader):
+        """Safe loading, deep nesting refused while composing (which, like constructing, recurses once
+        per level: a few thousand levels would exhaust Python's stack)."""
 
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        self._depth += 1
-        try:
-            if self._depth > MAX_NESTING:
-                event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in PyYAML's stubs
-                raise yaml.composer.ComposerError(
-                    None, None, f"mappings and lists nested deeper than {MAX_NESTING} levels", event.start_mark
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+        _depth = 0
+
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+            self._depth += 1
+            try:
+                if self._depth > MAX_NESTING:
+                    event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in PyYAML's stubs
+                    raise yaml.composer.ComposerError(
+                        None, None, f"mappings and lists nested deeper than {MAX_NESTING} levels", event.start_mark
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    _YamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _YamlLoader.add_constructor("!vault", _construct_vault)
+    _YamlLoader.add_constructor("!unsafe", _construct_unsafe)
+    return _YamlLoader
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[object, object]:
     # PyYAML lets a repeated key silently replace the first; in an inventory that loses a host's vars.
+    import yaml
+
     seen: dict[object, int] = {}
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
@@ -695,6 +710,8 @@ def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> _Vaulted:
 
 
 def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    import yaml
+
     if isinstance(node, yaml.ScalarNode):
         return _Unsafe(loader.construct_scalar(node))
     if isinstance(node, yaml.SequenceNode):
@@ -702,9 +719,6 @@ def _construct_unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> object:
     return _construct_mapping(loader, cast(yaml.MappingNode, node))
 
 
-_YamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_YamlLoader.add_constructor("!vault", _construct_vault)
-_YamlLoader.add_constructor("!unsafe", _construct_unsafe)
 
 
 # --- connection value parsers ------------------------------------------------------------------------

@@ -16,9 +16,10 @@ import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import tree_sitter_powershell
-from tree_sitter import Language, Node, Parser, Tree
+if TYPE_CHECKING:  # tree-sitter is imported by the first parse: `dsrprep --help` does without it
+    from tree_sitter import Language, Node, Tree
 
 RULES: dict[str, str] = {
     "PS2000": "syntax error",
@@ -64,12 +65,17 @@ class LintIssue:
 
 @functools.cache
 def _language() -> Language:
+    import tree_sitter_powershell
+    from tree_sitter import Language
+
     return Language(tree_sitter_powershell.language())
 
 
 def parse(text: str) -> Tree:
     """Parse PowerShell source with tree-sitter-powershell."""
     # A Parser is cheap to make and must not be shared between threads; the Language can be.
+    from tree_sitter import Parser
+
     return Parser(_language()).parse(text.encode("utf-8"))
 
 

@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import tenacity
-
 from orchestrator.errors import DsrError, ErrorInfo
 
 T = TypeVar("T")
@@ -126,6 +124,8 @@ def call_with_retry(
             raise
         budget.answered()
         return value
+
+    import tenacity  # here, not at the top: `--help` and the offline commands do without its import
 
     policy = budget.policy
     retrying = tenacity.Retrying(

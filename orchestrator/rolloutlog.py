@@ -29,10 +29,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-import structlog
-import structlog.tracebacks
-
 from orchestrator import privatefs
+from orchestrator.once import once
 from orchestrator.results import Command, Status
 
 # Keys whose values are secrets, whatever their depth. Names, not patterns: a host called
@@ -97,7 +95,13 @@ def _redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, 
 
 # `exc_info=exc` on a log call becomes an `exception` list of {exc_type, exc_value, frames: [{filename,
 # lineno, name}]}, one per chained exception. Locals stay out: a frame can hold a password.
-_TRACEBACKS = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
+# structlog is imported when the first line is written: commands that write no log (`--help`, the
+# offline ones) do without its fifth of a second of CPU at start-up.
+@once
+def _tracebacks() -> Any:
+    import structlog.tracebacks
+
+    return structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
 
 
 def drop_torn_tail(path: Path) -> int:
@@ -248,12 +252,14 @@ class RunLog:
             if writer is None:
                 writer = FsyncLineWriter(self.hosts_dir / host_file_name(host))
                 self._writers[host] = writer
+        import structlog  # see _tracebacks
+
         logger = structlog.wrap_logger(
             _LastLine(writer) if last else writer,
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
-                _TRACEBACKS,
+                _tracebacks(),
                 _redact_processor,
                 self._notify,
                 structlog.processors.JSONRenderer(sort_keys=True, default=str),

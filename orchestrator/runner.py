@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator import identity
 from orchestrator.desired import Desired
@@ -44,7 +44,9 @@ from orchestrator.rolloutlog import Event, RunLog
 from orchestrator.steps import arp_check, preflight, verify
 from orchestrator.steps import parse_output as parse_step_output
 from orchestrator.templates import Script, render
-from orchestrator.transport import Session, SessionFactory
+
+if TYPE_CHECKING:  # transport imports pypsrp; these names are only annotations here
+    from orchestrator.transport import Session, SessionFactory
 
 T = TypeVar("T")
 

@@ -21,7 +21,6 @@ Variant choice, most specific first:
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -29,19 +28,24 @@ from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from types import MappingProxyType
-from typing import Any
-
-from tree_sitter import Node
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import oscaps
 from orchestrator.errors import DsrError
+from orchestrator.once import once
 from orchestrator.pslint import node_text, parse, read_header, unwrap, variable_name, walk
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
 
 DEFAULT_VARIANT = "default"
 # Step ids, variant and lib names appear in paths, logs and headers: keep them plain.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 # The folder of shared functions under the templates' root; it is not a step.
 LIB_FOLDER = "_lib"
+# Python's bytecode cache: `ps_templates` is a package, so importing it (or pip compiling it at install)
+# writes this folder beside the steps. It is not a step.
+BYTECODE_FOLDER = "__pycache__"
 # Any comment that names dsrprep-include is read as an include line, so a misspelt one is refused
 # rather than sent as a comment.
 _INCLUDE_LIKE = re.compile(r"#[ \t]*dsrprep-include\b", re.IGNORECASE)
@@ -365,7 +369,8 @@ class TemplateCatalog:
         self._coverage: dict[str, dict[str, OsCoverage | None]] = {}
         lib_folder = root / LIB_FOLDER
         self._libs = _load_libs(lib_folder, f"{prefix}/{LIB_FOLDER}") if lib_folder.is_dir() else {}
-        folders = [f for f in sorted(root.iterdir(), key=lambda t: t.name) if f.is_dir() and f.name != LIB_FOLDER]
+        folders = [f for f in sorted(root.iterdir(), key=lambda t: t.name)
+                   if f.is_dir() and f.name not in (LIB_FOLDER, BYTECODE_FOLDER)]
         for folder in folders:
             if not _NAME.fullmatch(folder.name):
                 raise TemplateError(f"{prefix}/{folder.name}: a step id is lower case letters, digits, - or _")
@@ -470,8 +475,9 @@ def _check_value(value: Any, where: str) -> None:
     )
 
 
-# Templates ship inside the package and do not change while the process runs: read them once.
-@functools.cache
+# Templates ship inside the package and do not change while the process runs: read them once, by
+# the first worker thread that needs them (the others wait for it rather than each building its own).
+@once
 def _catalog() -> TemplateCatalog:
     return TemplateCatalog(files("ps_templates"))
 

@@ -141,6 +141,13 @@ def test_lib_names_are_plain(write_catalog: WriteCatalog) -> None:
         write_catalog({f"{LIB_FOLDER}/Net.ps1": "# dsrprep-lib: Net\nfunction F { 1 }\n"})
 
 
+def test_the_bytecode_cache_beside_the_steps_is_not_a_step(write_catalog: WriteCatalog) -> None:
+    # Importing the ps_templates package, or pip compiling it at install, writes __pycache__ there.
+    catalog = write_catalog(_libs(**{"s/default.ps1": HEAD + "# dsrprep-include: ip\n" + TAIL,
+                                     "__pycache__/__init__.cpython-311.pyc": ""}))
+    assert catalog.steps() == ["s"]
+
+
 def test_other_folders_starting_with_an_underscore_are_still_refused(write_catalog: WriteCatalog) -> None:
     with pytest.raises(TemplateError, match="a step id is"):
         write_catalog({"_libs/default.ps1": HEAD + TAIL})
