@@ -1,19 +1,21 @@
 """The pure parts of the benchmark: the ideal wall time of a run and the Markdown table.
 
 The ideal wall time is the critical path of a run on a network whose every request costs `latency`
-seconds and whose hosts answer in no time. A run goes through phases one after the other: for
-`rollout`, the preflight (facts of every host, all at once) and then each wave; for `facts` and the
-baseline, one phase of every host. In a phase of hosts h with minimum requests r(h), at most
-`forks` hosts in flight:
+seconds and whose hosts answer in no time but for their own outages. A run goes through phases one
+after the other: for `rollout`, the preflight (facts of every host, all at once) and then each wave;
+for `facts` and the baseline, one phase of every host. In a phase of hosts h with minimum requests
+r(h) and unavoidable wait w(h), at most `forks` hosts in flight:
 
-    phase = max( max_h r(h), ceil(sum_h r(h) / forks) ) * latency
+    phase = max( max_h (r(h) * latency + w(h)),  ceil(sum_h r(h) / forks) * latency )
     ideal = sum of the phases
 
 r(h) is the floor of requests for what the host needs, whoever the client is (NTLM + message
 encryption): 8 for one session that opens a runspace pool, runs one pipeline and closes (the
 facts; the preflight of a rollout), and 2 per action plus a second and a third session of 8
 (applying; verifying on a fresh session) for a host with n actions: 8 + (2n + 8) = 2n + 16 in all.
-Fixed waits (the planned HTTP service restart) and the hosts' own time are not in it.
+w(h) is the time the host itself is away: the HTTP service restart the http_listen step schedules
+(the lab's delay before it and its outage; 0 for other hosts). The client's own think time, its
+retries and any wait longer than the host's outage are what the ratio wall / ideal shows.
 """
 
 from __future__ import annotations
@@ -32,25 +34,37 @@ def rollout_floor(actions: int) -> int:
     return SESSION_FLOOR if actions == 0 else PER_ACTION * actions + 2 * SESSION_FLOOR
 
 
-def phase_time(floors: Sequence[int], latency: float, forks: int) -> float:
-    """Critical path of one phase: its slowest host, or its requests spread over `forks` workers."""
+@dataclass(frozen=True)
+class Need:
+    """What one host needs of a run: its actions, and the seconds it is away on its own (a restart)."""
+
+    actions: int = 0
+    wait: float = 0.0
+
+
+def phase_time(floors: Sequence[tuple[int, float]], latency: float, forks: int) -> float:
+    """Critical path of one phase of (requests, wait) per host: its slowest host, or its requests
+    spread over `forks` workers."""
     if not floors:
         return 0.0
-    return max(max(floors), math.ceil(sum(floors) / max(forks, 1))) * latency
+    slowest = max(requests * latency + wait for requests, wait in floors)
+    spread = math.ceil(sum(requests for requests, _ in floors) / max(forks, 1)) * latency
+    return max(slowest, spread)
 
 
-def ideal_rollout(waves: Sequence[Sequence[str]], actions: Mapping[str, int], latency: float, forks: int) -> float:
+def ideal_rollout(waves: Sequence[Sequence[str]], needs: Mapping[str, Need], latency: float, forks: int) -> float:
     """Ideal wall time of a rollout: the preflight of every host, then each wave in turn."""
     everyone = [h for wave in waves for h in wave]
-    preflight = phase_time([SESSION_FLOOR] * len(everyone), latency, forks)
-    rest = sum(phase_time([rollout_floor(actions[h]) - SESSION_FLOOR for h in wave], latency, forks)
+    preflight = phase_time([(SESSION_FLOOR, 0.0)] * len(everyone), latency, forks)
+    rest = sum(phase_time([(rollout_floor(needs[h].actions) - SESSION_FLOOR, needs[h].wait) for h in wave],
+                          latency, forks)
                for wave in waves)
     return preflight + rest
 
 
-def ideal_single_phase(actions: Mapping[str, int], latency: float, forks: int) -> float:
-    """Ideal wall time of one phase of every host (`facts`: all zero actions; the baseline)."""
-    return phase_time([rollout_floor(n) for n in actions.values()], latency, forks)
+def ideal_single_phase(needs: Mapping[str, Need], latency: float, forks: int) -> float:
+    """Ideal wall time of one phase of every host (`facts`: nothing needed; the baseline)."""
+    return phase_time([(rollout_floor(n.actions), n.wait) for n in needs.values()], latency, forks)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.metrics import Measure, ideal_rollout, ideal_single_phase, markdown_table, median_measure
+from bench.metrics import Measure, Need, ideal_rollout, ideal_single_phase, markdown_table, median_measure
+from orchestrator.lab.system import HTTP_RESTART_DELAY, HTTP_RESTART_OUTAGE
 
 READY_LINE = "Ctrl-C stops the fleet."
 ROOT = Path(__file__).resolve().parents[1]  # children run in a scratch folder and import bench from here
@@ -115,10 +116,21 @@ class Lab:
         self._log.close()
 
 
-def _actions(document: dict[str, Any]) -> dict[str, int]:
-    """Actions per host (the preflight check is not one) of a rollout's or the baseline's JSON."""
-    return {name: len([a for a in host.get("actions", []) if (a["step"] if isinstance(a, dict) else a) != "preflight"])
-            for name, host in document["hosts"].items()}
+# A host whose http_listen step restarts its HTTP service is away this long (the lab's own figures).
+RESTART_AWAY = HTTP_RESTART_DELAY + HTTP_RESTART_OUTAGE
+
+
+def _steps(entry: dict[str, Any]) -> list[str]:
+    return [a["step"] if isinstance(a, dict) else str(a) for a in entry.get("actions", [])]
+
+
+def _needs(document: dict[str, Any]) -> dict[str, Need]:
+    """What each host needed (the preflight check is not an action) in a rollout's or the baseline's JSON."""
+    needs = {}
+    for name, entry in document["hosts"].items():
+        steps = [s for s in _steps(entry) if s != "preflight"]
+        needs[name] = Need(len(steps), RESTART_AWAY if "http_listen" in steps else 0.0)
+    return needs
 
 
 def _waves(document: dict[str, Any]) -> list[list[str]]:
@@ -162,12 +174,12 @@ def dsrprep_runs(cell: Cell, workdir: Path) -> list[Measure]:
         inv, forks = str(lab.inventory), str(cell.forks)
         child, spent, doc = _client(cell, lab, workdir, "-m", "orchestrator", "facts", inv, "--json",
                                     "--forks", forks, "--runs-dir", "runs")
-        measures = [_measure(cell, "facts", child, spent, ideal_single_phase(dict.fromkeys(doc["hosts"], 0), lat,
+        measures = [_measure(cell, "facts", child, spent, ideal_single_phase(dict.fromkeys(doc["hosts"], Need()), lat,
                                                                                cell.forks))]
         for scenario in ("rollout", "rollout-again"):
             child, spent, doc = _client(cell, lab, workdir, "-m", "orchestrator", "rollout", inv, "--yes", "--json",
                                         "--forks", forks, "--runs-dir", "runs")
-            ideal = ideal_rollout(_waves(doc), _actions(doc), lat, cell.forks)
+            ideal = ideal_rollout(_waves(doc), _needs(doc), lat, cell.forks)
             measures.append(_measure(cell, scenario, child, spent, ideal))
     finally:
         lab.stop()
@@ -182,7 +194,7 @@ def baseline_run(cell: Cell, workdir: Path) -> Measure:
                                     "--workers", str(BASELINE_WORKERS))
     finally:
         lab.stop()
-    ideal = ideal_single_phase(_actions(doc), cell.latency_ms / 1000, BASELINE_WORKERS)
+    ideal = ideal_single_phase(_needs(doc), cell.latency_ms / 1000, BASELINE_WORKERS)
     return _measure(cell, "baseline", child, spent, ideal)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from bench.metrics import (
     Measure,
+    Need,
     ideal_rollout,
     ideal_single_phase,
     markdown_table,
@@ -22,31 +23,36 @@ def test_floors_are_one_session_for_a_compliant_host_and_three_plus_two_per_acti
 
 
 def test_a_phase_lasts_its_slowest_host_when_the_forks_hold_everyone() -> None:
-    assert phase_time([8, 28, 18], 0.05, forks=32) == pytest.approx(28 * 0.05)
+    assert phase_time([(8, 0.0), (28, 0.0), (18, 0.0)], 0.05, forks=32) == pytest.approx(28 * 0.05)
+
+
+def test_a_host_away_on_its_own_restart_counts_its_outage_on_top_of_its_requests() -> None:
+    assert phase_time([(8, 0.0), (18, 0.8)], 0.05, forks=32) == pytest.approx(18 * 0.05 + 0.8)
+    assert phase_time([(28, 0.0), (18, 0.8)], 0.0, forks=32) == pytest.approx(0.8)
 
 
 def test_a_phase_with_more_work_than_forks_lasts_its_requests_spread_over_the_forks() -> None:
     # 100 hosts of 8 requests over 32 forks: ceil(800 / 32) = 25 request times, more than one host's 8.
-    assert phase_time([8] * 100, 0.02, forks=32) == pytest.approx(25 * 0.02)
+    assert phase_time([(8, 0.0)] * 100, 0.02, forks=32) == pytest.approx(25 * 0.02)
     assert phase_time([], 0.02, forks=32) == 0.0
 
 
 def test_a_rollout_is_its_preflight_then_each_wave_in_turn() -> None:
     waves = [["a"], ["b", "c"], ["d"]]
-    actions = {"a": 6, "b": 2, "c": 0, "d": 1}
+    needs = {"a": Need(6, 0.8), "b": Need(2), "c": Need(0), "d": Need(1)}
     # preflight: every host one session (8); then per wave the slowest host's requests beyond it.
     expected = 8 + (2 * 6 + 8) + (2 * 2 + 8) + (2 * 1 + 8)
-    assert ideal_rollout(waves, actions, 0.01, forks=32) == pytest.approx(expected * 0.01)
+    assert ideal_rollout(waves, needs, 0.01, forks=32) == pytest.approx(expected * 0.01 + 0.8)
 
 
 def test_a_compliant_fleet_costs_only_the_preflight_and_no_latency_costs_nothing() -> None:
     waves = [["a"], ["b", "c"]]
-    assert ideal_rollout(waves, dict.fromkeys("abc", 0), 0.05, forks=32) == pytest.approx(8 * 0.05)
-    assert ideal_rollout(waves, {"a": 3, "b": 1, "c": 0}, 0.0, forks=32) == 0.0
+    assert ideal_rollout(waves, dict.fromkeys("abc", Need()), 0.05, forks=32) == pytest.approx(8 * 0.05)
+    assert ideal_rollout(waves, {"a": Need(3), "b": Need(1), "c": Need(0)}, 0.0, forks=32) == 0.0
 
 
 def test_one_phase_of_every_host_for_facts_and_the_baseline() -> None:
-    assert ideal_single_phase({"a": 0, "b": 4}, 0.02, forks=32) == pytest.approx(24 * 0.02)
+    assert ideal_single_phase({"a": Need(), "b": Need(4)}, 0.02, forks=32) == pytest.approx(24 * 0.02)
 
 
 def _m(scenario: str, wall: float, *, hosts: int = 10, latency: int = 20, ideal: float = 1.0,
