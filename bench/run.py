@@ -145,6 +145,7 @@ class Cell:
     forks: int
     seed: int
     timeout: float
+    waves: tuple[str, ...] = ()  # dsrprep rollout's --waves, when not its default
 
 
 def _measure(cell: Cell, scenario: str, child: Child, requests: int, ideal: float) -> Measure:
@@ -178,7 +179,7 @@ def dsrprep_runs(cell: Cell, workdir: Path) -> list[Measure]:
                                                                                cell.forks))]
         for scenario in ("rollout", "rollout-again"):
             child, spent, doc = _client(cell, lab, workdir, "-m", "orchestrator", "rollout", inv, "--yes", "--json",
-                                        "--forks", forks, "--runs-dir", "runs")
+                                        "--forks", forks, "--runs-dir", "runs", *cell.waves)
             ideal = ideal_rollout(_waves(doc), _needs(doc), lat, cell.forks)
             measures.append(_measure(cell, scenario, child, spent, ideal))
     finally:
@@ -206,6 +207,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each cell; the table shows medians")
     parser.add_argument("--seed", type=int, default=1, help="seed of the lab fleet")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before a client run is killed")
+    parser.add_argument("--waves", help="dsrprep rollout's --waves (default: its own, canary first); 100%% puts "
+                                         "every host but the canary in one wave, as the baseline does")
     parser.add_argument("--no-baseline", action="store_true", help="dsrprep only")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write every run and the medians here")
     return parser.parse_args(argv)
@@ -216,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[Measure] = []
     for hosts in args.hosts:
         for latency in args.latency:
-            cell = Cell(hosts, latency, args.forks, args.seed, args.timeout)
+            waves = ("--waves", args.waves) if args.waves else ()
+            cell = Cell(hosts, latency, args.forks, args.seed, args.timeout, waves)
             for _ in range(args.repeat):
                 with tempfile.TemporaryDirectory(prefix="dsrprep-bench-") as tmp:
                     runs += dsrprep_runs(cell, Path(tmp))
