@@ -164,7 +164,17 @@ def _client(cell: Cell, lab: Lab, workdir: Path, *args: str) -> tuple[Child, int
         tail = (workdir / "child.err").read_text(encoding="utf-8", errors="replace")[-2000:]
         raise RuntimeError(f"{' '.join(args[:3])} printed no JSON (exit {child.exit_code}); its stderr ends:\n"
                            + tail) from None
+    if child.exit_code != 0:
+        _say_why(args, child.exit_code, document)
     return child, spent, document
+
+
+def _say_why(args: Sequence[str], exit_code: int, document: dict[str, Any]) -> None:
+    """On stderr: the hosts of a client run that did not end ok or changed, and why."""
+    print(f"{' '.join(args[1:3])} exited {exit_code}: {document.get('summary', '')}", file=sys.stderr)
+    for name, entry in document.get("hosts", {}).items():
+        if entry.get("status") not in ("ok", "changed"):
+            print(f"  {name}: {entry.get('status')}: {entry.get('error', '')}", file=sys.stderr)
 
 
 def dsrprep_runs(cell: Cell, workdir: Path) -> list[Measure]:
