@@ -1213,7 +1213,9 @@ def lab_serve(
             fleet = LabFleet.build(hosts, seed=seed, profile=profile, port=port, https=https)
     except FleetError as exc:
         raise _fail(str(exc)) from None
-    for handle in fleet.hosts:
+    if counters_out is not None and not counters_out.resolve().parent.is_dir():
+        raise _fail(f"--counters-out {counters_out}: its folder does not exist")
+    for handle in fleet.hosts if latency else ():
         handle.faults.latency = latency
     stop, asked = threading.Event(), [0]
     # Both explicitly: a shell that starts this in the background hands it SIGINT ignored.

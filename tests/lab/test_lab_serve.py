@@ -92,3 +92,13 @@ def test_serve_writes_its_request_counters_on_sigusr1_and_when_it_stops(tmp_path
     final = json.loads(counters.read_text(encoding="utf-8"))
     assert final["snapshot"] == 1  # the count of requests for them so far
     assert final["hosts"] == asked["hosts"]
+
+
+def test_serve_refuses_a_counters_file_in_a_folder_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder" / "counters.json"
+    result = CliRunner().invoke(app, ["lab", "serve", "--hosts", "1", "--counters-out", str(missing),
+                                      "--inventory-out", str(tmp_path / "lab.yml")])
+    assert result.exit_code == 2, result.output
+    assert f"--counters-out {missing}: its folder does not exist" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "lab.yml").exists()  # refused before any server started
