@@ -211,7 +211,8 @@ def baseline_run(cell: Cell, workdir: Path) -> Measure:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, nargs="+", default=[10, 100], help="fleet sizes (at most 244)")
+    parser.add_argument("--hosts", type=int, nargs="+", default=[10, 100],
+                        help="fleet sizes (at most 189: a larger lab fleet gives its 190th host the VIP as address)")
     parser.add_argument("--latency", type=int, nargs="+", default=[0, 20, 50], help="ms added per request")
     parser.add_argument("--forks", type=int, default=32, help="dsrprep's --forks (the baseline keeps 32 threads)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each cell; the table shows medians")
