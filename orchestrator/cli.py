@@ -1205,6 +1205,11 @@ def lab_serve(
     from_capture: Annotated[Path | None, typer.Option(
         "--from-capture", metavar="DIR", help="Serve the captures in DIR (dsrprep facts --capture), one host each, "
                                               "instead of a generated fleet.")] = None,
+    latency: Annotated[float, typer.Option(
+        "--latency", min=0.0, max=60.0, metavar="SECONDS", help="Added before answering every HTTP request.")] = 0.0,
+    counters_out: Annotated[Path | None, typer.Option(
+        "--counters-out", metavar="FILE", help="Write every host's request counters as JSON to FILE when the fleet "
+                                               "stops and on each SIGUSR1 (bench/run.py reads them).")] = None,
 ) -> None:
     """Run a fleet of simulated Windows servers in the foreground until Ctrl-C."""
     from orchestrator.lab.fleet import CaptureFleet, FleetError, LabFleet
@@ -1217,10 +1222,15 @@ def lab_serve(
             fleet = LabFleet.build(hosts, seed=seed, profile=profile, port=port, https=https)
     except FleetError as exc:
         raise _fail(str(exc)) from None
-    stop = threading.Event()
+    if counters_out is not None and not counters_out.resolve().parent.is_dir():
+        raise _fail(f"--counters-out {counters_out}: its folder does not exist")
+    for handle in fleet.hosts if latency else ():
+        handle.faults.latency = latency
+    stop, asked = threading.Event(), [0]
     # Both explicitly: a shell that starts this in the background hands it SIGINT ignored.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: asked.__setitem__(0, asked[0] + 1))
     with fleet:
         fleet.write_inventory(inventory_out)
         origin = profile if from_capture is not None else f"{profile}, seed {seed}"
@@ -1228,8 +1238,13 @@ def lab_serve(
         for handle in fleet.hosts:
             out.print(f"  {handle.name:<8} {handle.model.os_family:<7} {handle.url}")
         out.print("Ctrl-C stops the fleet.")
-        while not stop.wait(0.5):
-            pass
+        written = 0
+        while not stop.wait(0.05):
+            if counters_out is not None and asked[0] != written:
+                written = asked[0]
+                fleet.write_counters(counters_out, written)
+        if counters_out is not None:
+            fleet.write_counters(counters_out, asked[0])
     out.print("lab fleet stopped.")
 
 

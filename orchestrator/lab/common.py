@@ -249,3 +249,10 @@ class RequestCounters:
     def count_auth_failure(self) -> None:
         with self._lock:
             self.auth_failures += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (`dsrprep lab serve --counters-out`), taken under the lock."""
+        with self._lock:
+            return {"http_requests": self.http_requests, "wsman": dict(self.wsman), "steps": dict(self.steps),
+                    "auth_failures": self.auth_failures, "shells_created": self.shells_created,
+                    "shells_deleted": self.shells_deleted, "shells_peak": self.shells_peak}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 import shutil
 import socket
@@ -263,6 +264,14 @@ class LabFleet:
             "ansible_psrp_cert_validation": "validate",
             "ansible_psrp_ca_cert": str(self.ca_file),
         }
+
+    def write_counters(self, path: Path, snapshot: int) -> None:
+        """Every host's request counters as one JSON document, replaced atomically: `snapshot` tells
+        a reader which request for them (`dsrprep lab serve --counters-out`, SIGUSR1) it answers."""
+        document = {"snapshot": snapshot, "hosts": {h.name: h.counters.to_dict() for h in self.hosts}}
+        part = path.with_name(path.name + ".part")
+        part.write_text(json.dumps(document, indent=1), encoding="utf-8")
+        part.replace(path)
 
     def write_inventory(self, path: Path) -> None:
         header = ("# Inventory of a running dsrprep lab fleet (simulated Windows servers).\n"
