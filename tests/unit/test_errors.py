@@ -33,8 +33,8 @@ def every_error_class() -> list[type[DsrError]]:
 def test_the_error_classes_defined_elsewhere_are_in_the_hierarchy() -> None:
     names = {cls.__name__ for cls in every_error_class()}
     assert {"FactsError", "InventoryError", "TemplateError", "UnknownFamily", "UnknownStep"} <= names
-    for module in (orchestrator.capture, orchestrator.facts, orchestrator.inventory, orchestrator.templates, orchestrator.oscaps,
-                   orchestrator.steps):
+    for module in (orchestrator.capture, orchestrator.facts, orchestrator.inventory, orchestrator.templates,
+                   orchestrator.oscaps, orchestrator.steps):
         assert module.__name__  # imported so that their classes are registered above
 
 
