@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from orchestrator.facts import parse_facts
 from orchestrator.inventory import load_inventory
 from orchestrator.lab.fleet import CaptureFleet
 from orchestrator.plan import plan
+from tests.serving import lab_serve
 
 pytestmark = pytest.mark.lab
 
@@ -122,25 +120,11 @@ def test_two_captures_of_one_computer_name_are_two_hosts(tmp_path: Path) -> None
 
 def test_lab_serve_from_capture_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     inventory = tmp_path / "lab.yml"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "lab", "serve", "--from-capture", str(CAPTURES),
-         "--inventory-out", str(inventory)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not inventory.exists():
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the fleet did not write its inventory"
-            time.sleep(0.1)
+    with lab_serve("--from-capture", str(CAPTURES), inventory=inventory) as proc:
         result = invoke("plan", str(inventory), "--runs-dir", str(tmp_path / "runs"))
         assert result.exit_code == 0, result.output
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, output
     assert f"captures in {CAPTURES}" in output and "lab fleet stopped." in output
     assert "Traceback" not in output

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,32 +13,19 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from tests.serving import lab_serve
 
 pytestmark = pytest.mark.lab
 
 
 def test_serve_answers_facts_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     inventory = tmp_path / "lab.yml"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "lab", "serve", "--hosts", "3", "--seed", "2",
-         "--profile", "2008r2", "--inventory-out", str(inventory)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not inventory.exists():
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the fleet did not write its inventory"
-            time.sleep(0.1)
+    with lab_serve("--hosts", "3", "--seed", "2", "--profile", "2008r2", inventory=inventory) as proc:
         result = CliRunner().invoke(app, ["facts", str(inventory), "--runs-dir", str(tmp_path / "runs")])
         assert result.exit_code == 0, result.output
         assert result.output.count("2008r2") == 3
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, output
     assert "lab fleet stopped." in output
     assert "Traceback" not in output
@@ -47,13 +33,8 @@ def test_serve_answers_facts_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 
 def test_serve_writes_its_request_counters_on_sigusr1_and_when_it_stops(tmp_path: Path) -> None:
     inventory, counters = tmp_path / "lab.yml", tmp_path / "counters.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "lab", "serve", "--hosts", "2", "--seed", "3",
-         "--latency", "0.01", "--counters-out", str(counters), "--inventory-out", str(inventory)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
 
-    def read_snapshot(wanted: int) -> dict[str, Any]:
+    def read_snapshot(proc: subprocess.Popen[str], wanted: int) -> dict[str, Any]:
         deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, proc.communicate()[0]
@@ -64,24 +45,16 @@ def test_serve_writes_its_request_counters_on_sigusr1_and_when_it_stops(tmp_path
             assert time.monotonic() < deadline, "the fleet did not write its counters"
             time.sleep(0.05)
 
-    try:
-        deadline = time.monotonic() + 60
-        while not inventory.exists():
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the fleet did not write its inventory"
-            time.sleep(0.1)
+    with lab_serve("--hosts", "2", "--seed", "3", "--latency", "0.01", "--counters-out", str(counters),
+                   inventory=inventory) as proc:
         assert not counters.exists()  # written only when asked
         result = CliRunner().invoke(app, ["facts", str(inventory), "--runs-dir", str(tmp_path / "runs")])
         assert result.exit_code == 0, result.output
         proc.send_signal(signal.SIGUSR1)
-        asked = read_snapshot(1)
+        asked = read_snapshot(proc, 1)
         counters.unlink()  # what the fleet writes when it stops
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, output
     assert sorted(asked["hosts"]) == ["web01", "web02"]
     for host in asked["hosts"].values():
