@@ -26,8 +26,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    silent: int = 3  # failures in a row without any answer from the host (refused, nothing read)
-    faults: int = 20  # failed tries per host run, all causes together
+    silent: int = 5  # failures in a row without any answer from the host (refused, nothing read)
+    faults: int = 30  # failed tries per host run, all causes together
     deadline: float = 1200.0  # seconds from the host run's start; no try starts after it
     base_delay: float = 1.0
     max_delay: float = 10.0

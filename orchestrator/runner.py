@@ -56,7 +56,7 @@ STEP_TIMEOUT = 300.0
 MAX_REPLANS = 3  # re-plans no failure caused (the state moved) before a host is NotConverging
 # After a change the host may need a while to answer again (an HTTP service restart takes WinRM down
 # for seconds): reconnecting bears more silent tries in a row than a first connection does.
-RECONNECT_SILENCE = 6
+RECONNECT_SILENCE = 8
 
 
 def status_of(exc: BaseException) -> Status:
