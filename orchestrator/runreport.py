@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import rolloutlog as logfile
+from orchestrator import summary
 from orchestrator.results import SUCCESS, Command, PlanStatus, Status
 from orchestrator.rollout import RunRecord
 from orchestrator.rolloutlog import Event, RunFieldError, RunFileError
+from orchestrator.summary import REASON_WIDTH
 
 SCHEMA_ID = "dsrprep-report/1"
 STATUSES: tuple[str, ...] = (*Status, *PlanStatus)  # every status a host or a step can end in
@@ -96,12 +98,9 @@ def _error(value: object) -> dict[str, str] | None:
     return {"class": _text(value.get("class")) or "Error", "message": _text(value.get("message")) or ""}
 
 
-def one_line(error: Mapping[str, str] | None, limit: int = 160) -> str:
-    """`Class: message` on one line, cut to `limit` characters (the reason column of a summary)."""
-    if not error:
-        return ""
-    text = " ".join(f"{error['class']}: {error['message']}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def one_line(error: Mapping[str, str] | None, limit: int = REASON_WIDTH) -> str:
+    """`Class: message` on one line, cut as the end-of-run summary cuts its reasons."""
+    return summary.one_line(f"{error['class']}: {error['message']}", limit) if error else ""
 
 
 class _Clock:
