@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,14 @@ from orchestrator.inventory import Host
 from orchestrator.results import Command, FleetResult, HostResult, Status
 from orchestrator.retry import RetryPolicy
 from orchestrator.rolloutlog import HostRecord, RunLog, host_file_name, recorded_rollout
-from orchestrator.runner import DEFAULT_FORKS, RollbackRefusal, RollbackTarget, rollback_fleet, rollout_fleet
+from orchestrator.runner import (
+    DEFAULT_FORKS,
+    FactsMemo,
+    RollbackRefusal,
+    RollbackTarget,
+    rollback_fleet,
+    rollout_fleet,
+)
 from orchestrator.waves import Wave
 
 if TYPE_CHECKING:  # transport imports pypsrp; these names are only annotations here
@@ -76,6 +83,8 @@ class PsrpFleet:
     peers: Mapping[str, Host]
     forks: int = DEFAULT_FORKS
     gate: str | None = None
+    # The preflight's facts, which the waves of this run plan on while they are fresh (runner.py).
+    memo: FactsMemo = field(default_factory=dict)
 
     def _pick(self, names: Sequence[str]) -> list[Host]:
         return [self.hosts[n] for n in names]
@@ -83,12 +92,13 @@ class PsrpFleet:
     def plan(self, names: Sequence[str]) -> FleetResult:
         self.log.set_context(names, wave="preflight")
         return rollout_fleet(self._pick(names), session_factory=self.session_factory, log=self.log,
-                             policy=RetryPolicy(), peers=self.peers, forks=self.forks, dry_run=True)
+                             policy=RetryPolicy(), peers=self.peers, forks=self.forks, dry_run=True,
+                             memo=self.memo)
 
     def rollout(self, names: Sequence[str], wave: str) -> FleetResult:
         self.log.set_context(names, wave=wave)
         return rollout_fleet(self._pick(names), session_factory=self.session_factory, log=self.log,
-                             policy=RetryPolicy(), peers=self.peers, forks=self.forks)
+                             policy=RetryPolicy(), peers=self.peers, forks=self.forks, memo=self.memo)
 
     def rollback(self, names: Sequence[str]) -> FleetResult:
         """Undo what this run changed on `names`; a host with nothing recorded to undo stays as it is."""

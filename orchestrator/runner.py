@@ -57,6 +57,10 @@ MAX_REPLANS = 3  # re-plans no failure caused (the state moved) before a host is
 # After a change the host may need a while to answer again (an HTTP service restart takes WinRM down
 # for seconds): reconnecting bears more silent tries in a row than a first connection does.
 RECONNECT_SILENCE = 8
+# How old a host's preflight facts may be for its wave to plan on them rather than read them again.
+# Steps check before they change and verification reads the facts afresh, so an older plan can at
+# worst leave a change that verification then reports.
+PREFLIGHT_FACTS_FRESH = 120.0
 
 
 def status_of(exc: BaseException) -> Status:
@@ -186,6 +190,19 @@ class HostFailed(Exception):
         self.error = ErrorInfo(info.error_class, info.message + note)
 
 
+@dataclass(frozen=True)
+class KnownFacts:
+    """Facts a host's preflight took, and when (by the run's clock)."""
+
+    taken: TakenFacts
+    at: float
+
+
+# The preflight's facts by host name, for the waves of the same run (one process: a resumed run reads
+# them again). Each host's entry is written and read by one worker at a time.
+FactsMemo = dict[str, KnownFacts]
+
+
 @dataclass
 class _Context:
     """A host run's working set, and what it learns as it goes, for its result whatever way it ends."""
@@ -197,6 +214,7 @@ class _Context:
     sleep: Callable[[float], None]
     peers: Mapping[str, Host]
     cancel: threading.Event
+    memo: FactsMemo | None = None
     steps: list[StepResult] = field(default_factory=list)
     planned: tuple[Action, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -220,6 +238,7 @@ class _Env:
     peers: Mapping[str, Host] = field(default_factory=dict)
     cancel: threading.Event | None = None
     timeout: float = FACTS_TIMEOUT
+    memo: FactsMemo | None = None
 
 
 def _run_host(host: Host, command: Command, body: Callable[[_Context], HostStatus], env: _Env) -> HostResult:
@@ -227,7 +246,7 @@ def _run_host(host: Host, command: Command, body: Callable[[_Context], HostStatu
     logger = env.log.host_logger(host.name, address=host.connection.address)
     conn = HostConnection(host, session_factory=env.session_factory, logger=logger, policy=env.policy,
                           sleep=env.sleep, timeout=env.timeout, clock=env.clock)
-    ctx = _Context(host, conn, logger, env.clock, env.sleep, env.peers, env.cancel or threading.Event())
+    ctx = _Context(host, conn, logger, env.clock, env.sleep, env.peers, env.cancel or threading.Event(), env.memo)
     started = env.clock()
     with suppress(Exception):  # a log that cannot be written must not keep the host from its result
         logger.info(Event.HOST_START, step=command)
@@ -479,6 +498,10 @@ class _Apply:
             # patiently and let fresh facts decide what is left.
             ctx.conn.close()
             ctx.sleep(wait)
+            if not rest:
+                # Nothing was left to run: verification reconnects as patiently, in a fresh session,
+                # and reads the facts a refresh would.
+                return []
             return self._refresh(action.step, expected=True)
         if output.state_moved():
             # Windows chose a fallback (2003 refusing /32): what is left follows from the new state.
@@ -620,13 +643,27 @@ def _ask_peer(ctx: _Context, peer: Host, after: Facts) -> list[str]:
 # -- rollout and rollback -------------------------------------------------------------------------------
 
 
+def _facts_before(ctx: _Context, dry_run: bool) -> tuple[TakenFacts, float | None]:
+    """The facts a rollout plans on, and their age when the preflight took them: a wave plans on its
+    host's preflight facts while they are fresh, sparing a round trip of the largest answer; a
+    preflight (a dry run) leaves its facts for the wave."""
+    known = ctx.memo.pop(ctx.host.name, None) if ctx.memo is not None else None
+    if not dry_run and known is not None and ctx.clock() - known.at <= PREFLIGHT_FACTS_FRESH:
+        return known.taken, ctx.clock() - known.at
+    taken = ctx.conn.take_facts()
+    if dry_run and ctx.memo is not None:
+        ctx.memo[ctx.host.name] = KnownFacts(taken, ctx.clock())
+    return taken, None
+
+
 def _rollout_body(dry_run: bool) -> Callable[[_Context], HostStatus]:
     def body(ctx: _Context) -> HostStatus:
         desired = ctx.host.desired
-        taken = ctx.conn.take_facts()
+        taken, age = _facts_before(ctx, dry_run)
         before = taken.facts
         ctx.family = before.os.family
-        ctx.logger.info(Event.FACTS_BEFORE, step="facts", raw=taken.raw,
+        reused = {} if age is None else {"preflight_age": round(age, 3)}
+        ctx.logger.info(Event.FACTS_BEFORE, step="facts", raw=taken.raw, **reused,
                         **Answer(taken.raw, taken.script_errors).log_fields())
         the_plan = plan(before, desired)
         ctx.planned, ctx.warnings = the_plan.actions, the_plan.warnings
@@ -658,10 +695,13 @@ def rollout_host(
     clock: Callable[[], float] = time.monotonic,
     dry_run: bool = False,
     cancel: threading.Event | None = None,
+    memo: FactsMemo | None = None,
 ) -> HostResult:
     """Facts, plan, apply, verify one host. With `dry_run`, stop after the plan: nothing changes, and
-    the result's status is a PlanStatus (compliant / changes) when the host could be read."""
-    env = _Env(session_factory, log, policy, sleep=sleep, clock=clock, peers=peers or {}, cancel=cancel)
+    the result's status is a PlanStatus (compliant / changes) when the host could be read. `memo`:
+    a dry run leaves the host's facts there, a rollout plans on them while they are fresh."""
+    env = _Env(session_factory, log, policy, sleep=sleep, clock=clock, peers=peers or {}, cancel=cancel,
+               memo=memo)
     return _run_host(host, Command.PLAN if dry_run else Command.ROLLOUT, _rollout_body(dry_run), env)
 
 
@@ -741,12 +781,13 @@ def rollout_fleet(
     forks: int = DEFAULT_FORKS,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    memo: FactsMemo | None = None,
 ) -> FleetResult:
     """Roll out (or, with dry_run, only plan) every host, at most `forks` at once, in the hosts' order."""
     return _fleet(
         Command.PLAN if dry_run else Command.ROLLOUT,
         lambda host, cancel: rollout_host(host, session_factory=session_factory, log=log, policy=policy,
-                                          peers=peers, sleep=sleep, dry_run=dry_run, cancel=cancel),
+                                          peers=peers, sleep=sleep, dry_run=dry_run, cancel=cancel, memo=memo),
         hosts, forks, log)
 
 
