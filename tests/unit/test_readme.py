@@ -31,3 +31,10 @@ def test_test_command_lints_and_type_checks_the_package() -> None:
     test_command = quick_start_commands()[1]
     assert "ruff check orchestrator" in test_command
     assert "mypy --strict orchestrator" in test_command
+
+
+def test_readme_states_how_fresh_preflight_facts_must_be() -> None:
+    from orchestrator.runner import PREFLIGHT_FACTS_FRESH
+
+    words = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"within {PREFLIGHT_FACTS_FRESH:g} s of its preflight" in words

@@ -73,7 +73,8 @@ def _run(host: Host, model: WindowsHost, log: RunLog, ran: Counter[str], clock: 
 
 
 def _facts_before_lines(log: RunLog, host: str) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in (log.path / "hosts" / host_file_name(host)).read_text(encoding="utf-8").splitlines()]
+    text = (log.path / "hosts" / host_file_name(host)).read_text(encoding="utf-8")
+    lines = [json.loads(line) for line in text.splitlines()]
     return [line for line in lines if line.get("event") == Event.FACTS_BEFORE]
 
 
