@@ -86,3 +86,12 @@ def test_repeats_give_the_median_of_each_figure_and_the_worst_exit() -> None:
     median = median_measure(runs)
     assert median.wall_s == 4.0
     assert median.exit_code == 1
+
+
+def test_spread_deals_hosts_in_turn_so_every_share_mixes_the_fleet() -> None:
+    from bench.spread import deal
+
+    names = [f"web{i:02d}" for i in range(1, 8)]
+    shares = deal(names, 3)
+    assert shares == [["web01", "web04", "web07"], ["web02", "web05"], ["web03", "web06"]]
+    assert sorted(n for share in shares for n in share) == names
