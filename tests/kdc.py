@@ -59,6 +59,7 @@ class Kdc:
     env: dict[str, str]
     keytab: Path
     _run_env: dict[str, str] = field(repr=False)
+    _services: set[str] = field(default_factory=set, repr=False)
 
     def kadmin(self, query: str) -> None:
         _run([_need("kadmin.local"), "-r", self.realm, "-q", query], self._run_env)
@@ -72,8 +73,10 @@ class Kdc:
     def add_service(self, service: str, host: str) -> str:
         """Adds `service/host@REALM` with a random key, written to the keytab (`env['KRB5_KTNAME']`)."""
         principal = f"{service}/{host}@{self.realm}"
-        self.kadmin(f"addprinc -randkey {principal}")
-        self.kadmin(f"ktadd -k {self.keytab} {principal}")
+        if principal not in self._services:
+            self.kadmin(f"addprinc -randkey {principal}")
+            self.kadmin(f"ktadd -k {self.keytab} {principal}")
+            self._services.add(principal)
         return principal
 
     def kinit(self, principal: str, password: str) -> Path:
