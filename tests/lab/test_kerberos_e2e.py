@@ -9,12 +9,16 @@ client connects to its 127.0.0.x address. Kerberos variables are set for each te
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import spnego
 import yaml
+from pypsrp.encryption import WinRMEncryption
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
@@ -33,10 +37,14 @@ pytestmark = [pytest.mark.lab, pytest.mark.skipif(MISSING is not None, reason=st
 SERVICES = ("HTTP", "WSMAN")
 
 
+INTRUDER = "intruder"  # another user of the realm, with the lab's password
+
+
 @pytest.fixture(scope="module")
 def realm() -> Iterator[Kdc]:
     with kerberos_realm() as kdc:
         kdc.add_user(LAB_USER, LAB_PASSWORD)
+        kdc.add_user(INTRUDER, LAB_PASSWORD)
         yield kdc
 
 
@@ -136,10 +144,14 @@ def test_facts_with_a_ticket_from_kinit_and_no_password(kdc: Kdc, tmp_path: Path
         assert set(fleet.hosts[0].counters.authentications) == {"kerberos"}
 
 
-@pytest.mark.parametrize("case", ["wrong password", "ticket for another host", "SPN unknown to the KDC"])
+REFUSED_BY_THE_HOST = ("ticket for another host", "another user of the realm")
+
+
+@pytest.mark.parametrize("case", ["wrong password", "SPN unknown to the KDC", *REFUSED_BY_THE_HOST])
 def test_kerberos_refusals_fail_the_host_clearly(kdc: Kdc, tmp_path: Path, case: str) -> None:
-    """Each is an authentication error of that host (exit 1, never retried, no traceback); a ticket
-    for another host's SPN is refused by the lab host itself, as Windows cannot open it."""
+    """Each is an authentication error of that host (exit 1, never retried, no traceback). A ticket
+    for another host's SPN, or for another user than the host's, is refused by the lab host itself
+    (its keytab holds every lab host's keys: Windows could not open the first at all)."""
     with kerberos_fleet(kdc, 2) as fleet:
         victim, other = fleet.hosts
         assert other.kerberos_name is not None
@@ -147,6 +159,7 @@ def test_kerberos_refusals_fail_the_host_clearly(kdc: Kdc, tmp_path: Path, case:
             "wrong password": {"ansible_password": "Not-The-Password-1"},
             "ticket for another host": {"ansible_psrp_negotiate_hostname_override": other.kerberos_name},
             "SPN unknown to the KDC": {"ansible_psrp_negotiate_hostname_override": "nobody.lab.test"},
+            "another user of the realm": {"ansible_user": f"{INTRUDER}@{kdc.realm}"},
         }[case]
         inventory = edit(written(fleet, tmp_path), victim.name, **changes)
         result = CliRunner().invoke(app, ["facts", str(inventory), "--runs-dir", str(tmp_path / "runs")])
@@ -160,4 +173,35 @@ def test_kerberos_refusals_fail_the_host_clearly(kdc: Kdc, tmp_path: Path, case:
         assert entry["attempts"] == 1
         assert doc["hosts"][other.name]["status"] == "ok"
         assert not victim.counters.authentications
-        assert victim.counters.auth_failures == (1 if case == "ticket for another host" else 0) * 2
+        # Two runs; the KDC refuses the first two cases before the host sees a token.
+        assert victim.counters.auth_failures == (2 if case in REFUSED_BY_THE_HOST else 0)
+
+
+def test_the_kerberos_scheme_takes_only_kerberos_sealed_messages(kdc: Kdc) -> None:
+    """At the protocol level, with pyspnego and pypsrp's own sealing: after a handshake under the
+    Kerberos scheme, a body sealed and named as Kerberos is opened and answered sealed, and the next
+    one, sealed with the same key but named as SPNEGO, is refused (HTTP 400)."""
+    fleet = kerberos_fleet(kdc)
+    fleet.hosts[0].auth = frozenset({"kerberos"})
+    with fleet, requests.Session() as http:
+        handle = fleet.hosts[0]
+        offered = http.post(handle.url, data=b"")
+        assert offered.status_code == 401 and offered.headers["WWW-Authenticate"] == "Kerberos"
+        context = spnego.client(f"{LAB_USER}@{kdc.realm}", LAB_PASSWORD, hostname=str(handle.kerberos_name),
+                                service="WSMAN", protocol="kerberos", options=spnego.NegotiateOptions.wrapping_winrm)
+        token = base64.b64encode(context.step() or b"").decode()
+        accepted = http.post(handle.url, data=b"", headers={"Authorization": f"Kerberos {token}"})
+        assert accepted.status_code == 200
+        context.step(base64.b64decode(accepted.headers["WWW-Authenticate"].split()[1]))
+        assert context.complete
+        answers = []
+        for protocol in (KERBEROS_PROTOCOL, SPNEGO_PROTOCOL):
+            kind, body = WinRMEncryption(context, protocol).wrap_message(b"<not-soap/>")
+            answers.append(http.post(handle.url, data=body, headers={
+                "Content-Type": f'{kind};protocol="{protocol}";boundary="Encrypted Boundary"'}))
+        opened, refused = answers
+        # The SOAP fault for a body that is no envelope, sealed back as Kerberos.
+        assert opened.status_code == 500
+        assert opened.headers["Content-Type"].startswith(f'multipart/encrypted;protocol="{KERBEROS_PROTOCOL}"')
+        assert refused.status_code == 400 and not refused.content
+        assert handle.counters.sealed_protocols == {KERBEROS_PROTOCOL: 1}
