@@ -144,22 +144,27 @@ def test_facts_with_a_ticket_from_kinit_and_no_password(kdc: Kdc, tmp_path: Path
         assert set(fleet.hosts[0].counters.authentications) == {"kerberos"}
 
 
-REFUSED_BY_THE_HOST = ("ticket for another host", "another user of the realm")
+REFUSED_BY_THE_HOST = ("ticket for another host", "another user of the realm", "host outside the realm")
 
 
 @pytest.mark.parametrize("case", ["wrong password", "SPN unknown to the KDC", *REFUSED_BY_THE_HOST])
 def test_kerberos_refusals_fail_the_host_clearly(kdc: Kdc, tmp_path: Path, case: str) -> None:
     """Each is an authentication error of that host (exit 1, never retried, no traceback). A ticket
     for another host's SPN, or for another user than the host's, is refused by the lab host itself
-    (its keytab holds every lab host's keys: Windows could not open the first at all)."""
-    with kerberos_fleet(kdc, 2) as fleet:
-        victim, other = fleet.hosts
+    (its keytab holds every lab host's keys: Windows could not open the first at all), and so is a
+    ticket offered under Negotiate to a host that is not in the realm."""
+    fleet = kerberos_fleet(kdc, 2)
+    victim, other = fleet.hosts
+    if case == "host outside the realm":
+        victim.auth = frozenset({"negotiate", "ntlm"})  # its SPN's key is in the keytab all the same
+    with fleet:
         assert other.kerberos_name is not None
         changes: dict[str, Any] = {
             "wrong password": {"ansible_password": "Not-The-Password-1"},
             "ticket for another host": {"ansible_psrp_negotiate_hostname_override": other.kerberos_name},
             "SPN unknown to the KDC": {"ansible_psrp_negotiate_hostname_override": "nobody.lab.test"},
             "another user of the realm": {"ansible_user": f"{INTRUDER}@{kdc.realm}"},
+            "host outside the realm": {},
         }[case]
         inventory = edit(written(fleet, tmp_path), victim.name, **changes)
         result = CliRunner().invoke(app, ["facts", str(inventory), "--runs-dir", str(tmp_path / "runs")])
