@@ -188,6 +188,21 @@ _NTLM = _NtlmAccounts()
 AUTH_METHODS = frozenset({"negotiate", "ntlm", "kerberos", "basic"})
 
 
+def _check_account(
+    username: str, password: str, hostname: str, auth: frozenset[str], kerberos_name: str | None
+) -> None:
+    """A LabServer's account and auth settings, refused before anything starts."""
+    for text in (username, password, hostname):
+        if ":" in text or "\n" in text or "\r" in text:
+            # The NTLM account file is colon separated, one account a line.
+            raise ValueError("username, password and hostname must not contain ':' or line breaks")
+    unknown = set(auth) - AUTH_METHODS
+    if unknown:
+        raise ValueError(f"unsupported auth methods: {sorted(unknown)}")
+    if "kerberos" in auth and not kerberos_name:
+        raise ValueError("kerberos auth needs the host's name in its SPNs (kerberos_name)")
+
+
 def _ticket_service(context: Any) -> str:
     """The service principal ("WSMAN/web01.lab.test@LAB.TEST") whose key opened the Kerberos ticket of
     a complete accepting context; "" when it cannot be told. pyspnego does not expose it: its Negotiate
@@ -750,15 +765,7 @@ class LabServer:
         `KRB5_KTNAME` names, known there as `kerberos_name` (its SPNs are service/kerberos_name): it
         offers the `Kerberos` scheme beside `Negotiate`, and takes a ticket in either only when the key
         that opens it is one of its own SPNs' and the ticket's client is the host's user."""
-        for text in (username, password, hostname):
-            if ":" in text or "\n" in text or "\r" in text:
-                # The NTLM account file is colon separated, one account a line.
-                raise ValueError("username, password and hostname must not contain ':' or line breaks")
-        unknown = set(auth) - AUTH_METHODS
-        if unknown:
-            raise ValueError(f"unsupported auth methods: {sorted(unknown)}")
-        if "kerberos" in auth and not kerberos_name:
-            raise ValueError("kerberos auth needs the host's name in its SPNs (kerberos_name)")
+        _check_account(username, password, hostname, auth, kerberos_name)
         self.kerberos_name = kerberos_name
         self.address = address
         self.handler = handler
