@@ -207,6 +207,12 @@ class RequestCounters:
     wsman: Counter[str] = field(default_factory=Counter)
     steps: Counter[str] = field(default_factory=Counter)
     auth_failures: int = 0
+    # Completed Negotiate/NTLM/Kerberos handshakes by the mechanism that authenticated ("ntlm",
+    # "kerberos"), and the requests that came sealed, by that mechanism and by the protocol their
+    # body named (application/HTTP-SPNEGO-session-encrypted, ...-Kerberos-session-encrypted).
+    authentications: Counter[str] = field(default_factory=Counter)
+    sealed: Counter[str] = field(default_factory=Counter)
+    sealed_protocols: Counter[str] = field(default_factory=Counter)
     # Remote shells (runspace pools) created and deleted, whatever deleted them: the client's
     # Delete, the idle timeout or a service restart (`shell_deletes` says which).
     shells_created: int = 0
@@ -250,9 +256,20 @@ class RequestCounters:
         with self._lock:
             self.auth_failures += 1
 
+    def count_authentication(self, mechanism: str) -> None:
+        with self._lock:
+            self.authentications[mechanism] += 1
+
+    def count_sealed(self, mechanism: str, protocol: str) -> None:
+        with self._lock:
+            self.sealed[mechanism] += 1
+            self.sealed_protocols[protocol] += 1
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (`dsrprep lab serve --counters-out`), taken under the lock."""
         with self._lock:
             return {"http_requests": self.http_requests, "wsman": dict(self.wsman), "steps": dict(self.steps),
-                    "auth_failures": self.auth_failures, "shells_created": self.shells_created,
+                    "auth_failures": self.auth_failures, "authentications": dict(self.authentications),
+                    "sealed": dict(self.sealed), "sealed_protocols": dict(self.sealed_protocols),
+                    "shells_created": self.shells_created,
                     "shells_deleted": self.shells_deleted, "shells_peak": self.shells_peak}

@@ -99,7 +99,9 @@ class LabHost:
     """A running (or deliberately unreachable) lab host.
 
     `winrm` is its WinRM service's configuration, its family's at Windows' defaults: tests may
-    change it (before or while the fleet runs) to shorten the idle timeout or allow Basic."""
+    change it (before or while the fleet runs) to shorten the idle timeout or allow Basic. `auth` is
+    what its listener offers, read when the fleet starts; `kerberos_name` its name in the fleet's
+    Kerberos realm (its SPNs are service/kerberos_name), None outside one."""
 
     model: WindowsHost
     address: str
@@ -108,6 +110,8 @@ class LabHost:
     counters: RequestCounters
     winrm: WinRMConfig
     https: bool = False
+    auth: frozenset[str] = frozenset({"negotiate", "ntlm", "basic"})
+    kerberos_name: str | None = None
 
     @property
     def name(self) -> str:
@@ -134,13 +138,18 @@ class LabFleet:
     """Start with `with LabFleet.build(...) as fleet:`; every server is stopped on exit."""
 
     def __init__(self, models: Sequence[WindowsHost], *, base_octet: int = 11, port: int = 0,
-                 password: str = LAB_PASSWORD, vip: str = LAB_VIP, https: bool = False) -> None:
+                 password: str = LAB_PASSWORD, vip: str = LAB_VIP, https: bool = False,
+                 kerberos_realm: str | None = None) -> None:
         """`https`: every host listens with TLS, its certificate issued by a CA the fleet makes for
-        the occasion (`ca_file`); the inventory then validates against that CA."""
+        the occasion (`ca_file`); the inventory then validates against that CA. `kerberos_realm`:
+        every host is a member of that realm as `<name>.<realm in lower case>` and takes Kerberos too,
+        with the keys of the keytab `KRB5_KTNAME` names (a KDC of that realm must know the user and
+        the hosts' SPNs); the inventory then authenticates with Kerberos as LAB_USER@realm."""
         if base_octet + len(models) > 255:
             raise FleetError(f"{len(models)} hosts do not fit in 127.0.0.{base_octet}-254")
         self.password = password
         self.vip = vip
+        self.kerberos_realm = kerberos_realm
         self.https = https
         self._port = port
         self._tls_dir: Path | None = None
@@ -156,6 +165,10 @@ class LabFleet:
                     winrm=winrm_config(m.os_family, x64=m.architecture != "32-bit", version=m.version))
             for i, m in enumerate(models)
         ]
+        if kerberos_realm is not None:
+            for handle in self.hosts:
+                handle.kerberos_name = f"{handle.name}.{kerberos_realm.lower()}"
+                handle.auth = handle.auth | {"kerberos"}
 
     @classmethod
     def build(cls, count: int, *, seed: int, profile: str, port: int = 0, https: bool = False) -> LabFleet:
@@ -194,7 +207,7 @@ class LabFleet:
                     handle.address, self._port, _HostHandler(handle.model, handle.counters),
                     username=handle.model.username, password=handle.model.password,
                     faults=handle.model.faults, counters=handle.counters, hostname=handle.model.name,
-                    winrm=handle.winrm, tls=tls,
+                    winrm=handle.winrm, tls=tls, auth=handle.auth, kerberos_name=handle.kerberos_name,
                 )
                 server.start()
                 handle.server, handle.port = server, server.port
@@ -230,6 +243,8 @@ class LabFleet:
                 "ansible_port": handle.port,
                 "dsr_nic": {"address": rip},
             }
+            if handle.kerberos_name is not None:
+                entry["ansible_psrp_negotiate_hostname_override"] = handle.kerberos_name
             if _lacks_skip_as_source_hotfix(handle.model):
                 # What an admin does once preflight says so: no SkipAsSource without the hotfix.
                 entry["dsr_skip_as_source"] = False
@@ -238,9 +253,7 @@ class LabFleet:
             "all": {
                 "vars": {
                     "ansible_connection": "psrp",
-                    "ansible_user": LAB_USER,
-                    "ansible_password": self.password,
-                    "ansible_psrp_auth": "negotiate",
+                    **self._auth_vars(),
                     **self._transport_vars(),
                     "ansible_psrp_connection_timeout": 5,
                     "ansible_psrp_operation_timeout": 5,
@@ -251,6 +264,13 @@ class LabFleet:
                 "children": dict(sorted(groups.items())),
             }
         }
+
+    def _auth_vars(self) -> dict[str, Any]:
+        """Negotiate as the lab's local account, or Kerberos as that user of the fleet's realm."""
+        if self.kerberos_realm is None:
+            return {"ansible_user": LAB_USER, "ansible_password": self.password, "ansible_psrp_auth": "negotiate"}
+        return {"ansible_user": f"{LAB_USER}@{self.kerberos_realm}", "ansible_password": self.password,
+                "ansible_psrp_auth": "kerberos"}
 
     def _transport_vars(self) -> dict[str, Any]:
         """Negotiate with message encryption over HTTP, or HTTPS validated against the fleet's CA."""

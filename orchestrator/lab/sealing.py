@@ -4,7 +4,8 @@ pyspnego's sealing of one message per part.
 A sealed body is `multipart/encrypted; protocol="application/HTTP-SPNEGO-session-encrypted";
 boundary="Encrypted Boundary"` with, per message, a part naming the original type and length and an
 octet-stream part holding a little-endian uint32 signature length, the signature and the sealed
-bytes. The lab answers sealed only what came sealed, in the same protocol.
+bytes. The lab answers sealed only what came sealed, in the same protocol; the framing is the same
+for an NTLM and a Kerberos key.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import struct
 from typing import Any
 
 SPNEGO_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+# What a client that authenticated with the `Kerberos` HTTP scheme (not `Negotiate`) names instead
+# (MS-WSMV 2.2.9.1; pypsrp's WSMan picks it when the server's 401 offered Kerberos and not Negotiate).
+KERBEROS_PROTOCOL = "application/HTTP-Kerberos-session-encrypted"
 BOUNDARY = "Encrypted Boundary"
 _LENGTH = re.compile(rb"Length=(\d+)")
 _OCTET_HEADER = b"\tContent-Type: application/octet-stream\r\n"

@@ -1,7 +1,7 @@
 """The lab's protocol server: one simulated Windows host's WinRM endpoint.
 
 `LabServer` owns everything between the socket and the host model: HTTP/1.1 with keep-alive on
-`/wsman`, NTLM/Negotiate (pyspnego) and Basic authentication, WinRM message encryption, the
+`/wsman`, NTLM/Negotiate and Kerberos (pyspnego) and Basic authentication, WinRM message encryption, the
 WS-Management shell actions (Create, Command, Send, Receive, Signal, Delete, Get), the PSRP
 runspace pools and pipelines (psrpcore's server side), the injected faults of `LabFaults` and the
 per-host `RequestCounters`. What a script *does* is not decided here: the first command of every
@@ -69,7 +69,7 @@ from orchestrator.lab.common import (
     ScriptResult,
     WinRMConfig,
 )
-from orchestrator.lab.sealing import SPNEGO_PROTOCOL, seal, unseal
+from orchestrator.lab.sealing import KERBEROS_PROTOCOL, SPNEGO_PROTOCOL, seal, unseal
 from orchestrator.lab.tls import server_context
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,8 @@ class _NtlmAccounts:
     different accounts - possibly the same user name with different passwords - share a process.
     Every accepting step therefore runs under one lock, with the file holding exactly the stepping
     server's account. A step costs well under a millisecond, so the lock is never contended for long.
+    The contexts of the `Kerberos` scheme are made and stepped here too: their acceptor reads the keys
+    of the keytab `KRB5_KTNAME` names and ignores the account file.
     """
 
     def __init__(self) -> None:
@@ -151,11 +153,11 @@ class _NtlmAccounts:
         self._path = ""
         self._content: str | None = None
 
-    def new_context(self, channel_bindings: Any, hostname: str) -> Any:
+    def new_context(self, channel_bindings: Any, hostname: str, protocol: str = "negotiate") -> Any:
         with self._lock:
             self._ensure_file()
             return spnego.server(
-                hostname=hostname, service="HTTP", protocol="negotiate", channel_bindings=channel_bindings
+                hostname=hostname, service="HTTP", protocol=protocol, channel_bindings=channel_bindings
             )
 
     def step(self, context: Any, token: bytes, account: str) -> bytes | None:
@@ -183,6 +185,35 @@ class _NtlmAccounts:
 
 
 _NTLM = _NtlmAccounts()
+AUTH_METHODS = frozenset({"negotiate", "ntlm", "kerberos", "basic"})
+
+
+def _check_account(
+    username: str, password: str, hostname: str, auth: frozenset[str], kerberos_name: str | None
+) -> None:
+    """A LabServer's account and auth settings, refused before anything starts."""
+    for text in (username, password, hostname):
+        if ":" in text or "\n" in text or "\r" in text:
+            # The NTLM account file is colon separated, one account a line.
+            raise ValueError("username, password and hostname must not contain ':' or line breaks")
+    unknown = set(auth) - AUTH_METHODS
+    if unknown:
+        raise ValueError(f"unsupported auth methods: {sorted(unknown)}")
+    if "kerberos" in auth and not kerberos_name:
+        raise ValueError("kerberos auth needs the host's name in its SPNs (kerberos_name)")
+
+
+def _ticket_service(context: Any) -> str:
+    """The service principal ("WSMAN/web01.lab.test@LAB.TEST") whose key opened the Kerberos ticket of
+    a complete accepting context; "" when it cannot be told. pyspnego does not expose it: its Negotiate
+    proxy holds the chosen mechanism's GSSAPI proxy, which holds python-gssapi's SecurityContext, whose
+    `target_name` on the accepting side is that principal (MIT krb5 names the keytab entry used)."""
+    for _ in range(3):
+        target = getattr(context, "target_name", None)
+        if target is not None:
+            return str(target)
+        context = getattr(context, "_context", None)
+    return ""
 
 
 def _split_user(name: str) -> tuple[str, str]:
@@ -581,6 +612,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.auth_context: Any = None
         self.principal: str | None = None
         self.sealed_protocol: str | None = None  # set once a request came sealed
+        self.scheme = ""  # the HTTP scheme that authenticated the connection: negotiate, ntlm or kerberos
+        self.mechanism = ""  # what authenticated inside it: ntlm or kerberos
         self.accepted = time.monotonic()  # a service restart closes the connections it finds
 
     def do_POST(self) -> None:
@@ -717,6 +750,7 @@ class LabServer:
         username: str,
         password: str,
         auth: frozenset[str] = frozenset({"negotiate", "ntlm", "basic"}),
+        kerberos_name: str | None = None,
         faults: LabFaults | None = None,
         counters: RequestCounters | None = None,
         tls: tuple[str, str] | None = None,
@@ -725,14 +759,14 @@ class LabServer:
         winrm: WinRMConfig | None = None,
     ) -> None:
         """`receive_wait` caps how long a Receive long-polls for output before it answers the
-        OperationTimeout fault (never longer than the OperationTimeout the client asked for)."""
-        for text in (username, password, hostname):
-            if ":" in text or "\n" in text or "\r" in text:
-                # The NTLM account file is colon separated, one account a line.
-                raise ValueError("username, password and hostname must not contain ':' or line breaks")
-        unknown = set(auth) - {"negotiate", "ntlm", "basic"}
-        if unknown:
-            raise ValueError(f"unsupported auth methods: {sorted(unknown)}")
+        OperationTimeout fault (never longer than the OperationTimeout the client asked for).
+
+        `kerberos` in `auth` makes the host a member of a Kerberos realm whose keys are in the keytab
+        `KRB5_KTNAME` names, known there as `kerberos_name` (its SPNs are service/kerberos_name): it
+        offers the `Kerberos` scheme beside `Negotiate`, and takes a ticket in either only when the key
+        that opens it is one of its own SPNs' and the ticket's client is the host's user."""
+        _check_account(username, password, hostname, auth, kerberos_name)
+        self.kerberos_name = kerberos_name
         self.address = address
         self.handler = handler
         self.username = username
@@ -1014,7 +1048,9 @@ class LabServer:
             return [], None
         scheme, _, token = authorization.strip().partition(" ")
         scheme_l = scheme.lower()
-        if scheme_l in ("negotiate", "ntlm") and self.auth & {"negotiate", "ntlm"}:
+        if (scheme_l in ("negotiate", "ntlm") and self.auth & {"negotiate", "ntlm"}) or (
+            scheme_l == "kerberos" and "kerberos" in self.auth
+        ):
             result = self._step_negotiate(conn, scheme, token.strip())
             return None if result is None else (result, None)
         if scheme_l == "basic" and self._basic_enabled():
@@ -1030,18 +1066,26 @@ class LabServer:
         protocol_match = re.search(r'protocol="([^"]+)"', content_type)
         boundary_match = re.search(r'boundary="([^"]+)"', content_type)
         protocol = protocol_match.group(1) if protocol_match else SPNEGO_PROTOCOL
+        if conn.scheme == "kerberos" and protocol != KERBEROS_PROTOCOL:
+            # The Kerberos scheme's messages name their own protocol (MS-WSMV 2.2.9.1).
+            log.debug("a request of the Kerberos scheme sealed as %s", protocol)
+            return None
         try:
             clear = unseal(conn.auth_context, body, boundary_match.group(1) if boundary_match else "")
         except Exception:
             log.debug("could not decrypt a request", exc_info=True)
             return None
         conn.sealed_protocol = protocol
+        self.counters.count_sealed(conn.mechanism, protocol)
         return protocol, clear
 
     def _challenge(self, conn: _Handler) -> None:
         headers = []
         if "negotiate" in self.auth:
             headers.append(("WWW-Authenticate", "Negotiate"))
+        if "kerberos" in self.auth:
+            # Windows offers Kerberos as a scheme of its own beside Negotiate (Auth/Kerberos, on by default).
+            headers.append(("WWW-Authenticate", "Kerberos"))
         if "ntlm" in self.auth:
             headers.append(("WWW-Authenticate", "NTLM"))
         if self._basic_enabled():
@@ -1060,7 +1104,13 @@ class LabServer:
             # A fresh token on an authenticated connection starts over, as HTTP.sys allows.
             conn.principal = None
             conn.sealed_protocol = None
-            conn.auth_context = _NTLM.new_context(self._channel_bindings, self.hostname)
+            conn.scheme = scheme.lower()
+            kerberos = conn.scheme == "kerberos"
+            conn.auth_context = _NTLM.new_context(
+                self._channel_bindings,
+                str(self.kerberos_name) if kerberos else self.hostname,
+                "kerberos" if kerberos else "negotiate",
+            )
         try:
             out = _NTLM.step(conn.auth_context, token, self._ntlm_account)
         except (spnego.exceptions.SpnegoError, ValueError, struct.error) as exc:
@@ -1073,16 +1123,34 @@ class LabServer:
             challenge = base64.b64encode(out or b"").decode()
             conn.send_body(401, b"", headers=[("WWW-Authenticate", f"{scheme} {challenge}")])
             return None
-        principal = str(conn.auth_context.client_principal or "")
-        if _split_user(principal)[1].lower() != self._user.lower():
+        mechanism = str(conn.auth_context.negotiated_protocol or "")
+        if not self._accepts(conn.auth_context, mechanism):
             conn.auth_context = None
             self.counters.count_auth_failure()
             conn.send_body(401, b"", headers=[("WWW-Authenticate", scheme)])
             return None
+        conn.mechanism = mechanism
+        self.counters.count_authentication(mechanism)
         conn.principal = f"{self.hostname}\\{self._user}"
         if out:
             return [("WWW-Authenticate", f"{scheme} {base64.b64encode(out).decode()}")]
         return []
+
+    def _accepts(self, context: Any, mechanism: str) -> bool:
+        """Whether a complete context authenticated this host's user, and, with Kerberos, with a ticket
+        for one of this host's SPNs: a ticket for another host or service is refused, as Windows cannot
+        open it with its own key (the shared keytab of the lab holds every host's keys)."""
+        principal = str(context.client_principal or "")
+        if mechanism != "kerberos":
+            return _split_user(principal)[1].lower() == self._user.lower()
+        if "kerberos" not in self.auth or self.kerberos_name is None:
+            return False  # a host outside the realm has no key
+        name, _, realm = principal.rpartition("@")
+        user, _, user_realm = self._user.partition("@")
+        if name.lower() != user.lower() or (user_realm and realm.upper() != user_realm.upper()):
+            return False
+        spn = _ticket_service(context).rpartition("@")[0]
+        return spn.partition("/")[2].lower() == self.kerberos_name.lower()
 
     def _basic_enabled(self) -> bool:
         # Auth/Basic is off on Windows until someone turns it on (Ansible's WinRM guide).
