@@ -10,6 +10,11 @@ with `@pytest.mark.shells_left`.
 
 hypothesis's per-example deadline is a timed assertion: on a shared, loaded machine an example that
 takes 200 ms fails a test for nothing it checks. Every property test runs without one.
+
+The machine's own Kerberos configuration does not steer the tests: with pyspnego's Kerberos extra
+installed, negotiate auth first asks the default realm's KDCs for a ticket (Debian's krb5-config
+names ATHENA.MIT.EDU: half a second per session here, longer where DNS answers slowly), so every test
+runs with an empty krb5.conf unless it makes a realm of its own (tests/kdc.py).
 """
 
 from __future__ import annotations
@@ -26,6 +31,15 @@ settings.register_profile("dsrprep", deadline=None)
 settings.load_profile("dsrprep")
 
 _started: list[LabServer] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_machine_kerberos_realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    empty = tmp_path_factory.mktemp("krb5") / "krb5.conf"
+    empty.write_text("", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KRB5_CONFIG", str(empty))
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
