@@ -498,10 +498,6 @@ class _Apply:
             # patiently and let fresh facts decide what is left.
             ctx.conn.close()
             ctx.sleep(wait)
-            if not rest:
-                # Nothing was left to run: verification reconnects as patiently, in a fresh session,
-                # and reads the facts a refresh would.
-                return []
             return self._refresh(action.step, expected=True)
         if output.state_moved():
             # Windows chose a fallback (2003 refusing /32): what is left follows from the new state.

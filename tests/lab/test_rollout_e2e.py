@@ -141,23 +141,18 @@ def partial(workdir: Path) -> Iterator[tuple[LabFleet, Path]]:
 
 
 def test_a_rollout_reads_facts_at_preflight_and_verification_only(workdir: Path) -> None:
-    # A wave plans on the preflight's fresh facts, and a service restart that ends the changes
-    # (http_listen) leaves the reading to verification: facts are read again only where the state
-    # moved under a step (a re-plan), and every session but the wave's starts with facts.
+    # A wave plans on the preflight's fresh facts: facts are read again only where the state moved
+    # under a step or a service restarted (a re-plan), and every session but the wave's starts with them.
     with _fleet("mixed", count=len(FAMILIES), seed=11) as fleet:
         inventory = workdir / "lab.yml"
         fleet.write_inventory(inventory)
         code, doc = cli("rollout", str(inventory), "--yes", "--json", "--runs-dir", str(workdir / "runs"))
         assert code == 0, json.dumps(doc, indent=1)[:4000]
-        restarted = 0
         for handle in fleet:
             events = read_host_log(Path(doc["run_dir"]) / "hosts" / f"{handle.name}.jsonl").events
             replans = [e for e in events if e.get("event") == "replanned"]
-            assert all(e["step"] != "http_listen" for e in replans), handle.name
             assert handle.counters.steps["facts"] == 2 + len(replans), (handle.name, dict(handle.counters.steps))
             assert handle.counters.wsman["Create"] == 3 + len(replans), (handle.name, dict(handle.counters.wsman))
-            restarted += handle.counters.steps["http_listen"]
-        assert restarted, "no host of the fleet restarted its HTTP service"
 
 
 def test_partially_configured_host_gets_only_the_missing_actions(workdir: Path) -> None:

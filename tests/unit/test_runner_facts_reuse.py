@@ -1,5 +1,4 @@
-"""When a host run reads facts: a wave plans on its preflight's facts while they are fresh, and a
-service restart as the last step leaves the reading to verification.
+"""When a host run reads facts: a wave plans on its preflight's facts while they are fresh.
 
 The sessions run each template straight on a lab host model (no network) and count what ran.
 """
@@ -118,15 +117,3 @@ def test_without_a_memo_every_rollout_reads_its_facts(tmp_path: Path) -> None:
     log.close()
     assert wave["facts"] == 2
 
-
-def test_a_restart_as_the_last_step_leaves_the_reading_to_verification(tmp_path: Path) -> None:
-    model, host = _host(tmp_path, "2003")
-    log, clock = RunLog.create(tmp_path / "runs"), Clock()
-    ran: Counter[str] = Counter()
-    result = _run(host, model, log, ran, clock, memo=None)
-    log.close()
-    assert result.status == Status.CHANGED, result.error
-    assert [s.step for s in result.steps][-1] == "http_listen"
-    assert ran["http_listen"] == 1
-    # Before the changes and verification: none after the restart that ended the changes.
-    assert ran["facts"] == 2
