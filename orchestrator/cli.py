@@ -31,6 +31,7 @@ from orchestrator.clihelp import HelpGroup, examples
 from orchestrator.errors import ErrorInfo
 from orchestrator.exitcodes import ExitCode, Nagios
 from orchestrator.exitcodes import help_text as exit_codes_help
+from orchestrator.fdlimit import SPARE, OpenFilesError, ensure_open_files
 from orchestrator.fleetops import PsrpFleet, rollback_target
 from orchestrator.interrupts import STOP
 from orchestrator.inventory import (
@@ -306,6 +307,7 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
              progress: Progress | None = None) -> tuple[RunLog, FleetResult]:
     """Run `work` under a new run directory; run.json says what ran, with what, and how it ended.
     With `lock`, the hosts are locked for the run (a command that changes them); `progress` shows it go."""
+    _allow_open_files(len(hosts), record["forks"])
     log = _new_log(runs_dir)
     view = progress or Progress(None)
     view.attach(log)
@@ -323,6 +325,16 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
         log.write_run({**base, "state": RunState.FINISHED, "summary": result.counts(),
                        "outcomes": result.statuses()})
     return log, result
+
+
+def _allow_open_files(hosts: int, forks: int) -> None:
+    """Exit 2 when this process may not open what a run of `hosts` needs: every host's log file (kept
+    open for the run) and two connections per worker (a session's, and the one that deletes its
+    shell after a lost connection)."""
+    try:
+        ensure_open_files(hosts + 2 * forks + SPARE, f"{hosts} hosts with --forks {forks}")
+    except OpenFilesError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _new_log(runs_dir: Path, run_dir: Path | None = None) -> RunLog:
@@ -873,6 +885,7 @@ def rerun(
 def _drive_rollout(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any], record: RunRecord,
                    options: Options, *, yes: bool, as_json: bool, resume: bool, quiet: bool = False) -> None:
     """Run (or resume) a rollout under `log`, print it, and exit with its code."""
+    _allow_open_files(len(record.hosts), options.forks)
     progress = _progress(quiet, as_json)
     outcome = _rollout_outcome(deps, inv, log, base, record, options, yes=yes, console=err if as_json else out,
                                resume=resume, progress=progress, quiet=quiet)
@@ -1193,7 +1206,7 @@ def _write_docs(root: Path) -> None:
     "dsrprep lab serve --hosts 20 --seed 1 --inventory-out lab.yml", "dsrprep lab serve --profile 2008r2 --https",
     "dsrprep lab serve --from-capture captures/ -o lab.yml"))
 def lab_serve(
-    hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=250, help="How many hosts.")] = 10,
+    hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=2000, help="How many hosts.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fleet's variation.")] = 1,
     profile: Annotated[str, typer.Option("--profile", help="mixed (every OS family), or one family: "
                                          + "|".join(oscaps.families()))] = "mixed",

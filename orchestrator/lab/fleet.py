@@ -1,4 +1,4 @@
-"""A lab fleet: one protocol server per simulated Windows host, on its own 127.0.0.x address.
+"""A lab fleet: one protocol server per simulated Windows host, on its own 127.0.x.y address.
 
 Owns starting and stopping the servers, routing each pipeline's script to the host model as the
 exact template it is (step and variant, recognised by its text), the layer-2 segment the hosts
@@ -26,7 +26,8 @@ import yaml
 from orchestrator import oscaps
 from orchestrator.capture import Capture, CaptureError, read_captures
 from orchestrator.facts import FactsError
-from orchestrator.lab.build import build_fleet, capture_inventory_vars, host_from_capture
+from orchestrator.fdlimit import SPARE, OpenFilesError, ensure_open_files
+from orchestrator.lab.build import LAB_VIP, build_fleet, capture_inventory_vars, host_from_capture
 from orchestrator.lab.common import LabFaults, RequestCounters, ScriptResult, WinRMConfig
 from orchestrator.lab.host import Segment, WindowsHost
 from orchestrator.lab.profiles import profiles, winrm_config
@@ -36,7 +37,6 @@ from orchestrator.templates import all_templates
 
 LAB_USER = "labadmin"
 LAB_PASSWORD = "Lab-Passw0rd!"
-LAB_VIP = "10.20.0.200"
 _STEP_HEADER = re.compile(r"^#\s*dsrprep-step:\s*(\S+)", re.MULTILINE)
 
 
@@ -130,6 +130,27 @@ def _free_port(address: str) -> int:
         return port
 
 
+def listen_addresses(base_octet: int, count: int) -> list[str]:
+    """`count` listener addresses: 127.0.0.{base_octet}-254, then 127.0.1.1-254, 127.0.2.1-254...
+    (Linux answers on all of 127.0.0.0/8; no .0 or .255, which some tools read as a network or a
+    broadcast address). FleetError when 127.0.0.0/16 runs out."""
+    if not 1 <= base_octet <= 254:
+        raise FleetError(f"base octet {base_octet} is not 1-254")
+    addresses: list[str] = []
+    third, fourth = 0, base_octet
+    while len(addresses) < count:
+        if third > 255:
+            raise FleetError(f"{count} hosts do not fit in 127.0.0.{base_octet}-127.0.255.254")
+        addresses.append(f"127.0.{third}.{fourth}")
+        third, fourth = (third, fourth + 1) if fourth < 254 else (third + 1, 1)
+    return addresses
+
+
+# Open files a running fleet holds per host: its listening socket, and a connection a client may
+# keep open to it (pypsrp keeps one per session; up to --forks at once, more after lost connections).
+_FILES_PER_HOST = 2
+
+
 class LabFleet:
     """Start with `with LabFleet.build(...) as fleet:`; every server is stopped on exit."""
 
@@ -137,8 +158,7 @@ class LabFleet:
                  password: str = LAB_PASSWORD, vip: str = LAB_VIP, https: bool = False) -> None:
         """`https`: every host listens with TLS, its certificate issued by a CA the fleet makes for
         the occasion (`ca_file`); the inventory then validates against that CA."""
-        if base_octet + len(models) > 255:
-            raise FleetError(f"{len(models)} hosts do not fit in 127.0.0.{base_octet}-254")
+        addresses = listen_addresses(base_octet, len(models))
         self.password = password
         self.vip = vip
         self.https = https
@@ -151,10 +171,10 @@ class LabFleet:
         for model in models:
             self.segment.join(model)
         self.hosts: list[LabHost] = [
-            LabHost(model=m, address=f"127.0.0.{base_octet + i}", port=port, server=None,
+            LabHost(model=m, address=address, port=port, server=None,
                     counters=RequestCounters(), https=https,
                     winrm=winrm_config(m.os_family, x64=m.architecture != "32-bit", version=m.version))
-            for i, m in enumerate(models)
+            for m, address in zip(models, addresses, strict=True)
         ]
 
     @classmethod
@@ -178,6 +198,10 @@ class LabFleet:
         return iter(self.hosts)
 
     def start(self) -> None:
+        try:
+            ensure_open_files(_FILES_PER_HOST * len(self.hosts) + SPARE, f"{len(self.hosts)} lab hosts")
+        except OpenFilesError as exc:
+            raise FleetError(str(exc)) from None
         try:
             if self.https and self._ca is None:
                 self._tls_dir = Path(tempfile.mkdtemp(prefix="dsrprep-lab-tls-"))
@@ -283,7 +307,7 @@ class LabFleet:
 class CaptureFleet(LabFleet):
     """A lab fleet serving captures of real hosts (`dsrprep lab serve --from-capture DIR`): one host
     per capture file, built by `host_from_capture`, answering the facts script with the captured
-    object until a step changes it. Its inventory connects to the lab's 127.0.0.x addresses and
+    object until a step changes it. Its inventory connects to the lab's 127.0.x.y addresses and
     keeps the captured addresses for the rest: the NIC by its captured RIP, a VIP in that NIC's
     subnet per host (`capture_inventory_vars`)."""
 
