@@ -723,9 +723,13 @@ class LabServer:
         hostname: str = "WIN-LAB",
         receive_wait: float = 1.0,
         winrm: WinRMConfig | None = None,
+        poll_interval: float = 0.05,
     ) -> None:
         """`receive_wait` caps how long a Receive long-polls for output before it answers the
-        OperationTimeout fault (never longer than the OperationTimeout the client asked for)."""
+        OperationTimeout fault (never longer than the OperationTimeout the client asked for).
+        `poll_interval`: how often the accept loop wakes to see whether `stop()` was asked, which is
+        at most how long `stop()` waits for it; every listener of a fleet wakes that often, so a
+        large fleet takes a longer one (LabFleet)."""
         for text in (username, password, hostname):
             if ":" in text or "\n" in text or "\r" in text:
                 # The NTLM account file is colon separated, one account a line.
@@ -743,6 +747,7 @@ class LabServer:
         self.winrm = winrm if winrm is not None else WinRMConfig()
         self.hostname = hostname
         self.receive_wait = receive_wait
+        self._poll_interval = poll_interval
         self._requested_port = port
         self._tls_files = tls
         self._domain, self._user = _split_user(username)
@@ -796,7 +801,7 @@ class LabServer:
             self._httpd = httpd
             self._serve_thread = threading.Thread(
                 target=httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
+                kwargs={"poll_interval": self._poll_interval},
                 daemon=True,
                 name=f"lab-{self.address}",
             )
