@@ -131,7 +131,9 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
         return Unreachable(f"connection timed out: {exc}", silent=True)
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return Timeout(f"no answer within the read timeout: {exc}", silent=True)
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    # ChunkedEncodingError: the connection closed in the middle of an answer's body (urllib3's
+    # IncompleteRead), as a WinRM/HTTP restart does to the answer it was sending: a lost connection.
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
         if phase == "connect":
             return Unreachable(f"cannot connect: {_short(exc)}", silent=_never_connected(exc))
         return ConnectionLost(f"connection lost: {_short(exc)}")
@@ -386,7 +388,7 @@ class PsrpSession:
                 self._invoke(ps, script, parameters, deadline=started + timeout, timeout=timeout)
                 errors = [_error_text(record) for record in ps.streams.error]
                 output = [to_plain(item) for item in ps.output]
-            except requests.exceptions.ConnectionError:
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
                 connection_lost = True
                 raise
             finally:

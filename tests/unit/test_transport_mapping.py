@@ -44,6 +44,10 @@ from orchestrator.transport import (
         (InvalidCredentialError(context_msg="no creds"), "connect", AuthError),
         (requests.exceptions.ConnectionError("Connection refused"), "connect", Unreachable),
         (requests.exceptions.ConnectionError("Connection reset by peer"), "run", ConnectionLost),
+        # An answer's body cut short (a WinRM restart while it was being sent): a lost connection.
+        (requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead(0 bytes read, 1169 more "
+                                                  "expected)"), "run", ConnectionLost),
+        (requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"), "connect", Unreachable),
         (requests.exceptions.ConnectTimeout("timed out"), "run", Unreachable),
         (requests.exceptions.ReadTimeout("read timed out"), "run", Timeout),
         (requests.exceptions.SSLError("certificate verify failed"), "connect", Unreachable),
