@@ -11,7 +11,8 @@ same rollout again (every host compliant by then). Then a fresh lab process, so 
 starts from the same state: `python -m bench.baseline` (bench/baseline.py) over the same inventory.
 Per run it reports wall time, the lab's HTTP requests per host (its counters, read through
 `lab serve --counters-out` and SIGUSR1), the child's user+sys CPU per host and its peak RSS
-(os.wait4), and the ideal wall time (bench/metrics.py says how it is computed). It prints a
+(os.wait4), the ideal wall time and the longest wait of a host for a worker, read from the run's
+host logs (bench/metrics.py says how both are computed). It prints a
 Markdown table and, with --json, writes every run and the medians over --repeat.
 """
 
@@ -32,7 +33,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.metrics import Measure, Need, ideal_rollout, ideal_single_phase, markdown_table, median_measure
+from bench.metrics import (
+    Measure,
+    Need,
+    ideal_rollout,
+    ideal_single_phase,
+    markdown_table,
+    median_measure,
+    start_waits,
+)
 from orchestrator.lab.system import HTTP_RESTART_DELAY, HTTP_RESTART_OUTAGE
 
 READY_LINE = "Ctrl-C stops the fleet."
@@ -148,9 +157,31 @@ class Cell:
     waves: tuple[str, ...] = ()  # dsrprep rollout's --waves, when not its default
 
 
-def _measure(cell: Cell, scenario: str, child: Child, requests: int, ideal: float) -> Measure:
+def _host_lines(run_dir: Path) -> list[dict[str, Any]]:
+    """Every readable line of a run's host logs (a torn or foreign line is skipped)."""
+    lines = []
+    for path in sorted((run_dir / "hosts").glob("*.jsonl")):
+        for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(line, dict):
+                lines.append(line)
+    return lines
+
+
+def _measure(cell: Cell, scenario: str, child: Child, requests: int, ideal: float,
+             run_dir: Path | None = None) -> Measure:
+    waits = tuple(start_waits(_host_lines(run_dir), cell.forks)) if run_dir is not None else ()
     return Measure(scenario, cell.hosts, cell.latency_ms, child.wall_s, requests / cell.hosts,
-                   child.cpu_s * 1000 / cell.hosts, child.peak_rss_mib, ideal, child.exit_code)
+                   child.cpu_s * 1000 / cell.hosts, child.peak_rss_mib, ideal, child.exit_code,
+                   max((w.max_wait_s for w in waits), default=None), waits)
+
+
+def _run_dir(workdir: Path, document: dict[str, Any]) -> Path:
+    """The run folder a dsrprep child's JSON names (relative to the folder it ran in)."""
+    return workdir / str(document["run_dir"])
 
 
 def _client(cell: Cell, lab: Lab, workdir: Path, *args: str) -> tuple[Child, int, dict[str, Any]]:
@@ -185,13 +216,13 @@ def dsrprep_runs(cell: Cell, workdir: Path) -> list[Measure]:
         inv, forks = str(lab.inventory), str(cell.forks)
         child, spent, doc = _client(cell, lab, workdir, "-m", "orchestrator", "facts", inv, "--json",
                                     "--forks", forks, "--runs-dir", "runs")
-        measures = [_measure(cell, "facts", child, spent, ideal_single_phase(dict.fromkeys(doc["hosts"], Need()), lat,
-                                                                               cell.forks))]
+        ideal = ideal_single_phase(dict.fromkeys(doc["hosts"], Need()), lat, cell.forks)
+        measures = [_measure(cell, "facts", child, spent, ideal, _run_dir(workdir, doc))]
         for scenario in ("rollout", "rollout-again"):
             child, spent, doc = _client(cell, lab, workdir, "-m", "orchestrator", "rollout", inv, "--yes", "--json",
                                         "--forks", forks, "--runs-dir", "runs", *cell.waves)
             ideal = ideal_rollout(_waves(doc), _needs(doc), lat, cell.forks)
-            measures.append(_measure(cell, scenario, child, spent, ideal))
+            measures.append(_measure(cell, scenario, child, spent, ideal, _run_dir(workdir, doc)))
     finally:
         lab.stop()
     return measures
@@ -212,7 +243,7 @@ def baseline_run(cell: Cell, workdir: Path) -> Measure:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[10, 100],
-                        help="fleet sizes (at most 189: a larger lab fleet gives its 190th host the VIP as address)")
+                        help="fleet sizes (at most 2000, what `dsrprep lab serve --hosts` takes)")
     parser.add_argument("--latency", type=int, nargs="+", default=[0, 20, 50], help="ms added per request")
     parser.add_argument("--forks", type=int, default=32, help="dsrprep's --forks (the baseline keeps 32 threads)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each cell; the table shows medians")

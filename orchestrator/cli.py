@@ -25,13 +25,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import drift, oscaps, privatefs
+from orchestrator import oscaps, privatefs
 from orchestrator.ansible_inventory import LOADERS, load_any
+from orchestrator.choices import DEFAULT_FORKS, DEFAULT_WAVES, CheckFormat, ReportFormat
 from orchestrator.clihelp import HelpGroup, examples
 from orchestrator.errors import ErrorInfo
 from orchestrator.exitcodes import ExitCode, Nagios
 from orchestrator.exitcodes import help_text as exit_codes_help
-from orchestrator.fleetops import PsrpFleet, rollback_target
+from orchestrator.fdlimit import SPARE, OpenFilesError, ensure_open_files
 from orchestrator.interrupts import STOP
 from orchestrator.inventory import (
     MAX_HOSTS,
@@ -44,43 +45,21 @@ from orchestrator.inventory import (
     takes_default_password,
     with_credentials,
 )
-from orchestrator.locks import HeldLocks, LockError, LockHeld, LockRecord, acquire, live_holder
-from orchestrator.progress import Progress
 from orchestrator.redaction import Secrets, show_client_log
-from orchestrator.render_report import RENDERERS, ReportFormat, to_table
-from orchestrator.report import facts_row, result_row
-from orchestrator.results import Command, FleetResult, PlanStatus, Status
 from orchestrator.retry import RetryPolicy
-from orchestrator.rollout import DONE, Ending, Options, Outcome, Rollout, RunRecord
-from orchestrator.rolloutlog import HostRecord, RunFileError, RunLog, RunState, read_run, recorded_rollout
-from orchestrator.runner import (
-    DEFAULT_FORKS,
-    FleetInterrupted,
-    RollbackRefusal,
-    RollbackTarget,
-    gather_fleet_facts,
-    rollback_fleet,
-    rollout_fleet,
-    rollout_host,
-)
-from orchestrator.runreport import build_report, load_run
-from orchestrator.summary import by_name, in_wave_order, summarize
-from orchestrator.templates import render as render_template
-from orchestrator.waves import (
-    DEFAULT_WAVES,
-    CanarySpec,
-    Wave,
-    WaveError,
-    named_canary,
-    order_hosts,
-    parse_waves,
-    place,
-)
 
 if TYPE_CHECKING:
+    from orchestrator import drift
     from orchestrator.inventory import Connection
     from orchestrator.lab.fleet import LabFleet
+    from orchestrator.locks import HeldLocks
+    from orchestrator.progress import Progress
+    from orchestrator.results import Command, FleetResult
+    from orchestrator.rollout import Options, Outcome, Rollout, RunRecord
+    from orchestrator.rolloutlog import HostRecord, RunLog
+    from orchestrator.runner import RollbackRefusal, RollbackTarget
     from orchestrator.transport import Session, SessionFactory
+    from orchestrator.waves import Wave
 
 EXIT_OK = ExitCode.OK
 EXIT_HOSTS_FAILED = ExitCode.HOSTS_FAILED
@@ -306,6 +285,10 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
              progress: Progress | None = None) -> tuple[RunLog, FleetResult]:
     """Run `work` under a new run directory; run.json says what ran, with what, and how it ended.
     With `lock`, the hosts are locked for the run (a command that changes them); `progress` shows it go."""
+    from orchestrator.progress import Progress
+    from orchestrator.rolloutlog import RunState
+
+    _allow_open_files(len(hosts), record["forks"])
     log = _new_log(runs_dir)
     view = progress or Progress(None)
     view.attach(log)
@@ -325,9 +308,21 @@ def _execute(command: Command, runs_dir: Path, record: dict[str, Any], hosts: li
     return log, result
 
 
+def _allow_open_files(hosts: int, forks: int) -> None:
+    """Exit 2 when this process may not open what a run of `hosts` needs: every host's log file (kept
+    open for the run) and two connections per worker (a session's, and the one that deletes its
+    shell after a lost connection)."""
+    try:
+        ensure_open_files(hosts + 2 * forks + SPARE, f"{hosts} hosts with --forks {forks}")
+    except OpenFilesError as exc:
+        raise _fail(str(exc)) from None
+
+
 def _new_log(runs_dir: Path, run_dir: Path | None = None) -> RunLog:
     """A new run's log under `runs_dir` (or exactly in `run_dir`); exit 2 naming the folder when it
     cannot be made there (a file, a read-only or virtual file system...)."""
+    from orchestrator.rolloutlog import RunLog
+
     option, folder = ("--run-dir", run_dir) if run_dir is not None else ("--runs-dir", runs_dir)
     try:
         if run_dir is not None:
@@ -341,6 +336,9 @@ def _new_log(runs_dir: Path, run_dir: Path | None = None) -> RunLog:
 
 def _work_logged(log: RunLog, base: dict[str, Any], work: Callable[[RunLog], FleetResult]) -> FleetResult:
     """`work(log)`, with run.json saying it runs, and how it stopped if it did not finish."""
+    from orchestrator.rolloutlog import RunState
+    from orchestrator.runner import FleetInterrupted
+
     log.write_run({**base, "state": RunState.RUNNING})
     try:
         return work(log)
@@ -399,6 +397,9 @@ def facts(
     quiet: QuietOpt = False,
 ) -> None:
     """Gather facts from every selected host in parallel and show them. Changes nothing."""
+    from orchestrator.results import Command
+    from orchestrator.runner import gather_fleet_facts
+
     if no_redact and capture is None:
         raise _fail("--no-redact only applies with --capture DIR")
     inv = _load(inventory, Access(ask_pass, user, vault_password_file, inventory_loader))
@@ -445,6 +446,9 @@ def _save_captures(directory: Path, log: RunLog, result: FleetResult, *, redact:
 
 
 def _print_facts(inv: Inventory, result: FleetResult, log: RunLog) -> None:
+    from orchestrator.report import facts_row
+    from orchestrator.summary import by_name
+
     table = Table(title=f"facts, run {log.run_id}", title_justify="left")
     columns = ("host", "status", "OS", "PowerShell", "NIC", "loopback", "weak host", "IIS")
     for column in columns:
@@ -462,12 +466,16 @@ def _print_facts(inv: Inventory, result: FleetResult, log: RunLog) -> None:
 
 def _progress(quiet: bool, as_json: bool) -> Progress:
     """A run's progress: on stderr under --json (stdout holds the one JSON document), none with --quiet."""
+    from orchestrator.progress import Progress
+
     return Progress(None if quiet else err if as_json else out)
 
 
 def _print_summary(result: FleetResult, log: RunLog, progress: Progress, *, title: str | None = None,
                    gates: list[dict[str, Any]] | None = None) -> None:
     """The end of a run: counts, failed and unreachable hosts with their step and reason, times, folder."""
+    from orchestrator.summary import summarize
+
     summary = summarize(result, title=title or str(result.command), wall=progress.wall, run_dir=log.path,
                         gates=gates or [])
     for line in summary.lines():
@@ -476,6 +484,10 @@ def _print_summary(result: FleetResult, log: RunLog, progress: Progress, *, titl
 
 def _results_table(title: str, result: FleetResult, waves: list[Wave] | None = None) -> Table:
     """Hosts by name, or with `waves` (a rollout) wave by wave, with a wave column."""
+    from orchestrator.report import result_row
+    from orchestrator.results import Command
+    from orchestrator.summary import by_name, in_wave_order
+
     table = Table(title=title, title_justify="left", show_lines=True)
     columns = ("host", "status", "would change" if result.command == Command.PLAN else "steps")
     for column in columns if waves is None else ("wave", *columns):
@@ -509,6 +521,10 @@ def plan_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Show per host what a rollout would change and why, and the waves it would run in. Changes nothing."""
+    from orchestrator.results import Command, PlanStatus
+    from orchestrator.runner import rollout_fleet
+    from orchestrator.waves import CanarySpec, WaveError, order_hosts, parse_waves, place
+
     try:
         spec, sizes = CanarySpec.parse(canary), parse_waves(waves)
     except WaveError as exc:
@@ -567,9 +583,9 @@ def check(
     inventory: InventoryArg,
     limit: LimitOpt = None,
     forks: ForksOpt = DEFAULT_FORKS,
-    output_format: Annotated[drift.Format, typer.Option(
+    output_format: Annotated[CheckFormat, typer.Option(
         "--format", help="table; json (one document); prometheus (node_exporter textfile metrics); nagios (one "
-                         "plugin status line, Nagios exit codes).")] = drift.Format.TABLE,
+                         "plugin status line, Nagios exit codes).")] = CheckFormat.TABLE,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE", help="With --format json or prometheus: write FILE atomically (a "
                                                "temporary file in its folder, then renamed) instead of stdout.")
@@ -580,27 +596,31 @@ def check(
     inventory_loader: InventoryLoaderOpt = "auto",
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
-    if output is not None and output_format not in (drift.Format.JSON, drift.Format.PROMETHEUS):
+    if output is not None and output_format not in (CheckFormat.JSON, CheckFormat.PROMETHEUS):
         raise _fail(f"--output takes --format json or prometheus, not {output_format}")
     access = Access(ask_pass, user, vault_password_file, inventory_loader)
-    if output_format == drift.Format.NAGIOS:
+    if output_format == CheckFormat.NAGIOS:
         verdict = _nagios_guard(lambda: _drift_check(ctx, inventory, limit, forks, access, runs_dir))
         line, status = verdict.nagios()
         typer.echo(line)
         raise typer.Exit(status)
     log, verdict = _drift_check(ctx, inventory, limit, forks, access, runs_dir)
-    if output_format == drift.Format.TABLE:
+    if output_format == CheckFormat.TABLE:
         _print_check(log, verdict)
     else:
-        document = verdict.prometheus() if output_format == drift.Format.PROMETHEUS else json.dumps(
+        document = verdict.prometheus() if output_format == CheckFormat.PROMETHEUS else json.dumps(
             {"run_id": log.run_id, "run_dir": str(log.path), **verdict.to_dict()}, indent=2, default=str)
-        _write_output(document, output, readable=output_format == drift.Format.PROMETHEUS)
+        _write_output(document, output, readable=output_format == CheckFormat.PROMETHEUS)
     raise typer.Exit(verdict.exit_code())
 
 
 def _drift_check(ctx: typer.Context, inventory: Path, limit: str | None, forks: int, access: Access,
                  runs_dir: Path) -> tuple[RunLog, drift.Check]:
     """The check of the selected hosts, run and logged as `plan` is (run.json's command: check)."""
+    from orchestrator import drift
+    from orchestrator.results import Command
+    from orchestrator.runner import rollout_fleet
+
     inv = _load(inventory, access)
     hosts = _select(inv, limit)
     log, result = _execute(
@@ -611,6 +631,8 @@ def _drift_check(ctx: typer.Context, inventory: Path, limit: str | None, forks: 
 
 
 def _print_check(log: RunLog, verdict: drift.Check) -> None:
+    from orchestrator import drift
+
     table = Table(title=f"check, run {log.run_id}", title_justify="left", show_lines=True)
     for column in ("host", "state", "would change"):
         table.add_column(column)
@@ -623,6 +645,8 @@ def _print_check(log: RunLog, verdict: drift.Check) -> None:
 def _nagios_guard(body: Callable[[], tuple[RunLog, drift.Check]]) -> drift.Check:
     """`body()`; when it exits (bad input, interrupted), the Nagios UNKNOWN line with what it said on
     stderr, and exit 3: a monitoring system reads only stdout and the plugin's exit code."""
+    from orchestrator import drift
+
     with err.capture() as captured:
         try:
             return body()[1]
@@ -661,6 +685,11 @@ def render(
     inventory_loader: InventoryLoaderOpt = "auto",
 ) -> None:
     """Print the exact scripts and bound parameters a rollout would send to one host."""
+    from orchestrator.results import PlanStatus
+    from orchestrator.rolloutlog import RunLog
+    from orchestrator.runner import rollout_host
+    from orchestrator.templates import render as render_template
+
     inv = _load(inventory, Access(ask_pass, user, vault_password_file, inventory_loader))
     try:
         target = inv.host(host)
@@ -750,6 +779,9 @@ def rollout(
                        ] = None,
     quiet: QuietOpt = False,
 ) -> None:
+    from orchestrator.rollout import Options
+    from orchestrator.waves import WaveError
+
     options = Options(canary=canary, waves=waves, max_failures=max_failures, max_unreachable=max_unreachable,
                       order=order, forks=forks, pause_after_wave=pause_after_wave, gate_command=gate_command,
                       rollback_on_abort=rollback_on_abort, check=check)
@@ -767,6 +799,10 @@ def _start_rollout(deps: Deps, inv: Inventory, hosts: list[str], options: Option
                    yes: bool, as_json: bool, run_dir: Path | None, runs_dir: Path, quiet: bool = False) -> None:
     """A new rollout of `hosts` (placed in the order the options ask for), logged into `run_dir`
     exactly, or into a new run id under `runs_dir`."""
+    from orchestrator.results import Command
+    from orchestrator.rollout import RunRecord
+    from orchestrator.waves import CanarySpec, WaveError, named_canary, order_hosts
+
     if not (yes or options.check or deps.interactive()):
         raise _fail("no terminal to ask for approval on: pass --yes to roll out without asking")
     try:
@@ -796,6 +832,9 @@ def resume(
 ) -> None:
     """Finish an interrupted, stopped or crashed rollout with the same waves and options: hosts that ended
     are not run again, the others re-read their facts and go on from what the facts say."""
+    from orchestrator.rollout import DONE, Ending
+    from orchestrator.rolloutlog import RunState
+
     data = _read_rollout(run_dir)
     options, record = _recorded_rollout(run_dir, data)
     if data.get("state") == RunState.FINISHED and record.ending == Ending.FINISHED:
@@ -821,6 +860,9 @@ def resume(
 
 def _recorded_rollout(run_dir: Path, data: dict[str, Any]) -> tuple[Options, RunRecord]:
     """The options and the record of a rollout's run.json, checked; exit 2 naming the field."""
+    from orchestrator.rollout import Options, RunRecord
+    from orchestrator.waves import WaveError
+
     try:
         options = Options.from_dict(data.get("options") or {})
         options.validate()
@@ -832,6 +874,8 @@ def _recorded_rollout(run_dir: Path, data: dict[str, Any]) -> tuple[Options, Run
 
 
 def _host_record(run_dir: Path, host: str) -> HostRecord:
+    from orchestrator.rolloutlog import RunFileError, recorded_rollout
+
     try:
         return recorded_rollout(run_dir, host)
     except RunFileError as exc:
@@ -854,6 +898,8 @@ def rerun(
     quiet: QuietOpt = False,
 ) -> None:
     """Start a new rollout with the options of an earlier one, of the hosts that failed or were unreachable there."""
+    from orchestrator.results import Status
+
     if not failed:
         raise _fail("say which hosts to run again: --failed (those that failed or were unreachable)")
     data = _read_rollout(run_dir)
@@ -873,6 +919,7 @@ def rerun(
 def _drive_rollout(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any], record: RunRecord,
                    options: Options, *, yes: bool, as_json: bool, resume: bool, quiet: bool = False) -> None:
     """Run (or resume) a rollout under `log`, print it, and exit with its code."""
+    _allow_open_files(len(record.hosts), options.forks)
     progress = _progress(quiet, as_json)
     outcome = _rollout_outcome(deps, inv, log, base, record, options, yes=yes, console=err if as_json else out,
                                resume=resume, progress=progress, quiet=quiet)
@@ -894,13 +941,22 @@ def _show_rollout(outcome: Outcome, log: RunLog, progress: Progress, *, quiet: b
 
 
 def _exit_code(outcome: Outcome) -> int:
-    return _ENDING_EXIT.get(outcome.ending) or (EXIT_OK if outcome.result.succeeded else EXIT_HOSTS_FAILED)
+    from orchestrator.rollout import Ending
+
+    ending_exit = {Ending.ABORTED: EXIT_ABORTED, Ending.DECLINED: EXIT_DECLINED, Ending.INTERRUPTED: EXIT_INTERRUPTED}
+    return ending_exit.get(outcome.ending) or (EXIT_OK if outcome.result.succeeded else EXIT_HOSTS_FAILED)
 
 
 def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, Any], record: RunRecord,
                      options: Options, *, yes: bool, console: Console, resume: bool,
                      progress: Progress | None = None, quiet: bool = False) -> Outcome:
     """Run (or resume) a rollout under `log` with its hosts locked; run.json says how it ended."""
+    from orchestrator.fleetops import PsrpFleet
+    from orchestrator.progress import Progress
+    from orchestrator.results import Command
+    from orchestrator.rollout import Ending, Rollout
+    from orchestrator.rolloutlog import RunState
+
     view = progress or Progress(None)
     view.attach(log)
     view.begin("preflight", record.hosts)
@@ -928,6 +984,8 @@ def _rollout_outcome(deps: Deps, inv: Inventory, log: RunLog, base: dict[str, An
 
 def _run_rollout(plan: Rollout, *, resume: bool) -> tuple[Outcome, bool]:
     """The rollout's outcome, and whether a second Ctrl-C abandoned hosts in flight."""
+    from orchestrator.runner import FleetInterrupted
+
     try:
         if resume:
             return plan.outcome(plan.run(first_wave=plan.resume_from())), False
@@ -938,13 +996,12 @@ def _run_rollout(plan: Rollout, *, resume: bool) -> tuple[Outcome, bool]:
         return plan.interrupted(), False
 
 
-_ENDING_EXIT = {Ending.ABORTED: EXIT_ABORTED, Ending.DECLINED: EXIT_DECLINED, Ending.INTERRUPTED: EXIT_INTERRUPTED}
-
-
 @contextmanager
 def _locked(log: RunLog, runs_dir: Path, hosts: list[str], command: Command, lock: bool) -> Iterator[HeldLocks]:
     """The hosts' locks for a run that changes them (none when `lock` is false); exit 2 when another
     run holds one of them."""
+    from orchestrator.locks import HeldLocks, LockError, LockHeld, LockRecord, acquire
+
     if lock:
         try:
             held = acquire(runs_dir, run_id=log.run_id, command=command, hosts=hosts)
@@ -1010,10 +1067,14 @@ class _Operator:
             self.console.print(f"gate after {details['wave'].name}: {verdict}", markup=False)
 
     def save(self, record: RunRecord) -> None:
+        from orchestrator.rolloutlog import RunState
         self.log.write_run({**self.base, **record.to_dict(), "state": RunState.RUNNING})
 
 
 def _read_rollout(run_dir: Path) -> dict[str, Any]:
+    from orchestrator.results import Command
+    from orchestrator.rolloutlog import RunFileError, read_run
+
     try:
         record = read_run(run_dir, required=("command", "inventory", "hosts"))
     except RunFileError as exc:
@@ -1029,6 +1090,9 @@ def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | RollbackRefu
     The rollback plans against the desired state the rollout acted on, not against the inventory as
     it is now (only the connection settings come from there).
     """
+    from orchestrator.fleetops import rollback_target
+    from orchestrator.rolloutlog import RunFileError
+
     try:
         undo = rollback_target(run_dir, host)
     except RunFileError as exc:  # the host's log cannot be read at all
@@ -1042,6 +1106,9 @@ def _rollback_target(run_dir: Path, host: Host) -> RollbackTarget | RollbackRefu
 
 def _refuse_running(run_dir: Path, record: dict[str, Any]) -> None:
     """Exit 2 while the run's process still holds its hosts; a run whose process died can be rolled back."""
+    from orchestrator.locks import LockError, live_holder
+    from orchestrator.rolloutlog import RunState
+
     run_id = str(record.get("run_id"))
     runs_of = Path(str(record.get("runs_dir") or run_dir.parent))
     try:
@@ -1075,6 +1142,9 @@ def rollback(
 ) -> None:
     """Return hosts to the facts recorded before a rollout, for what dsrprep manages, whatever the step
     results say; a host that is not the recorded machine, or whose record is torn, is refused."""
+    from orchestrator.results import Command
+    from orchestrator.runner import rollback_fleet
+
     record = _read_rollout(run_dir)
     _refuse_running(run_dir, record)
     inventory = Path(str(record.get("inventory")))
@@ -1120,6 +1190,10 @@ def report_command(
         "--output", "-o", help="Write the report to this file (0600) instead of stdout.")] = None,
 ) -> None:
     """Report on a run from its folder: per-host status, failures with the step and the reason, waves and gates."""
+    from orchestrator.render_report import RENDERERS, to_table
+    from orchestrator.rolloutlog import RunFileError
+    from orchestrator.runreport import build_report, load_run
+
     try:
         document = build_report(load_run(run_dir))
     except RunFileError as exc:
@@ -1193,7 +1267,7 @@ def _write_docs(root: Path) -> None:
     "dsrprep lab serve --hosts 20 --seed 1 --inventory-out lab.yml", "dsrprep lab serve --profile 2008r2 --https",
     "dsrprep lab serve --from-capture captures/ -o lab.yml"))
 def lab_serve(
-    hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=250, help="How many hosts.")] = 10,
+    hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=2000, help="How many hosts.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the fleet's variation.")] = 1,
     profile: Annotated[str, typer.Option("--profile", help="mixed (every OS family), or one family: "
                                          + "|".join(oscaps.families()))] = "mixed",
@@ -1269,6 +1343,11 @@ def demo(
     report, check that the fleet is compliant, and stop the fleet. Exit 0 when it all went as the
     scenario says it goes."""
     from orchestrator.lab.fleet import LabFleet
+    from orchestrator.render_report import RENDERERS
+    from orchestrator.results import Command
+    from orchestrator.rollout import Ending, Options, RunRecord
+    from orchestrator.rolloutlog import RunLog
+    from orchestrator.runreport import build_report, load_run
 
     fleet = LabFleet.build(hosts, seed=seed, profile="mixed", port=0)
     with fleet, tempfile.TemporaryDirectory(prefix="dsrprep-demo-") as tmp:

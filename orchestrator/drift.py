@@ -24,15 +24,6 @@ from orchestrator.results import FleetResult, HostResult, PlanStatus
 from orchestrator.steps import preflight
 
 
-class Format(StrEnum):
-    """What `dsrprep check --format` prints."""
-
-    TABLE = "table"
-    JSON = "json"
-    PROMETHEUS = "prometheus"
-    NAGIOS = "nagios"
-
-
 class State(StrEnum):
     COMPLIANT = "compliant"
     DRIFTED = "drifted"

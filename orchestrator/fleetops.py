@@ -11,20 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.choices import DEFAULT_FORKS
 from orchestrator.desired import Desired
 from orchestrator.facts import FactsError, parse_facts
 from orchestrator.inventory import Host
 from orchestrator.results import Command, FleetResult, HostResult, Status
 from orchestrator.retry import RetryPolicy
 from orchestrator.rolloutlog import HostRecord, RunLog, host_file_name, recorded_rollout
-from orchestrator.runner import (
-    DEFAULT_FORKS,
-    FactsMemo,
-    RollbackRefusal,
-    RollbackTarget,
-    rollback_fleet,
-    rollout_fleet,
-)
+from orchestrator.runner import FactsMemo, RollbackRefusal, RollbackTarget, rollback_fleet, rollout_fleet
 from orchestrator.waves import Wave
 
 if TYPE_CHECKING:  # transport imports pypsrp; these names are only annotations here

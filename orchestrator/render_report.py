@@ -15,26 +15,17 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.choices import ReportFormat
 from orchestrator.errors import ErrorInfo
 from orchestrator.report import STATUS_STYLE, steps_cell, styled
 from orchestrator.results import Command, Status, StepResult
 from orchestrator.rollout import host_status
 from orchestrator.runreport import STATUSES, failures, one_line
-
-
-class ReportFormat(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    MARKDOWN = "markdown"
-    JUNIT = "junit"
-    HTML = "html"
-
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 

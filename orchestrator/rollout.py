@@ -17,10 +17,10 @@ from enum import StrEnum
 from typing import Any, Protocol, get_type_hints
 
 from orchestrator import rolloutlog as logfile
+from orchestrator.choices import DEFAULT_WAVES
 from orchestrator.results import Command, FleetResult, HostResult, HostStatus, PlanStatus, Status
 from orchestrator.runner import FleetInterrupted
 from orchestrator.waves import (
-    DEFAULT_WAVES,
     CanarySpec,
     Gate,
     Threshold,

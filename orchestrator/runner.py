@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator import identity
+from orchestrator.choices import DEFAULT_FORKS
 from orchestrator.desired import Desired
 from orchestrator.errors import (
     DsrError,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:  # transport imports pypsrp; these names are only annotations 
 
 T = TypeVar("T")
 
-DEFAULT_FORKS = 32
 FACTS_TIMEOUT = 120.0
 STEP_TIMEOUT = 300.0
 MAX_REPLANS = 3  # re-plans no failure caused (the state moved) before a host is NotConverging

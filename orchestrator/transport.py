@@ -131,7 +131,9 @@ def map_error(exc: BaseException, *, phase: str) -> DsrError:
         return Unreachable(f"connection timed out: {exc}", silent=True)
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return Timeout(f"no answer within the read timeout: {exc}", silent=True)
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    # ChunkedEncodingError: the connection closed in the middle of an answer's body (urllib3's
+    # IncompleteRead), as a WinRM/HTTP restart does to the answer it was sending: a lost connection.
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
         if phase == "connect":
             return Unreachable(f"cannot connect: {_short(exc)}", silent=_never_connected(exc))
         return ConnectionLost(f"connection lost: {_short(exc)}")
@@ -354,6 +356,7 @@ class PsrpSession:
         with _mapped("connect", wsman):
             try:
                 _open_pool(pool)
+                check_opened(pool)
             except BaseException:
                 # The shell may exist on the host already (its Create succeeded, then the open failed):
                 # delete it rather than leave it to count against the user's shell quota.
@@ -385,7 +388,7 @@ class PsrpSession:
                 self._invoke(ps, script, parameters, deadline=started + timeout, timeout=timeout)
                 errors = [_error_text(record) for record in ps.streams.error]
                 output = [to_plain(item) for item in ps.output]
-            except requests.exceptions.ConnectionError:
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
                 connection_lost = True
                 raise
             finally:
@@ -559,6 +562,20 @@ def _open_pool(pool: RunspacePool) -> None:
             timeouts += 1
             if exc.code != OPERATION_TIMEOUT_CODE or timeouts > OPEN_TIMEOUTS_TOLERATED:
                 raise
+
+
+def check_opened(pool: Any) -> None:
+    """ConnectionLost (retried on a fresh session) when `pool` left its opening without the host's
+    SESSION_CAPABILITY: its protocol version unknown, pypsrp's next `add_script` fails on it.
+
+    pypsrp 0.9.1 sends a Receive again when its answer does not come within the read timeout
+    (`WSMan.receive`, retries_on_read_timeout=5), counting on the host to answer the same data
+    again. A host that had already sent the capability in the lost answer sends what comes next,
+    the Opened state, and the pool opens without it (seen with a thousand lab hosts on two cores).
+    """
+    if pool.state != RunspacePoolState.OPENED or not pool.protocol_version:
+        raise ConnectionLost(f"the runspace pool left its opening in state {pool.state} without the host's "
+                             "session capability (an answer lost after a read timeout): opening a new one")
 
 
 def _shell_id(shell: Any) -> str:

@@ -18,10 +18,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from orchestrator.choices import DEFAULT_WAVES
 from orchestrator.errors import DsrError
 
 CANARY = "canary"
-DEFAULT_WAVES = "1,5,25%,100%"
 ORDERS = ("inventory", "sorted", "shuffle:SEED")
 
 

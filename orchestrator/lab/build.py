@@ -19,8 +19,11 @@ fleet, event timestamps aside, which count back from `now`):
 * NIC: VMware e1000 on 2003/2008 (MACs 00:50:56:80-BF:..), e1000 or Hyper-V synthetic on 2008 R2,
   vmxnet3 or Hyper-V synthetic on 2012+ (Hyper-V MACs 00:15:5D); physical MACs are unique in a
   fleet. "Local Area Connection" up to 2008 R2, "Ethernet" from 2012. Static RIP (subnet host
-  10+i), gateway .1, DNS .2. Where IPv6 is part of the stack (2008+) 80 % of hosts also show an
-  fe80:: link-local address (prefix "64"). 2003 has no InterfaceIndex and is weak host by design.
+  10+i, the next one past the VIP for hosts from there on), gateway .1, DNS .2. The subnet is
+  `lab_subnet(count)`: 10.20.0.0/24 while every RIP stays below the VIP 10.20.0.200 (189 hosts),
+  10.20.0.0/21 for larger fleets (2,035 hosts at most), the VIP in it either way. Where IPv6 is
+  part of the stack (2008+) 80 % of hosts also show an fe80:: link-local address (prefix "64").
+  2003 has no InterfaceIndex and is weak host by design.
 * Loopback: 25 % of hosts already have an msloop adapter (ROOT\\NET\\0000, MAC 02:00:4C:4F:4F:50,
   "Microsoft Loopback Adapter" up to 2008 R2, "Microsoft KM-TEST Loopback Adapter" from 2012),
   left on DHCP with an APIPA 169.254.x.x/16 address and the automatic metric.
@@ -93,13 +96,43 @@ from orchestrator.steps.iis_binding import Site as ParsedSite
 from orchestrator.steps.skip_as_source import SkipFlags
 from orchestrator.steps.weak_host import WeakHostTable
 
+LAB_VIP = "10.20.0.200"
+# Fleets whose RIPs (10.20.0.11 on) all stay below the VIP keep the /24 they always had; a larger
+# fleet's NICs get a /21 (255.255.248.0) that holds its RIPs and the same VIP, so that DSR's one
+# subnet of load balancer, VIPs and servers holds, and no RIP is the VIP or an end of the subnet.
+_SMALL_SUBNET = "10.20.0.0/24"
+_LARGE_SUBNET = "10.20.0.0/21"
+_FIRST_RIP = 11  # host number of the first RIP in its subnet
+
+
+def lab_subnet(count: int) -> str:
+    """The subnet of a generated lab fleet of `count` hosts (see the module's docstring)."""
+    small = ipaddress.IPv4Network(_SMALL_SUBNET)
+    fits = small.network_address + _FIRST_RIP + count - 1 < ipaddress.IPv4Address(LAB_VIP)
+    return _SMALL_SUBNET if fits else _LARGE_SUBNET
+
+
+def rip_addresses(net: ipaddress.IPv4Network, count: int, *, skip: str | None = None) -> list[str]:
+    """`count` RIPs of `net` from its host number 11 on, past `skip` (the VIP) when it is among them;
+    ValueError when the subnet runs out before its broadcast address."""
+    rips: list[str] = []
+    address = net.network_address + _FIRST_RIP
+    while len(rips) < count:
+        if address >= net.broadcast_address:
+            raise ValueError(f"subnet {net} is too small for {count} hosts (RIPs start at host number {_FIRST_RIP})")
+        if str(address) != skip:
+            rips.append(str(address))
+        address += 1
+    return rips
+
 
 def build_fleet(
     count: int,
     *,
     seed: int,
     profile: str,
-    subnet: str = "10.20.0.0/24",
+    subnet: str | None = None,
+    vip: str = LAB_VIP,
     username: str = DEFAULT_USERNAME,
     password: str = DEFAULT_PASSWORD,
     now: datetime | None = None,
@@ -107,18 +140,18 @@ def build_fleet(
     lb_mac: str = DEFAULT_LB_MAC,
 ) -> list[WindowsHost]:
     """`count` hosts WEB01.. of `profile` ("mixed" or one family), RIPs from host number 11 of
-    `subnet`, all on one `Segment` with the load balancer. `now` anchors the timestamps of
-    pre-existing events (default: the current minute). `unhealthy_share` of the hosts (drawn per
-    host) fail preflight: not elevated, a 32-bit session on 64-bit Windows, or PowerShell 1.0."""
+    `subnet` (default `lab_subnet(count)`) past `vip`, all on one `Segment` with the load balancer.
+    `now` anchors the timestamps of pre-existing events (default: the current minute).
+    `unhealthy_share` of the hosts (drawn per host) fail preflight: not elevated, a 32-bit session
+    on 64-bit Windows, or PowerShell 1.0."""
     if not 0.0 <= unhealthy_share <= 1.0:
         raise ValueError(f"unhealthy_share must be between 0 and 1, not {unhealthy_share}")
     if profile not in profiles():
         raise ValueError(f"unknown lab profile {profile!r}; choose one of {', '.join(profiles())}")
     if count < 1:
         raise ValueError(f"a lab fleet needs at least one host, not {count}")
-    net = ipaddress.IPv4Network(subnet, strict=False)
-    if 10 + count >= net.num_addresses - 1:
-        raise ValueError(f"subnet {subnet} is too small for {count} hosts (RIPs start at host number 11)")
+    net = ipaddress.IPv4Network(subnet if subnet is not None else lab_subnet(count), strict=False)
+    rips = rip_addresses(net, count, skip=vip)
     rng = random.Random(seed)
     if profile == MIXED:
         table = oscaps.families()
@@ -126,7 +159,7 @@ def build_fleet(
         rng.shuffle(families)
     else:
         families = [profile] * count
-    context = _Context(net=net, used_macs=set(), username=username, password=password,
+    context = _Context(net=net, rips=rips, used_macs=set(), username=username, password=password,
                        now=now if now is not None else datetime.now().replace(second=0, microsecond=0),
                        unhealthy_share=unhealthy_share)
     hosts = [
@@ -144,6 +177,7 @@ class _Context:
     """What every host of one fleet is built with."""
 
     net: ipaddress.IPv4Network
+    rips: list[str]  # host number i's RIP is rips[i - 1]
     used_macs: set[str]
     username: str
     password: str
@@ -164,7 +198,7 @@ def _build_host(number: int, spec: FamilySpec, rng: random.Random, context: _Con
     # The order of the draws is the fleet's seed contract: keep it when changing what is drawn.
     caps = oscaps.caps(spec.family)
     os = _draw_os(spec, caps, rng)
-    rip = str(context.net.network_address + 10 + number)
+    rip = context.rips[number - 1]
     ipv6 = caps.ipv6_vips and rng.random() < 0.8
     nic = _draw_nic(spec, caps, rng, context, rip, ipv6)
     nics = [nic]
@@ -327,7 +361,7 @@ def _draw_events(rng: random.Random, now: datetime, rip: str, number: int) -> li
     if rng.random() >= 0.1:
         return []
     when = now - timedelta(days=rng.randint(1, 6), hours=rng.randint(0, 23), minutes=rng.randint(0, 59))
-    other_mac = "-".join(f"{b:02X}" for b in (0x00, 0x50, 0x56, rng.randint(0x80, 0xBF), 0x10, number))
+    other_mac = "-".join(f"{b:02X}" for b in (0x00, 0x50, 0x56, rng.randint(0x80, 0xBF), 0x10, number % 0x100))
     return [tcpip_event(ADDRESS_CONFLICT, conflict_message(rip, other_mac), when)]
 
 

@@ -1,4 +1,4 @@
-"""A lab fleet: one protocol server per simulated Windows host, on its own 127.0.0.x address.
+"""A lab fleet: one protocol server per simulated Windows host, on its own 127.0.x.y address.
 
 Owns starting and stopping the servers, routing each pipeline's script to the host model as the
 exact template it is (step and variant, recognised by its text), the layer-2 segment the hosts
@@ -16,6 +16,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +27,8 @@ import yaml
 from orchestrator import oscaps
 from orchestrator.capture import Capture, CaptureError, read_captures
 from orchestrator.facts import FactsError
-from orchestrator.lab.build import build_fleet, capture_inventory_vars, host_from_capture
+from orchestrator.fdlimit import SPARE, OpenFilesError, ensure_open_files
+from orchestrator.lab.build import LAB_VIP, build_fleet, capture_inventory_vars, host_from_capture
 from orchestrator.lab.common import LabFaults, RequestCounters, ScriptResult, WinRMConfig
 from orchestrator.lab.host import Segment, WindowsHost
 from orchestrator.lab.profiles import profiles, winrm_config
@@ -36,7 +38,6 @@ from orchestrator.templates import all_templates
 
 LAB_USER = "labadmin"
 LAB_PASSWORD = "Lab-Passw0rd!"
-LAB_VIP = "10.20.0.200"
 _STEP_HEADER = re.compile(r"^#\s*dsrprep-step:\s*(\S+)", re.MULTILINE)
 
 
@@ -134,6 +135,37 @@ def _free_port(address: str) -> int:
         return port
 
 
+def listen_addresses(base_octet: int, count: int) -> list[str]:
+    """`count` listener addresses: 127.0.0.{base_octet}-254, then 127.0.1.1-254, 127.0.2.1-254...
+    (Linux answers on all of 127.0.0.0/8; no .0 or .255, which some tools read as a network or a
+    broadcast address). FleetError when 127.0.0.0/16 runs out."""
+    if not 1 <= base_octet <= 254:
+        raise FleetError(f"base octet {base_octet} is not 1-254")
+    addresses: list[str] = []
+    third, fourth = 0, base_octet
+    while len(addresses) < count:
+        if third > 255:
+            raise FleetError(f"{count} hosts do not fit in 127.0.0.{base_octet}-127.0.255.254")
+        addresses.append(f"127.0.{third}.{fourth}")
+        third, fourth = (third, fourth + 1) if fourth < 254 else (third + 1, 1)
+    return addresses
+
+
+def poll_interval(hosts: int) -> float:
+    """How often each listener of a fleet of `hosts` wakes to see whether it is asked to stop:
+    0.05 s up to 100 hosts, longer beyond, so that the fleet wakes at most 2,000 times a second
+    (a thousand listeners at 0.05 s took more than a core of the lab process doing nothing)."""
+    return max(0.05, hosts / 2000)
+
+
+# Servers stopped at once by LabFleet.stop: each waits up to its poll interval for its accept loop.
+_STOPPERS = 64
+
+# Open files a running fleet holds per host: its listening socket, and a connection a client may
+# keep open to it (pypsrp keeps one per session; up to --forks at once, more after lost connections).
+_FILES_PER_HOST = 2
+
+
 class LabFleet:
     """Start with `with LabFleet.build(...) as fleet:`; every server is stopped on exit."""
 
@@ -145,8 +177,7 @@ class LabFleet:
         every host is a member of that realm as `<name>.<realm in lower case>` and takes Kerberos too,
         with the keys of the keytab `KRB5_KTNAME` names (a KDC of that realm must know the user and
         the hosts' SPNs); the inventory then authenticates with Kerberos as LAB_USER@realm."""
-        if base_octet + len(models) > 255:
-            raise FleetError(f"{len(models)} hosts do not fit in 127.0.0.{base_octet}-254")
+        addresses = listen_addresses(base_octet, len(models))
         self.password = password
         self.vip = vip
         self.kerberos_realm = kerberos_realm
@@ -160,10 +191,10 @@ class LabFleet:
         for model in models:
             self.segment.join(model)
         self.hosts: list[LabHost] = [
-            LabHost(model=m, address=f"127.0.0.{base_octet + i}", port=port, server=None,
+            LabHost(model=m, address=address, port=port, server=None,
                     counters=RequestCounters(), https=https,
                     winrm=winrm_config(m.os_family, x64=m.architecture != "32-bit", version=m.version))
-            for i, m in enumerate(models)
+            for m, address in zip(models, addresses, strict=True)
         ]
         if kerberos_realm is not None:
             for handle in self.hosts:
@@ -192,6 +223,10 @@ class LabFleet:
 
     def start(self) -> None:
         try:
+            ensure_open_files(_FILES_PER_HOST * len(self.hosts) + SPARE, f"{len(self.hosts)} lab hosts")
+        except OpenFilesError as exc:
+            raise FleetError(str(exc)) from None
+        try:
             if self.https and self._ca is None:
                 self._tls_dir = Path(tempfile.mkdtemp(prefix="dsrprep-lab-tls-"))
                 self._ca = LabCA(self._tls_dir)
@@ -208,6 +243,7 @@ class LabFleet:
                     username=handle.model.username, password=handle.model.password,
                     faults=handle.model.faults, counters=handle.counters, hostname=handle.model.name,
                     winrm=handle.winrm, tls=tls, auth=handle.auth, kerberos_name=handle.kerberos_name,
+                    poll_interval=poll_interval(len(self.hosts)),
                 )
                 server.start()
                 handle.server, handle.port = server, server.port
@@ -216,10 +252,12 @@ class LabFleet:
             raise
 
     def stop(self) -> None:
-        for handle in self.hosts:
-            if handle.server is not None:
-                handle.server.stop()
-                handle.server = None
+        running = [h for h in self.hosts if h.server is not None]
+        if running:
+            with ThreadPoolExecutor(max_workers=min(_STOPPERS, len(running)), thread_name_prefix="lab-stop") as pool:
+                list(pool.map(lambda server: server.stop(), [h.server for h in running if h.server is not None]))
+        for handle in running:
+            handle.server = None
         if self._tls_dir is not None:
             shutil.rmtree(self._tls_dir, ignore_errors=True)
             self._tls_dir, self._ca = None, None
@@ -303,7 +341,7 @@ class LabFleet:
 class CaptureFleet(LabFleet):
     """A lab fleet serving captures of real hosts (`dsrprep lab serve --from-capture DIR`): one host
     per capture file, built by `host_from_capture`, answering the facts script with the captured
-    object until a step changes it. Its inventory connects to the lab's 127.0.0.x addresses and
+    object until a step changes it. Its inventory connects to the lab's 127.0.x.y addresses and
     keeps the captured addresses for the rest: the NIC by its captured RIP, a VIP in that NIC's
     subnet per host (`capture_inventory_vars`)."""
 

@@ -757,6 +757,7 @@ class LabServer:
         hostname: str = "WIN-LAB",
         receive_wait: float = 1.0,
         winrm: WinRMConfig | None = None,
+        poll_interval: float = 0.05,
     ) -> None:
         """`receive_wait` caps how long a Receive long-polls for output before it answers the
         OperationTimeout fault (never longer than the OperationTimeout the client asked for).
@@ -764,7 +765,11 @@ class LabServer:
         `kerberos` in `auth` makes the host a member of a Kerberos realm whose keys are in the keytab
         `KRB5_KTNAME` names, known there as `kerberos_name` (its SPNs are service/kerberos_name): it
         offers the `Kerberos` scheme beside `Negotiate`, and takes a ticket in either only when the key
-        that opens it is one of its own SPNs' and the ticket's client is the host's user."""
+        that opens it is one of its own SPNs' and the ticket's client is the host's user.
+
+        `poll_interval`: how often the accept loop wakes to see whether `stop()` was asked, which is
+        at most how long `stop()` waits for it; every listener of a fleet wakes that often, so a
+        large fleet takes a longer one (LabFleet)."""
         _check_account(username, password, hostname, auth, kerberos_name)
         self.kerberos_name = kerberos_name
         self.address = address
@@ -777,6 +782,7 @@ class LabServer:
         self.winrm = winrm if winrm is not None else WinRMConfig()
         self.hostname = hostname
         self.receive_wait = receive_wait
+        self._poll_interval = poll_interval
         self._requested_port = port
         self._tls_files = tls
         self._domain, self._user = _split_user(username)
@@ -830,7 +836,7 @@ class LabServer:
             self._httpd = httpd
             self._serve_thread = threading.Thread(
                 target=httpd.serve_forever,
-                kwargs={"poll_interval": 0.05},
+                kwargs={"poll_interval": self._poll_interval},
                 daemon=True,
                 name=f"lab-{self.address}",
             )

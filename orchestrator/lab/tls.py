@@ -1,5 +1,5 @@
 """TLS for the lab's HTTPS listeners: a throw-away certificate authority, one server certificate per
-host (its 127.0.0.x address and its name as subject alternative names), and the server-side SSL
+host (its 127.0.x.y address and its name as subject alternative names), and the server-side SSL
 context a host's Windows would offer.
 
 Windows up to Server 2008 R2 serves TLS 1.0 only by default (Ansible's "Windows Remote Management"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench.metrics import (
@@ -13,6 +15,7 @@ from bench.metrics import (
     median_measure,
     phase_time,
     rollout_floor,
+    start_waits,
 )
 
 
@@ -74,6 +77,46 @@ def test_the_table_compares_each_rollout_with_the_baseline_of_its_own_cell() -> 
     assert facts.endswith("|  | 0 |")  # no ratio for anything but the rollout
 
 
+def test_the_table_shows_the_longest_wait_to_start_and_n_a_without_host_logs() -> None:
+    waited = Measure("rollout", 10, 20, 4.0, 30.0, 100.0, 80.0, 1.0, 0, 2.25)
+    rows = markdown_table([waited, _m("baseline", 8.0)]).splitlines()
+    assert "max wait to start s" in rows[0]
+    assert next(r for r in rows if "| rollout |" in r).endswith("| 80 | 2.2 | 2.00 | 0 |")
+    assert next(r for r in rows if "| baseline |" in r).endswith("| 80 | n/a |  | 0 |")
+
+
+def _line(host: str, event: str, second: float, wave: str | None = None) -> dict[str, object]:
+    stamp = f"2026-12-02T10:00:{second:09.6f}Z"
+    return {"host": host, "event": event, "timestamp": stamp, **({"wave": wave} if wave else {})}
+
+
+def test_each_phase_waits_from_its_first_host_start_to_its_last_and_is_bounded_by_rounds_of_its_slowest_host() -> None:
+    lines = [
+        # preflight: 3 hosts, 2 forks; c starts when a is done.
+        _line("a", "host_start", 0.0, "preflight"), _line("b", "host_start", 0.1, "preflight"),
+        _line("a", "host_done", 1.0, "preflight"), _line("c", "host_start", 1.1, "preflight"),
+        _line("b", "host_done", 3.1, "preflight"), _line("c", "host_done", 2.0, "preflight"),
+        # a wave of its own, later, in another order in the file: its start is its own first host_start.
+        _line("c", "host_start", 11.5, "wave 1"), _line("a", "host_start", 10.0, "wave 1"),
+        _line("a", "host_done", 10.5, "wave 1"), _line("c", "host_done", 12.0, "wave 1"),
+        _line("a", "step_start", 0.0, "wave 1"), {"host": "b", "event": "host_start", "timestamp": "garbled"},
+    ]
+    preflight, wave = start_waits(lines, forks=2)
+    assert (preflight.phase, preflight.hosts) == ("preflight", 3)
+    assert preflight.max_wait_s == pytest.approx(1.1)
+    assert preflight.slowest_host_s == pytest.approx(3.0)  # b: 0.1 -> 3.1
+    assert preflight.bound_s == pytest.approx(2 * 3.0) and preflight.bounded
+    assert (wave.phase, wave.hosts) == ("wave 1", 2)
+    assert wave.max_wait_s == pytest.approx(1.5)
+    assert wave.bound_s == pytest.approx(1 * 0.5) and not wave.bounded  # c waited with a worker free
+
+
+def test_facts_lines_without_a_wave_are_one_phase_and_no_lines_no_phases() -> None:
+    (only,) = start_waits([_line("a", "host_start", 5.0), _line("b", "host_start", 5.25)], forks=32)
+    assert (only.phase, only.hosts, only.max_wait_s, only.slowest_host_s) == ("all", 2, 0.25, 0.0)
+    assert start_waits([], forks=32) == []
+
+
 def test_the_table_says_n_a_where_the_ideal_is_zero_and_shows_failed_exits() -> None:
     table = markdown_table([_m("rollout", 4.0, latency=0, ideal=0.0, exit_code=1)])
     row = table.splitlines()[2]
@@ -86,6 +129,9 @@ def test_repeats_give_the_median_of_each_figure_and_the_worst_exit() -> None:
     median = median_measure(runs)
     assert median.wall_s == 4.0
     assert median.exit_code == 1
+    assert median.max_wait_start_s is None
+    waited = [dataclasses.replace(r, max_wait_start_s=w) for r, w in zip(runs, (1.0, 5.0, 2.0), strict=True)]
+    assert median_measure(waited).max_wait_start_s == 2.0
 
 
 def test_spread_deals_hosts_in_turn_so_every_share_mixes_the_fleet() -> None:

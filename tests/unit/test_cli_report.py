@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from orchestrator.choices import ReportFormat
 from orchestrator.cli import app
-from orchestrator.render_report import ReportFormat
 from orchestrator.rolloutlog import Event, RunLog
 
 

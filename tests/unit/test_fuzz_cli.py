@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
+from orchestrator.choices import ReportFormat
 from orchestrator.cli import Deps, app
 from orchestrator.errors import AuthError
 from orchestrator.inventory import MAX_INVENTORY_BYTES, Connection
-from orchestrator.render_report import ReportFormat
 from orchestrator.rolloutlog import Event, RunLog
 from orchestrator.transport import RunResult
 

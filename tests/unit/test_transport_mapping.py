@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 import yaml
-from pypsrp.complex_objects import GenericComplexObject, PSInvocationState
+from pypsrp.complex_objects import GenericComplexObject, PSInvocationState, RunspacePoolState
 from pypsrp.exceptions import AuthenticationError, InvalidPSRPOperation, WinRMTransportError, WSManFaultError
 from pypsrp.powershell import RunspacePool
 from pypsrp.wsman import WSMan
@@ -26,7 +26,15 @@ from orchestrator.errors import (
     Unreachable,
 )
 from orchestrator.inventory import Connection, load_inventory
-from orchestrator.transport import RunResult, _close_pipeline, map_error, pool_kwargs, to_plain, wsman_kwargs
+from orchestrator.transport import (
+    RunResult,
+    _close_pipeline,
+    check_opened,
+    map_error,
+    pool_kwargs,
+    to_plain,
+    wsman_kwargs,
+)
 
 
 @pytest.mark.parametrize(
@@ -36,6 +44,10 @@ from orchestrator.transport import RunResult, _close_pipeline, map_error, pool_k
         (InvalidCredentialError(context_msg="no creds"), "connect", AuthError),
         (requests.exceptions.ConnectionError("Connection refused"), "connect", Unreachable),
         (requests.exceptions.ConnectionError("Connection reset by peer"), "run", ConnectionLost),
+        # An answer's body cut short (a WinRM restart while it was being sent): a lost connection.
+        (requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead(0 bytes read, 1169 more "
+                                                  "expected)"), "run", ConnectionLost),
+        (requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"), "connect", Unreachable),
         (requests.exceptions.ConnectTimeout("timed out"), "run", Unreachable),
         (requests.exceptions.ReadTimeout("read timed out"), "run", Timeout),
         (requests.exceptions.SSLError("certificate verify failed"), "connect", Unreachable),
@@ -286,3 +298,14 @@ def test_run_result_carries_non_terminating_errors() -> None:
     result = RunResult(output=[{"ok": True}], errors=["Write-Error: disk almost full"])
     assert result.errors == ["Write-Error: disk almost full"]
     assert RunResult(output=[]).errors == []
+
+
+def test_a_pool_opened_without_the_hosts_capability_is_a_lost_connection_retried_on_a_fresh_session() -> None:
+    # What pypsrp leaves after resending an opening Receive whose answer (the capability) was lost.
+    opened = SimpleNamespace(state=RunspacePoolState.OPENED, protocol_version="2.3")
+    check_opened(opened)
+    for pool in (SimpleNamespace(state=RunspacePoolState.OPENED, protocol_version=None),
+                 SimpleNamespace(state=RunspacePoolState.BROKEN, protocol_version="2.1")):
+        with pytest.raises(ConnectionLost, match="without the host's session capability") as caught:
+            check_opened(pool)
+        assert caught.value.retryable
