@@ -7,43 +7,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from orchestrator.inventory import Host, load_inventory
-from orchestrator.lab.build import build_fleet
-from orchestrator.lab.fleet import LabFleet, template_of
+from orchestrator.inventory import Host
 from orchestrator.lab.host import WindowsHost
 from orchestrator.results import PlanStatus, Status
 from orchestrator.retry import RetryPolicy
 from orchestrator.rolloutlog import Event, RunLog, host_file_name
 from orchestrator.runner import PREFLIGHT_FACTS_FRESH, FactsMemo, rollout_host
-from orchestrator.transport import RunResult
-
-
-class CountingSession:
-    """Runs every script on `model` and counts the steps (facts included) in `ran`."""
-
-    def __init__(self, model: WindowsHost, ran: Counter[str]) -> None:
-        self.model, self.ran = model, ran
-
-    def open(self) -> None:
-        pass
-
-    def run(self, script: str, parameters: Mapping[str, Any], *, timeout: float) -> RunResult:
-        identified = template_of(script)
-        assert identified is not None
-        step, variant = identified
-        self.ran[step] += 1
-        result = self.model.run(step, dict(parameters), variant=variant)
-        assert result.failed is None, result.failed
-        return RunResult(output=list(result.output), errors=list(result.errors))
-
-    def close(self) -> list[str]:
-        return []
+from tests.modelhosts import ModelSession, model_host
 
 
 class Clock:
@@ -54,20 +27,9 @@ class Clock:
         return self.now
 
 
-def _host(tmp_path: Path, profile: str) -> tuple[WindowsHost, Host]:
-    (model,) = build_fleet(1, seed=4, profile=profile)
-    document = LabFleet([model]).inventory()
-    for group in document["all"]["children"].values():
-        for entry in group["hosts"].values():
-            entry["ansible_port"] = 5985
-    path = tmp_path / "lab.yml"
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return model, load_inventory(path).hosts[0]
-
-
 def _run(host: Host, model: WindowsHost, log: RunLog, ran: Counter[str], clock: Clock, *,
          memo: FactsMemo | None, dry_run: bool = False) -> Any:
-    return rollout_host(host, session_factory=lambda _c: CountingSession(model, ran), log=log,
+    return rollout_host(host, session_factory=lambda _c: ModelSession(model, ran=ran), log=log,
                         policy=RetryPolicy(), sleep=lambda _s: None, clock=clock, dry_run=dry_run, memo=memo)
 
 
@@ -78,7 +40,7 @@ def _facts_before_lines(log: RunLog, host: str) -> list[dict[str, Any]]:
 
 
 def test_a_wave_plans_on_fresh_preflight_facts(tmp_path: Path) -> None:
-    model, host = _host(tmp_path, "2016")
+    model, host = model_host(tmp_path)
     log, clock, memo = RunLog.create(tmp_path / "runs"), Clock(), FactsMemo()
     preflight: Counter[str] = Counter()
     assert _run(host, model, log, preflight, clock, memo=memo, dry_run=True).status == PlanStatus.CHANGES
@@ -96,7 +58,7 @@ def test_a_wave_plans_on_fresh_preflight_facts(tmp_path: Path) -> None:
 
 
 def test_stale_preflight_facts_are_read_again(tmp_path: Path) -> None:
-    model, host = _host(tmp_path, "2016")
+    model, host = model_host(tmp_path)
     log, clock, memo = RunLog.create(tmp_path / "runs"), Clock(), FactsMemo()
     _run(host, model, log, Counter(), clock, memo=memo, dry_run=True)
     clock.now += PREFLIGHT_FACTS_FRESH + 0.5
@@ -109,7 +71,7 @@ def test_stale_preflight_facts_are_read_again(tmp_path: Path) -> None:
 
 
 def test_without_a_memo_every_rollout_reads_its_facts(tmp_path: Path) -> None:
-    model, host = _host(tmp_path, "2016")
+    model, host = model_host(tmp_path)
     log, clock = RunLog.create(tmp_path / "runs"), Clock()
     _run(host, model, log, Counter(), clock, memo=None, dry_run=True)
     wave: Counter[str] = Counter()

@@ -7,74 +7,22 @@ connection after the steps a test names, the change made, as a network change do
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from orchestrator.errors import ConnectionLost, ScriptError
-from orchestrator.inventory import Host, load_inventory
-from orchestrator.lab.build import build_fleet
-from orchestrator.lab.fleet import LabFleet, template_of
-from orchestrator.lab.host import WindowsHost
 from orchestrator.results import Status
 from orchestrator.retry import RetryPolicy
 from orchestrator.rolloutlog import RunLog
 from orchestrator.runner import MAX_REPLANS, rollout_host
-from orchestrator.transport import RunResult
+from tests.modelhosts import ModelSession, model_host
 
 POLICY = RetryPolicy(faults=6)
 
 
-class ModelSession:
-    """One session to `model`; the connection is lost after a run of a step in `lose` (the change
-    made) and before a run of a step in `drop` (nothing done), as often as they count it, across
-    sessions. `degrade`: loopback_config answers at every run that Windows fell back, and changes
-    nothing."""
-
-    def __init__(self, model: WindowsHost, lose: Counter[str], drop: Counter[str], degrade: bool) -> None:
-        self.model, self.lose, self.drop, self.degrade = model, lose, drop, degrade
-
-    def open(self) -> None:
-        pass
-
-    def run(self, script: str, parameters: Mapping[str, Any], *, timeout: float) -> RunResult:
-        identified = template_of(script)
-        assert identified is not None
-        step, variant = identified
-        if self.degrade and step == "loopback_config":
-            # Windows answers that it fell back, and nothing it did shows in the facts.
-            return RunResult(output=[{"changed": True, "degraded": True, "addresses": []}])
-        if self.drop[step] > 0:
-            self.drop[step] -= 1
-            raise ConnectionLost("connection lost: Connection aborted")
-        result = self.model.run(step, dict(parameters), variant=variant)
-        if result.failed is not None:
-            raise ScriptError(result.failed)
-        if self.lose[step] > 0:
-            self.lose[step] -= 1
-            raise ConnectionLost("connection lost: Connection aborted")
-        return RunResult(output=list(result.output), errors=list(result.errors))
-
-    def close(self) -> list[str]:
-        return []
-
-
-def _host(tmp_path: Path) -> tuple[WindowsHost, Host]:
-    (model,) = build_fleet(1, seed=4, profile="2016")
-    document = LabFleet([model]).inventory()
-    for group in document["all"]["children"].values():
-        for entry in group["hosts"].values():
-            entry["ansible_port"] = 5985
-    path = tmp_path / "lab.yml"
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return model, load_inventory(path).hosts[0]
-
-
 def _rollout(tmp_path: Path, lose: Counter[str], drop: Counter[str] | None = None, *, degrade: bool = False) -> Any:
-    model, host = _host(tmp_path)
+    model, host = model_host(tmp_path)
     log = RunLog.create(tmp_path / "runs")
     drop = drop if drop is not None else Counter()
     result = rollout_host(host, session_factory=lambda _c: ModelSession(model, lose, drop, degrade), log=log,
