@@ -22,6 +22,7 @@ import pytest
 
 from orchestrator.lab.fleet import LabFleet
 from orchestrator.rolloutlog import Event, read_host_log, read_run
+from tests.signals import default_ctrl_c
 
 pytestmark = pytest.mark.lab
 
@@ -30,7 +31,8 @@ def start(inventory: Path, run_dir: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "rollout", str(inventory), "--yes", "--json", "--waves", "100%",
          "--forks", "2", "--run-dir", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=default_ctrl_c)
 
 
 def wait_for_steps(run_dir: Path, proc: subprocess.Popen[str], count: int, deadline: float) -> None:

@@ -48,6 +48,8 @@ def saved_handlers() -> Iterator[None]:
 @pytest.mark.usefixtures("saved_handlers")
 def test_install_keeps_a_signal_ignored_at_start_ignored() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal starts it (a background job ignores it)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     stop = StopRequests()
     stop.install()
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
