@@ -181,6 +181,9 @@ class LabFleet:
         self.password = password
         self.vip = vip
         self.kerberos_realm = kerberos_realm
+        # What the written inventory asks for outside a realm: negotiate, as most inventories do, or
+        # ntlm, which spares a client with Kerberos installed asking its default realm first.
+        self.client_auth = "negotiate"
         self.https = https
         self._port = port
         self._tls_dir: Path | None = None
@@ -304,9 +307,9 @@ class LabFleet:
         }
 
     def _auth_vars(self) -> dict[str, Any]:
-        """Negotiate as the lab's local account, or Kerberos as that user of the fleet's realm."""
+        """`client_auth` as the lab's local account, or Kerberos as that user of the fleet's realm."""
         if self.kerberos_realm is None:
-            return {"ansible_user": LAB_USER, "ansible_password": self.password, "ansible_psrp_auth": "negotiate"}
+            return {"ansible_user": LAB_USER, "ansible_password": self.password, "ansible_psrp_auth": self.client_auth}
         return {"ansible_user": f"{LAB_USER}@{self.kerberos_realm}", "ansible_password": self.password,
                 "ansible_psrp_auth": "kerberos"}
 

@@ -62,3 +62,10 @@ def test_a_fleet_of_a_thousand_hosts_is_laid_out_and_its_inventory_says_so() -> 
     assert len(hosts) == 1000 and inventory["vars"]["dsr_vips"][0]["address"] == LAB_VIP
     assert hosts["web1000"]["ansible_host"] == "127.0.3.248"
     assert hosts["web1000"]["dsr_nic"] == {"address": "10.20.3.243"}
+
+
+def test_the_inventory_asks_for_negotiate_unless_the_fleet_says_ntlm() -> None:
+    fleet = LabFleet(build_fleet(2, seed=1, profile="mixed"))
+    assert fleet.inventory()["all"]["vars"]["ansible_psrp_auth"] == "negotiate"
+    fleet.client_auth = "ntlm"  # as the demo does: the lab's hosts are in no Kerberos realm
+    assert fleet.inventory()["all"]["vars"]["ansible_psrp_auth"] == "ntlm"
