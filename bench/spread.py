@@ -27,9 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.run import Child, Lab, run_child
+from orchestrator.inventory import load_inventory
 
 CLIENT_TIMEOUT = 3600.0
 
@@ -41,11 +40,8 @@ def lab_cpu_s(pid: int) -> float:
 
 
 def host_names(inventory: Path) -> list[str]:
-    document = yaml.safe_load(inventory.read_text(encoding="utf-8"))
-    names: list[str] = []
-    for group in document["all"]["children"].values():
-        names += list(group.get("hosts", {}))
-    return names
+    """The inventory's hosts in its order, as dsrprep reads them."""
+    return [host.name for host in load_inventory(inventory).hosts]
 
 
 def deal(names: Sequence[str], processes: int) -> list[list[str]]:
