@@ -453,6 +453,9 @@ class _Apply:
         self.replans = 0  # re-plans because the state moved, no failure involved
         self.cut_off: Counter[str] = Counter()  # per step: the failures that cut it off
         self.last_cause: BaseException | None = None
+        # The facts of a re-plan that left nothing to do, while no action has run since: read in a
+        # session opened after the last change, they are what verification would read again.
+        self.settled: Facts | None = None
 
     def run(self, actions: Sequence[Action]) -> Facts:
         queue = list(actions)
@@ -467,6 +470,7 @@ class _Apply:
         """Run one action; returns the actions left to run after it."""
         ctx = self.ctx
         self.sequence += 1
+        self.settled = None
         script = render(action.step, self.facts.os.family, action.params)
         started = ctx.clock()
         ctx.logger.info(Event.STEP_START, step=action.step, action=self.sequence, attempt=self.recoveries + 1,
@@ -541,11 +545,23 @@ class _Apply:
             raise HostFailed(step, PreflightRefused("; ".join(fresh.refusals))) from cause
         remaining = [a for a in fresh.actions if a.step != preflight.NAME]
         self.ctx.logger.info(Event.REPLANNED, step=step, actions=[a.to_dict() for a in remaining])
+        self.settled = None if remaining else self.facts
         return remaining
 
 
-def _verify(ctx: _Context, before: Facts) -> Facts:
+def _facts_after(ctx: _Context, settled: Facts | None) -> Facts:
+    """The host's facts as a session opened after the last change reads them: a re-plan's that found
+    nothing left (`settled`), or a new session's, which proves one still opens after the change."""
+    if settled is not None:
+        return settled
+    ctx.conn.close()
+    return ctx.conn.take_facts(silent_limit=RECONNECT_SILENCE).facts
+
+
+def _verify(ctx: _Context, before: Facts, settled: Facts | None = None) -> Facts:
     """Fresh session, facts again (the plan must be empty), then the checks on the host and a peer.
+    `settled`: facts a re-plan read in a session opened after the last change (`_Apply.settled`);
+    the first attempt verifies in that session, on those facts.
 
     Verification changes nothing, so a connection lost in the middle of it is simply tried again,
     while the host run's fault budget lasts.
@@ -554,7 +570,7 @@ def _verify(ctx: _Context, before: Facts) -> Facts:
     while True:
         attempt += 1
         try:
-            return _verify_once(ctx, before)
+            return _verify_once(ctx, before, settled if attempt == 1 else None)
         except DsrError as exc:
             given_up = ctx.conn.budget.spend(exc) if exc.recoverable else "not worth another try"
             ctx.conn.failed("verify", attempt, exc, given_up)
@@ -562,10 +578,9 @@ def _verify(ctx: _Context, before: Facts) -> Facts:
                 raise HostFailed("verify", exc) from exc
 
 
-def _verify_once(ctx: _Context, before: Facts) -> Facts:
+def _verify_once(ctx: _Context, before: Facts, settled: Facts | None) -> Facts:
     desired = ctx.host.desired
-    ctx.conn.close()  # proves that a new PSRP session still opens after the change
-    after = ctx.conn.take_facts(silent_limit=RECONNECT_SILENCE).facts
+    after = _facts_after(ctx, settled)
     remaining = plan(after, desired)
     ctx.logger.info(Event.VERIFY_PLAN, step="verify", plan=remaining.to_dict())
     if remaining.refusals or remaining.actions:
@@ -673,8 +688,9 @@ def _rollout_body(dry_run: bool) -> Callable[[_Context], HostStatus]:
             return PlanStatus.CHANGES if the_plan.actions else PlanStatus.COMPLIANT
         if not the_plan.actions:
             return Status.OK
-        _Apply(ctx, before, lambda f: plan(f, desired)).run(the_plan.actions)
-        _verify(ctx, before)
+        applied = _Apply(ctx, before, lambda f: plan(f, desired))
+        applied.run(the_plan.actions)
+        _verify(ctx, before, applied.settled)
         return Status.CHANGED
 
     return body
@@ -740,9 +756,9 @@ def _rollback_body(target: RollbackTarget | RollbackRefusal) -> Callable[[_Conte
             raise HostFailed("identity", NotSameMachine("; ".join(undo.refusals)))
         if not undo.actions:
             return Status.OK
-        _Apply(ctx, now, lambda f: undo_plan(target, f)).run(undo.actions)
-        ctx.conn.close()
-        after = ctx.conn.take_facts(silent_limit=RECONNECT_SILENCE).facts
+        applied = _Apply(ctx, now, lambda f: undo_plan(target, f))
+        applied.run(undo.actions)
+        after = _facts_after(ctx, applied.settled)
         left = undo_plan(target, after)
         if left.refusals or left.actions:
             raise HostFailed("verify", NotRestored("; ".join([*left.refusals, *(a.reason for a in left.actions)])))

@@ -343,6 +343,10 @@ class PsrpSession:
         self._wsman: WSMan | None = None
         self._pool: RunspacePool | None = None
         self._left: list[str] = []  # shells of this session that could not be deleted
+        # The last pipeline, which ran to its end: closed (a WSMan Terminate signal) when the next
+        # one starts, or ended with the shell by its Delete, which ends every command in it
+        # (MS-PSRP 3.2.5.3.12); so the last pipeline of a session costs no Signal.
+        self._finished: PowerShell | None = None
         # Why the session cannot carry another script: closing a pipeline failed on the way (its
         # answer timed out, its connection went), leaving the WSMan's sealing behind its host.
         self._broken: str | None = None
@@ -378,6 +382,9 @@ class PsrpSession:
         if self._pool is None:
             self.open()
         assert self._pool is not None  # open() either set it or raised
+        finished, self._finished = self._finished, None
+        if finished is not None:
+            self._note_close(_close_pipeline(finished))
         if self._broken is not None:
             raise ConnectionLost(f"the session cannot go on: closing the previous pipeline failed ({self._broken})")
         started = self._clock()
@@ -392,10 +399,15 @@ class PsrpSession:
                 connection_lost = True
                 raise
             finally:
-                # Completed, failed or timed out, the pipeline is closed before the next one runs.
-                # Not after a lost connection: that WSMan cannot be used again (its sealing key is
-                # stale), and the runner abandons the whole shell for a fresh one.
-                if not connection_lost:
+                # Completed, failed or timed out, the pipeline is closed before the next one runs:
+                # one the host ended waits for the next script or the shell's Delete, one stopped
+                # here is closed now. Not after a lost connection: that WSMan cannot be used again
+                # (its sealing key is stale), and the runner abandons the whole shell for a fresh one.
+                if connection_lost:
+                    pass
+                elif ps.state in _ENDED_BY_HOST:
+                    self._finished = ps
+                else:
                     self._note_close(_close_pipeline(ps))
         if ps.had_errors:
             raise ScriptError("; ".join(errors) or "the script failed without an error record")
@@ -432,6 +444,7 @@ class PsrpSession:
 
     def close(self) -> list[str]:
         pool, wsman, self._pool, self._wsman = self._pool, self._wsman, None, None
+        self._finished = None  # the Delete of its shell ends it
         if pool is not None and wsman is not None:
             self._left += self._delete_shell(wsman, pool.shell)
         if wsman is not None:
@@ -457,6 +470,10 @@ class PsrpSession:
         # lives on under the user's name: a Delete through a connection of its own ends it, so the
         # next session does not make a second shell on the host.
         return [] if _delete_through_fresh_connection(self._connection, shell.resource_uri, shell_id) else [shell_id]
+
+
+# Pipeline states in which the host has ended a pipeline ([MS-PSRP] 2.2.3.4): its answer is whole.
+_ENDED_BY_HOST = frozenset({PSInvocationState.COMPLETED, PSInvocationState.FAILED})
 
 
 class _Pipeline(Protocol):

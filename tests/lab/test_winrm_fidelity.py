@@ -534,6 +534,21 @@ def test_a_transport_session_deletes_its_shell_on_every_family(lab: Any) -> None
         assert handle.counters.shells_created == 1 and handle.counters.shells_open == 0, handle.model.os_family
 
 
+def test_a_session_closes_each_pipeline_when_the_next_starts_and_the_last_with_its_shell(lab: Any) -> None:
+    handle, conn = lab("2008r2")["2008r2"]  # WinRM 2.0: 15 operations per user, a shell and its commands
+    server = handle.server
+    assert server is not None
+    session = PsrpSession(conn)
+    runs = handle.winrm.max_concurrent_operations_per_user + 5
+    for _ in range(runs):
+        assert facts(session).output
+    # Only the last pipeline is still the host's: each earlier one was closed when the next started.
+    assert [len(commands) for commands in server.shells().values()] == [1]
+    session.close()
+    assert handle.counters.wsman["Signal"] == runs - 1  # the shell's Delete ends the last
+    assert handle.counters.wsman["Delete"] == 1 and handle.counters.shells_open == 0
+
+
 # --- HTTPS ---------------------------------------------------------------------------------------
 
 
