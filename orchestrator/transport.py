@@ -356,6 +356,7 @@ class PsrpSession:
             return
         with _mapped("connect"):
             wsman = WSMan(**wsman_kwargs(self._connection))
+            _environment_read_once(wsman)
             pool = RunspacePool(wsman, **pool_kwargs(self._connection))
         with _mapped("connect", wsman):
             try:
@@ -602,6 +603,22 @@ def _shell_id(shell: Any) -> str:
         if name == "ShellId":
             return str(value)
     return str(shell.id)
+
+
+def _environment_read_once(wsman: WSMan) -> None:
+    """The environment's proxy and CA settings, read once for the session rather than per request.
+
+    pypsrp 0.9.1 resolves them for the endpoint when it builds its requests session (HTTP_PROXY,
+    HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) and keeps the result in the session,
+    but leaves `trust_env` on, so requests resolves the proxies again on every request, walking the
+    whole environment each time (4 % of a rollout's CPU in a profile, docs/performance.md). The
+    session is built here as pypsrp builds it before its first request, with the same result, and
+    then told not to look again (tests/lab/test_transport_environment.py).
+    """
+    transport = wsman.transport
+    if transport.session is None:
+        transport.session = transport._build_session()
+    transport.session.trust_env = False
 
 
 def _close_wsman(wsman: WSMan) -> None:
