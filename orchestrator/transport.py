@@ -400,19 +400,21 @@ class PsrpSession:
                 connection_lost = True
                 raise
             finally:
-                # Completed, failed or timed out, the pipeline is closed before the next one runs:
-                # one the host ended waits for the next script or the shell's Delete, one stopped
-                # here is closed now. Not after a lost connection: that WSMan cannot be used again
-                # (its sealing key is stale), and the runner abandons the whole shell for a fresh one.
-                if connection_lost:
-                    pass
-                elif ps.state in _ENDED_BY_HOST:
-                    self._finished = ps
-                else:
-                    self._note_close(_close_pipeline(ps))
+                # Not after a lost connection: that WSMan cannot be used again (its sealing key is
+                # stale), and the runner abandons the whole shell for a fresh one.
+                if not connection_lost:
+                    self._release(ps)
         if ps.had_errors:
             raise ScriptError("; ".join(errors) or "the script failed without an error record")
         return RunResult(output=output, errors=errors, duration=self._clock() - started)
+
+    def _release(self, ps: PowerShell) -> None:
+        """Completed, failed or timed out, a pipeline is closed before the next one runs: one the host
+        ended waits for the next script or the shell's Delete, one stopped here is closed now."""
+        if ps.state in _ENDED_BY_HOST:
+            self._finished = ps
+        else:
+            self._note_close(_close_pipeline(ps))
 
     def _note_close(self, failure: BaseException | None) -> None:
         """A pipeline close that failed other than with a WSMan fault (which the host answered, the
