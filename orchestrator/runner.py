@@ -453,8 +453,8 @@ class _Apply:
         self.replans = 0  # re-plans because the state moved, no failure involved
         self.cut_off: Counter[str] = Counter()  # per step: the failures that cut it off
         self.last_cause: BaseException | None = None
-        # The facts of a re-plan that left nothing to do, while no action has run since: read in a
-        # session opened after the last change, they are what verification would read again.
+        # The facts of the last re-plan when it left nothing to do (so that no action ran after it):
+        # read in a session opened after the last change, they are what verification would read.
         self.settled: Facts | None = None
 
     def run(self, actions: Sequence[Action]) -> Facts:
@@ -470,7 +470,6 @@ class _Apply:
         """Run one action; returns the actions left to run after it."""
         ctx = self.ctx
         self.sequence += 1
-        self.settled = None
         script = render(action.step, self.facts.os.family, action.params)
         started = ctx.clock()
         ctx.logger.info(Event.STEP_START, step=action.step, action=self.sequence, attempt=self.recoveries + 1,
