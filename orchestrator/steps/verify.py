@@ -162,7 +162,9 @@ STEP = Step(
     parse_output=parse,
     facts=FactsPart(keys=("events",), parse=_parse_part),
     docs=Docs(
-        commands={"default": "facts again with a fresh PSRP session (the plan must be empty); on the host: TCP to "
+        commands={"default": "facts again in a PSRP session opened after the last change: a new one, or the one "
+                             "the re-plan after the HTTP service restart opened (the plan must be empty); on the "
+                             "host: TCP to "
                              "RIP:port and VIP:port, ping VIP, on-link /32 route on the loopback, no new Tcpip "
                              "4198/4199 events; optionally `arp -a` on a peer (`dsr_verify_peer`) must not show "
                              "this server's MAC for the VIP"},
