@@ -1349,10 +1349,9 @@ def demo(
     from orchestrator.rolloutlog import RunLog
     from orchestrator.runreport import build_report, load_run
 
-    fleet = LabFleet.build(hosts, seed=seed, profile="mixed", port=0)
     # The lab's hosts belong to no Kerberos realm: NTLM at once, rather than negotiate asking this
     # machine's default realm first (half a second a session where its KDCs are out of reach).
-    fleet.client_auth = "ntlm"
+    fleet = LabFleet.build(hosts, seed=seed, profile="mixed", port=0, client_auth="ntlm")
     with fleet, tempfile.TemporaryDirectory(prefix="dsrprep-demo-") as tmp:
         inventory_path = Path(tmp) / "lab.yml"
         fleet.write_inventory(inventory_path)

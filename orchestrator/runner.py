@@ -557,7 +557,7 @@ def _facts_after(ctx: _Context, settled: Facts | None) -> Facts:
     return ctx.conn.take_facts(silent_limit=RECONNECT_SILENCE).facts
 
 
-def _verify(ctx: _Context, before: Facts, settled: Facts | None = None) -> Facts:
+def _verify(ctx: _Context, before: Facts, settled: Facts | None) -> Facts:
     """Fresh session, facts again (the plan must be empty), then the checks on the host and a peer.
     `settled`: facts a re-plan read in a session opened after the last change (`_Apply.settled`);
     the first attempt verifies in that session, on those facts.

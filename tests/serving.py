@@ -1,4 +1,5 @@
-"""`dsrprep lab serve` in a child process, for the tests that talk to a fleet served by another process."""
+"""Lab fleets for the tests that talk to one: `dsrprep lab serve` in a child process, or one host
+served in this process."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from orchestrator.inventory import Connection, load_inventory
+from orchestrator.lab.fleet import LabFleet, LabHost
 
 
 @contextmanager
@@ -29,3 +33,17 @@ def lab_serve(*args: str, inventory: Path) -> Iterator[subprocess.Popen[str]]:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@contextmanager
+def one_host(profile: str, *, seed: int, inventory: Path) -> Iterator[tuple[LabHost, Connection]]:
+    """A one-host fleet of `profile` served in this process, and the connection its inventory (written
+    to `inventory`) gives; stopped at the end."""
+    fleet = LabFleet.build(1, seed=seed, profile=profile)
+    fleet.start()
+    try:
+        fleet.write_inventory(inventory)
+        (handle,) = fleet.hosts
+        yield handle, load_inventory(inventory).host(handle.name).connection
+    finally:
+        fleet.stop()

@@ -171,19 +171,19 @@ class LabFleet:
 
     def __init__(self, models: Sequence[WindowsHost], *, base_octet: int = 11, port: int = 0,
                  password: str = LAB_PASSWORD, vip: str = LAB_VIP, https: bool = False,
-                 kerberos_realm: str | None = None) -> None:
+                 kerberos_realm: str | None = None, client_auth: str = "negotiate") -> None:
         """`https`: every host listens with TLS, its certificate issued by a CA the fleet makes for
         the occasion (`ca_file`); the inventory then validates against that CA. `kerberos_realm`:
         every host is a member of that realm as `<name>.<realm in lower case>` and takes Kerberos too,
         with the keys of the keytab `KRB5_KTNAME` names (a KDC of that realm must know the user and
-        the hosts' SPNs); the inventory then authenticates with Kerberos as LAB_USER@realm."""
+        the hosts' SPNs); the inventory then authenticates with Kerberos as LAB_USER@realm. `client_auth`:
+        what the inventory asks for outside a realm, negotiate as most inventories do, or ntlm, which
+        spares a client with Kerberos installed asking its default realm first."""
         addresses = listen_addresses(base_octet, len(models))
         self.password = password
         self.vip = vip
         self.kerberos_realm = kerberos_realm
-        # What the written inventory asks for outside a realm: negotiate, as most inventories do, or
-        # ntlm, which spares a client with Kerberos installed asking its default realm first.
-        self.client_auth = "negotiate"
+        self.client_auth = client_auth
         self.https = https
         self._port = port
         self._tls_dir: Path | None = None
@@ -205,10 +205,12 @@ class LabFleet:
                 handle.auth = handle.auth | {"kerberos"}
 
     @classmethod
-    def build(cls, count: int, *, seed: int, profile: str, port: int = 0, https: bool = False) -> LabFleet:
+    def build(cls, count: int, *, seed: int, profile: str, port: int = 0, https: bool = False,
+              client_auth: str = "negotiate") -> LabFleet:
         if profile not in profiles():
             raise FleetError(f"unknown profile {profile!r}; choose one of {', '.join(profiles())}")
-        return cls(build_fleet(count, seed=seed, profile=profile, password=LAB_PASSWORD), port=port, https=https)
+        return cls(build_fleet(count, seed=seed, profile=profile, password=LAB_PASSWORD), port=port, https=https,
+                   client_auth=client_auth)
 
     @property
     def ca_file(self) -> Path | None:

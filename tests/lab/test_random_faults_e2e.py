@@ -4,20 +4,22 @@ dsrprep's transport: what the client gets, and what the host is left holding."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator.errors import ConnectionLost, DsrError, RemoteFault, Timeout, Unreachable
-from orchestrator.inventory import Connection, load_inventory
+from orchestrator.inventory import Connection
 from orchestrator.lab.common import RandomFaults
-from orchestrator.lab.fleet import LabFleet, LabHost
+from orchestrator.lab.fleet import LabHost
 from orchestrator.lab.server import OPERATION_TIMEOUT_CODE, QUOTA_SHELLS_CODE, UNKNOWN_SHELL_CODE
 from orchestrator.transport import PsrpSession
+from tests.serving import one_host
 from tests.shells import let_idle_shells_expire
 
 pytestmark = pytest.mark.lab
@@ -32,24 +34,16 @@ FACTS = "# dsrprep-step: facts\nparam()\n"
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Callable[[str], tuple[LabHost, Connection]]]:
     """A one-host fleet of a family, and a connection to it with short timeouts."""
-    fleets: list[LabFleet] = []
+    numbers = itertools.count(1)
+    with ExitStack() as fleets:
 
-    def start(profile: str) -> tuple[LabHost, Connection]:
-        fleet = LabFleet.build(1, seed=9, profile=profile)
-        fleets.append(fleet)
-        fleet.start()
-        path = tmp_path / f"lab{len(fleets)}.yml"
-        fleet.write_inventory(path)
-        (handle,) = fleet.hosts
-        conn = load_inventory(path).host(handle.name).connection
-        return handle, dataclasses.replace(conn, operation_timeout=1, read_timeout=READ_TIMEOUT,
-                                           reconnection_backoff=0.1)
+        def start(profile: str) -> tuple[LabHost, Connection]:
+            inventory = tmp_path / f"lab{next(numbers)}.yml"
+            handle, conn = fleets.enter_context(one_host(profile, seed=9, inventory=inventory))
+            return handle, dataclasses.replace(conn, operation_timeout=1, read_timeout=READ_TIMEOUT,
+                                               reconnection_backoff=0.1)
 
-    try:
         yield start
-    finally:
-        for fleet in fleets:
-            fleet.stop()
 
 
 @contextmanager

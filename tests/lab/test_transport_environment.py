@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import DsrError
-from orchestrator.inventory import Connection, load_inventory
-from orchestrator.lab.build import build_fleet
-from orchestrator.lab.fleet import LabFleet, LabHost
+from orchestrator.inventory import Connection
+from orchestrator.lab.fleet import LabHost
 from orchestrator.transport import PsrpSession
+from tests.serving import one_host
 
 pytestmark = pytest.mark.lab
 
@@ -27,15 +27,8 @@ PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "al
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LabHost, Connection]]:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    fleet = LabFleet(build_fleet(1, seed=2, profile="2016"), base_octet=64)
-    fleet.start()
-    try:
-        path = tmp_path / "lab.yml"
-        fleet.write_inventory(path)
-        (handle,) = fleet.hosts
-        yield handle, load_inventory(path).host(handle.name).connection
-    finally:
-        fleet.stop()
+    with one_host("2016", seed=2, inventory=tmp_path / "lab.yml") as served:
+        yield served
 
 
 def _dead_proxy() -> str:
