@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from threading import Lock
 from typing import Any, Protocol
@@ -214,12 +215,15 @@ class RequestCounters:
     sealed: Counter[str] = field(default_factory=Counter)
     sealed_protocols: Counter[str] = field(default_factory=Counter)
     # Remote shells (runspace pools) created and deleted, whatever deleted them: the client's
-    # Delete, the idle timeout or a service restart (`shell_deletes` says which).
+    # Delete, the idle timeout or a service restart (`shell_deletes` says which). Counted as the
+    # host's shell table changes, under its lock: `shells_open` is the table's size at every moment.
     shells_created: int = 0
     shells_deleted: int = 0
     shell_deletes: Counter[str] = field(default_factory=Counter)
     # The most shells this host had at one time (a client that keeps one shell a host sees 1).
     shells_peak: int = 0
+    # POST requests the host is serving now (one a client gave up on included, until it is done).
+    in_flight: int = 0
     _lock: Lock = field(default_factory=Lock, repr=False, compare=False)
 
     @property
@@ -238,10 +242,27 @@ class RequestCounters:
             self.shells_deleted += 1
             self.shell_deletes[reason] += 1
 
+    def shells_now(self) -> tuple[int, Counter[str]]:
+        """The shells open and the deletes by reason so far, read together."""
+        with self._lock:
+            return self.shells_created - self.shells_deleted, Counter(self.shell_deletes)
+
     def count_http(self) -> int:
         with self._lock:
             self.http_requests += 1
             return self.http_requests
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts a POST request from its arrival until it is answered or dropped."""
+        self.count_http()
+        with self._lock:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def count_wsman(self, action: str) -> int:
         with self._lock:

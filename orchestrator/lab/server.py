@@ -131,6 +131,8 @@ _TERMINAL_STATES = (PSInvocationState.Completed, PSInvocationState.Failed, PSInv
 # carries as many of them as the client's MaxEnvelopeSize allows.
 _FRAGMENT_SIZE = 32 * 1024
 _ENVELOPE_OVERHEAD = 4096
+# How often a request held by a hung host (LabFaults.hang) looks whether the host answers again.
+HANG_POLL = 0.05
 
 
 # --- NTLM accounts ---------------------------------------------------------------------------------
@@ -930,9 +932,10 @@ class LabServer:
             shells = list(self._shells.values())
             self._shells.clear()
             self._cut_shells.clear()
+            for _ in shells:
+                self.counters.count_shell_deleted("restart")
         for shell in shells:
             _close_shell(shell)
-            self.counters.count_shell_deleted("restart")
         with self._conn_lock:
             sockets = [sock for socks in self._connections.values() for sock in socks]
         for sock in sockets:
@@ -948,14 +951,17 @@ class LabServer:
             for shell in expired:
                 del self._shells[shell.shell_id]
                 self._cut_shells.discard(shell.shell_id)
+                self.counters.count_shell_deleted("idle")
         for shell in expired:
             _close_shell(shell)
-            self.counters.count_shell_deleted("idle")
 
     # HTTP and authentication
 
     def _handle_post(self, conn: _Handler) -> None:
-        self.counters.count_http()
+        with self.counters.serving():
+            self._serve_post(conn)
+
+    def _serve_post(self, conn: _Handler) -> None:
         if not self._admit(conn):
             # The WinRM service is restarting, or restarted since this connection was made.
             _drop(conn)
@@ -1282,9 +1288,10 @@ class LabServer:
         with self._shells_lock:
             shell = self._shells.pop(shell_id, None)
             self._cut_shells.discard(shell_id)
+            if shell is not None:
+                self.counters.count_shell_deleted("fault")
         if shell is not None:
             _close_shell(shell)
-            self.counters.count_shell_deleted("fault")
 
     def _hold(self, conn: _Handler, until: float) -> bool:
         """Keeps a request waiting until `until` (or the server stops); whether its client still waits."""
@@ -1293,10 +1300,13 @@ class LabServer:
 
     def _wait_out_hang(self, conn: _Handler) -> bool:
         """A hung host (LabFaults.hang, or a random `hang` under way) keeps every request waiting;
-        False when the client went away meanwhile (or the host hangs for good)."""
+        False when the client went away meanwhile (or the server stopped first)."""
         if self.faults.hang:
-            self._stopping.wait()
-            return False
+            # Held until the service answers again (the fault is cleared) or the server stops; the
+            # request then goes on only if its client still waits, as after a random `hang`.
+            while self.faults.hang and not self._stopping.wait(HANG_POLL):
+                pass
+            return not self._stopping.is_set() and not _client_gone(conn)
         if time.monotonic() < self._hung_until:
             return self._hold(conn, self._hung_until)
         return True
@@ -1353,7 +1363,6 @@ class LabServer:
         with shell.lock:
             work = self._feed(shell, data, None)
         self._register_shell(shell)
-        self.counters.count_shell_created()
         self._start_work(work)
         created = (
             f"<x:ResourceCreated><a:Address>{escape(self._endpoint(conn))}</a:Address><a:ReferenceParameters>"
@@ -1397,6 +1406,7 @@ class LabServer:
             if operations and _operations(mine) >= operations:
                 raise _operations_quota_fault(operations)
             self._shells[shell.shell_id] = shell
+            self.counters.count_shell_created()
 
     def _check_command_quotas(self, shell: _Shell) -> None:
         """Refuses one more command in `shell` over the shell's or its owner's quota."""
@@ -1586,10 +1596,11 @@ class LabServer:
     def _wsman_delete(self, request: _Request, conn: _Handler, principal: str) -> str:
         with self._shells_lock:
             shell = self._shells.pop(request.shell_id, None)
+            if shell is not None:
+                self.counters.count_shell_deleted("delete")
         if shell is None:
             raise _unknown_shell_fault()
         _close_shell(shell)
-        self.counters.count_shell_deleted("delete")
         return ""
 
     def _wsman_get(self, request: _Request, conn: _Handler, principal: str) -> str:

@@ -20,7 +20,7 @@ from orchestrator.lab.fleet import LabHost
 from orchestrator.lab.server import OPERATION_TIMEOUT_CODE, QUOTA_SHELLS_CODE, UNKNOWN_SHELL_CODE
 from orchestrator.transport import PsrpSession
 from tests.serving import one_host
-from tests.shells import let_idle_shells_expire
+from tests.shells import let_idle_shells_expire, wait_until_quiet
 
 pytestmark = pytest.mark.lab
 
@@ -112,6 +112,19 @@ def test_a_hung_host_accepts_and_never_answers(host: Any) -> None:
     error = _open(conn)
     assert isinstance(error, Timeout) and "read timeout" in str(error)
     assert handle.counters.http_requests >= 1 and sum(handle.counters.wsman.values()) == 0
+
+
+def test_a_hang_that_ends_lets_go_of_what_it_held(host: Any) -> None:
+    handle, conn = host("2016")
+    handle.faults.hang = True
+    assert isinstance(_open(conn), Timeout)
+    assert handle.counters.in_flight >= 1  # the requests of a client that gave up, still held
+    handle.faults.hang = False
+    # Their clients went away: they end unanswered, nothing done for them; the host answers again.
+    assert wait_until_quiet(handle, within=2.0) == 0
+    assert sum(handle.counters.wsman.values()) == 0 and handle.counters.shells_created == 0
+    with _opened(conn) as session:
+        assert session.run(FACTS, {}, timeout=60).output
 
 
 @pytest.mark.parametrize("kind", ["slow", "timeout", "hang"])
