@@ -125,7 +125,8 @@ class LabFaults:
                         answer the wsman:TimedOut fault (OperationTimeout), as a host whose
                         PowerShell plugin is slow to start does; pypsrp's `RunspacePool.open()`
                         raises it, dsrprep's transport Receives again.
-    hang:               the host accepts TCP connections and never answers (a hung WinRM service).
+    hang:               the host accepts TCP connections and never answers (a hung WinRM service);
+                        cleared, the requests it held go on if their clients still wait.
     random:             seeded, rate-based faults of the kinds `RandomFaults` names.
     """
 
