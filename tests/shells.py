@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 from orchestrator.lab.common import RequestCounters, WinRMConfig
@@ -25,21 +26,23 @@ class _Host(Protocol):
     winrm: WinRMConfig
 
 
+def _wait_until_none(count: Callable[[], int], within: float) -> int:
+    """Polls `count` until it is 0 or `within` seconds pass; its last value."""
+    deadline = time.monotonic() + within
+    while (left := count()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 def wait_for_expiry(host: _Host, *, within: float = EXPIRY_WAIT) -> int:
     """Waits until no shell is left on `host` or `within` seconds pass; the shells still left."""
-    deadline = time.monotonic() + within
-    while host.counters.shells_open and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return host.counters.shells_open
+    return _wait_until_none(lambda: host.counters.shells_open, within)
 
 
 def wait_until_quiet(host: _Host, *, within: float = SETTLE_WAIT) -> int:
     """Waits until `host` serves no request (one a client that went away sent included) or `within`
     seconds pass; the requests still in flight."""
-    deadline = time.monotonic() + within
-    while host.counters.in_flight and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return host.counters.in_flight
+    return _wait_until_none(lambda: host.counters.in_flight, within)
 
 
 def let_idle_shells_expire(*hosts: _Host, left: int | None = None) -> None:

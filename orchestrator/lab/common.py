@@ -256,8 +256,8 @@ class RequestCounters:
     @contextmanager
     def serving(self) -> Iterator[None]:
         """Counts a POST request from its arrival until it is answered or dropped."""
-        self.count_http()
         with self._lock:
+            self.http_requests += 1
             self.in_flight += 1
         try:
             yield

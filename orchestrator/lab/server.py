@@ -1296,6 +1296,10 @@ class LabServer:
     def _hold(self, conn: _Handler, until: float) -> bool:
         """Keeps a request waiting until `until` (or the server stops); whether its client still waits."""
         self._stopping.wait(max(0.0, until - time.monotonic()))
+        return self._client_waits(conn)
+
+    def _client_waits(self, conn: _Handler) -> bool:
+        """Whether a request held here is still to be handled: the server runs, its client waits."""
         return not self._stopping.is_set() and not _client_gone(conn)
 
     def _wait_out_hang(self, conn: _Handler) -> bool:
@@ -1306,7 +1310,7 @@ class LabServer:
             # request then goes on only if its client still waits, as after a random `hang`.
             while self.faults.hang and not self._stopping.wait(HANG_POLL):
                 pass
-            return not self._stopping.is_set() and not _client_gone(conn)
+            return self._client_waits(conn)
         if time.monotonic() < self._hung_until:
             return self._hold(conn, self._hung_until)
         return True
